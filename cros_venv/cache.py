@@ -1,0 +1,268 @@
+"""The per-user cache: unpacked wheels keyed by sha256, and a stat index of wheel hashes.
+
+Standard library only: the tool's own dependencies are unpacked through this module
+before they can be imported.
+
+Layout under the root (`$CROS_VENV_CACHE`, else `$XDG_CACHE_HOME/cros_venv`, else
+`~/.cache/cros_venv`):
+
+    wheels/<sha256>/          a wheel's members, exactly as in the zip; never modified
+    wheels/.tmp-*             an extraction in progress (or killed): never trusted
+    stat/<dir-id>.json        {filename: [size, mtime_ns, inode, sha256]} per wheelhouse
+    interpreters/<id>.json    what a target interpreter reported about itself
+    virtualenv/               virtualenv's app-data
+    use.lock                  builds hold it shared; `prune` holds it exclusive
+
+Entries are written into a temporary directory and renamed into place; rename is atomic,
+so a reader sees a whole entry or none. When two processes race, the loser's rename fails
+and it uses the winner's entry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import stat
+import tempfile
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator, Sequence
+
+from cros_venv.errors import BuildError
+
+CHUNK = 1 << 20
+
+
+def default_root() -> str:
+    """Where the cache lives, from the environment."""
+    explicit = os.environ.get("CROS_VENV_CACHE")
+    if explicit:
+        return os.path.abspath(explicit)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = xdg if xdg and os.path.isabs(xdg) else os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "cros_venv")
+
+
+def file_sha256(path: str) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(CHUNK)
+            if not block:
+                break
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    """Write `data` to `path` so that readers see the old or the new file, never a part.
+
+    Temp file in the same directory, fsync, rename over, fsync the directory.
+    """
+    directory = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _safe_member(name: str) -> bool:
+    if name.startswith("/") or "\\" in name or "\x00" in name:
+        return False
+    return ".." not in name.split("/")
+
+
+def extract_wheel(wheel: str, dest: str) -> None:
+    """Unpack `wheel` into the empty directory `dest`, refusing unsafe members."""
+    made = {dest}
+    with zipfile.ZipFile(wheel) as zf:
+        for info in zf.infolist():
+            name = info.filename
+            mode = info.external_attr >> 16
+            if not _safe_member(name):
+                raise BuildError(f"{os.path.basename(wheel)} has an unsafe member {name!r}; rebuild the wheel")
+            if stat.S_ISLNK(mode):
+                raise BuildError(f"{os.path.basename(wheel)} has a symlink member {name!r}; rebuild the wheel")
+            target = os.path.join(dest, name)
+            if name.endswith("/"):
+                os.makedirs(target, exist_ok=True)
+                made.add(target.rstrip("/"))
+                continue
+            parent = os.path.dirname(target)
+            if parent not in made:
+                os.makedirs(parent, exist_ok=True)
+                made.add(parent)
+            with zf.open(info) as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst, CHUNK)
+            if mode & 0o111:
+                os.chmod(target, 0o755)
+
+
+class Cache:
+    """The cache rooted at `root` (created on first use)."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.wheels = os.path.join(root, "wheels")
+
+    def ensure_dirs(self) -> None:
+        try:
+            for sub in ("wheels", "stat", "interpreters"):
+                os.makedirs(os.path.join(self.root, sub), exist_ok=True)
+        except OSError as e:
+            raise BuildError(
+                f"cannot create the cache at {self.root}: {e.strerror}; "
+                "set CROS_VENV_CACHE to a writable directory"
+            ) from None
+
+    # -- use and prune ---------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def in_use(self) -> Iterator[None]:
+        """Held (shared) by every build, so that `prune` never removes what a build uses."""
+        fd = os.open(os.path.join(self.root, "use.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+
+    def prune(self, max_age_days: float) -> tuple[int, int]:
+        """Remove entries unused for `max_age_days` and any abandoned temp dirs.
+
+        Waits until no build is running. Returns (entries removed, entries kept).
+        """
+        self.ensure_dirs()
+        fd = os.open(os.path.join(self.root, "use.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        removed = kept = 0
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            cutoff = time.time() - max_age_days * 86400
+            for name in sorted(os.listdir(self.wheels)):
+                path = os.path.join(self.wheels, name)
+                if name.startswith(".tmp-") or os.stat(path).st_mtime < cutoff:
+                    shutil.rmtree(path, ignore_errors=True)
+                    removed += 1
+                else:
+                    kept += 1
+        finally:
+            os.close(fd)
+        return removed, kept
+
+    # -- hashes ----------------------------------------------------------------------------
+
+    def _stat_index_path(self, wheel_dir: str) -> str:
+        ident = hashlib.sha256(os.fsencode(os.path.realpath(wheel_dir))).hexdigest()[:24]
+        return os.path.join(self.root, "stat", ident + ".json")
+
+    def hashes(self, wheel_paths: Sequence[str]) -> dict[str, str]:
+        """sha256 of each wheel: from the stat index when size, mtime and inode match,
+        else computed (in parallel) and recorded.
+        """
+        by_dir: dict[str, list[str]] = {}
+        for p in wheel_paths:
+            by_dir.setdefault(os.path.dirname(p), []).append(p)
+        result: dict[str, str] = {}
+        for wheel_dir, paths in by_dir.items():
+            index_path = self._stat_index_path(wheel_dir)
+            try:
+                with open(index_path, "rb") as f:
+                    index = json.load(f)
+                if not isinstance(index, dict):
+                    index = {}
+            except (OSError, ValueError):
+                index = {}
+            todo: list[tuple[str, list[int]]] = []
+            for p in paths:
+                st = os.stat(p)
+                now = [st.st_size, st.st_mtime_ns, st.st_ino]
+                known = index.get(os.path.basename(p))
+                if isinstance(known, list) and known[:3] == now:
+                    result[p] = str(known[3])
+                else:
+                    todo.append((p, now))
+            if not todo:
+                continue
+            with ThreadPoolExecutor(max_workers=min(4, len(todo))) as pool:
+                digests = list(pool.map(file_sha256, [p for p, _ in todo]))
+            for (p, now), digest in zip(todo, digests):
+                result[p] = digest
+                index[os.path.basename(p)] = [*now, digest]
+            with contextlib.suppress(OSError):
+                atomic_write(index_path, json.dumps(index, sort_keys=True).encode())
+        return result
+
+    # -- unpacked wheels -------------------------------------------------------------------
+
+    def entry(self, sha256: str) -> str:
+        return os.path.join(self.wheels, sha256)
+
+    def has(self, sha256: str) -> bool:
+        return os.path.isdir(self.entry(sha256))
+
+    def unpack(self, wheel: str, sha256: str) -> str:
+        """The cache entry for `wheel` (whose hash is `sha256`), extracting it if needed."""
+        final = self.entry(sha256)
+        if os.path.isdir(final):
+            with contextlib.suppress(OSError):
+                os.utime(final)
+            return final
+        tmp = tempfile.mkdtemp(dir=self.wheels, prefix=f".tmp-{sha256[:16]}-")
+        try:
+            extract_wheel(wheel, tmp)
+            os.chmod(tmp, 0o755)
+            os.rename(tmp, final)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if os.path.isdir(final):  # another process won the race: use its entry
+                return final
+            raise BuildError(f"cannot unpack {os.path.basename(wheel)} into the cache: {e}") from None
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise BuildError(
+                f"{wheel} is not a valid wheel ({e}); replace it with a good copy"
+            ) from None
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return final
+
+    def unpack_all(self, wheels: dict[str, str], workers: int = 0) -> dict[str, str]:
+        """Unpack many wheels ({path: sha256}) in parallel; returns {path: entry dir}.
+
+        zlib releases the GIL while it inflates, so threads scale on the big members.
+        """
+        todo = [p for p, h in wheels.items() if not self.has(h)]
+        result = {p: self.entry(h) for p, h in wheels.items() if p not in todo}
+        for p in result:
+            with contextlib.suppress(OSError):
+                os.utime(result[p])
+        if todo:
+            todo.sort(key=lambda p: -os.path.getsize(p))
+            n = workers or min(len(todo), max(2, os.cpu_count() or 2))
+            if n == 1:
+                entries = [self.unpack(p, wheels[p]) for p in todo]
+            else:
+                with ThreadPoolExecutor(max_workers=n) as pool:
+                    entries = list(pool.map(lambda p: self.unpack(p, wheels[p]), todo))
+            result.update(zip(todo, entries))
+        return result

@@ -1,0 +1,130 @@
+"""Command line: arguments, messages, exit codes. The work is in `build`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from typing import Sequence
+
+from cros_venv import __version__
+from cros_venv.errors import CrosVenvError
+
+PROG = "create_venv"
+EPILOG = """\
+exit codes:
+  0    the venv is complete and matches the requirements (built, or already up to date)
+  1    the build failed (disk full, corrupt wheel, interpreter failure, ...)
+  2    bad input: requirements, a missing wheel, an unclosed dependency set, arguments,
+       or DIR is not a venv create_venv made; an existing venv is left as it was
+  3    timed out waiting for another create_venv building the same DIR
+  130  interrupted; the partial venv is rebuilt by the next run
+
+Requirements files use pip's format; every requirement is pinned with ==, every wheel
+comes from pip_packages/. The venv is complete when DIR/.cros_venv.json exists: it is
+written last. A venv without it, or built from other requirements or another
+interpreter, is wiped and rebuilt; an up-to-date one is left alone.
+
+Environment: CROS_VENV_CACHE (cache directory, default $XDG_CACHE_HOME/cros_venv or
+~/.cache/cros_venv), CROS_VENV_LOCK_TIMEOUT (seconds, default 600). PIP_*,
+VIRTUALENV_* and PYTHON* variables and pip/virtualenv config files are ignored.
+"""
+
+
+class Reporter:
+    """-v: every step on stderr. On a TTY: a progress line once a build passes a second.
+    Otherwise (wrappers capturing output): errors only.
+    """
+
+    def __init__(self, verbose: bool, stream: object = None) -> None:
+        self.verbose = verbose
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.last = "starting"
+        self.shown = False
+        self.timer: threading.Timer | None = None
+        self.start = time.monotonic()
+
+    def __call__(self, message: str) -> None:
+        self.last = message
+        if self.verbose:
+            self._write(f"{PROG}: [{time.monotonic() - self.start:6.3f}s] {message}\n")
+        elif self.shown:
+            self._progress()
+
+    def _write(self, text: str) -> None:
+        self.stream.write(text)  # type: ignore[attr-defined]
+        self.stream.flush()  # type: ignore[attr-defined]
+
+    def _progress(self) -> None:
+        self.shown = True
+        self._write(f"\r\x1b[K{PROG}: {self.last} ({time.monotonic() - self.start:.1f}s)")
+
+    def __enter__(self) -> Reporter:
+        if self.tty and not self.verbose:
+            self.timer = threading.Timer(1.0, self._progress)
+            self.timer.daemon = True
+            self.timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.shown:
+            self._write("\r\x1b[K")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        usage=f"{PROG} [options] DIR REQUIREMENTS [REQUIREMENTS ...]\n       {PROG} --prune-cache [--max-age DAYS]",
+        description="Build a Python virtual environment in DIR from the wheels in pip_packages/, offline.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("dir", nargs="?", metavar="DIR", help="the venv directory (created if missing)")
+    p.add_argument("requirements", nargs="*", metavar="REQUIREMENTS", help="requirements files (pip format)")
+    p.add_argument("--python", metavar="PATH", help="interpreter to build for (default: the one running this)")
+    p.add_argument("--lock-timeout", type=float, metavar="SECONDS",
+                   default=float(os.environ.get("CROS_VENV_LOCK_TIMEOUT") or 600),
+                   help="how long to wait for another build of DIR (default: %(default)g)")
+    p.add_argument("--compile", action="store_true", help="byte-compile the venv now (default: on first import)")
+    p.add_argument("-v", "--verbose", action="store_true", help="show each step on stderr")
+    p.add_argument("--prune-cache", action="store_true",
+                   help="remove cache entries unused for --max-age days (waits for running builds)")
+    p.add_argument("--max-age", type=float, default=30.0, metavar="DAYS", help="for --prune-cache (default: 30)")
+    p.add_argument("--version", action="version", version=f"cros_venv {__version__}")
+    return p
+
+
+def main(argv: Sequence[str]) -> int:
+    from cros_venv import build
+
+    args = parser().parse_args(argv)
+    build.clean_environment(os.environ)
+    reporter = Reporter(args.verbose)
+    try:
+        if args.prune_cache:
+            from cros_venv.cache import Cache, default_root
+
+            removed, kept = Cache(default_root()).prune(args.max_age)
+            print(f"{PROG}: removed {removed} cache entries, kept {kept}", file=sys.stderr)
+            return 0
+        if not args.dir or not args.requirements:
+            parser().error("DIR and at least one REQUIREMENTS file are required")
+        request = build.Request(args.dir, tuple(args.requirements), args.python, args.lock_timeout, args.compile)
+        with reporter:
+            build.create(request, reporter)
+        return 0
+    except CrosVenvError as e:
+        for problem in e.problems:
+            print(f"{PROG}: error: {problem}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; the next run rebuilds the venv", file=sys.stderr)
+        return 130
+    except OSError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 1

@@ -1,0 +1,31 @@
+"""The tool's exceptions; each carries the exit code the command line returns for it."""
+
+from __future__ import annotations
+
+
+class CrosVenvError(Exception):
+    """Base class: a problem the user can act on, reported as one line per problem."""
+
+    exit_code = 1
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__(*problems)
+        self.problems = problems
+
+
+class BuildError(CrosVenvError):
+    """The build itself failed (disk full, corrupt wheel, interpreter failure, ...)."""
+
+    exit_code = 1
+
+
+class InputError(CrosVenvError):
+    """Bad input: requirements, a missing wheel, an unclosed dependency set, bad arguments."""
+
+    exit_code = 2
+
+
+class LockTimeout(CrosVenvError):
+    """Another process held the venv's lock for longer than the timeout."""
+
+    exit_code = 3

@@ -1,0 +1,137 @@
+"""The target interpreter: its identity, wheel tags (in priority order) and marker environment.
+
+The answer for an interpreter is asked once (in this process if it is ours, else by
+running it) and cached keyed by the interpreter's real path, size and mtime.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from packaging.tags import Tag
+
+from cros_venv.errors import BuildError, InputError
+
+PROBE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the venv is built for."""
+
+    path: str  # real path of the interpreter
+    version: str  # "3.11.7"
+    implementation: str  # "cpython"
+    abi: str  # "cp311"
+    tags: tuple[Tag, ...]  # best first
+    environment: Mapping[str, str]  # PEP 508 marker environment
+
+    @property
+    def python_version(self) -> str:
+        return ".".join(self.version.split(".")[:2])
+
+    @property
+    def python_full_version(self) -> str:
+        return str(self.environment.get("python_full_version", self.version))
+
+    @functools.cached_property
+    def tag_rank(self) -> dict[Tag, int]:
+        return {t: i for i, t in enumerate(self.tags)}
+
+    def describe(self) -> str:
+        return f"Python {self.version} at {self.path} (best tag {self.tags[0]})"
+
+    def identity(self) -> dict[str, str]:
+        """What the spec records about the interpreter."""
+        return {"path": self.path, "version": self.version,
+                "implementation": self.implementation, "abi": self.abi}
+
+    @classmethod
+    def from_probe(cls, data: Mapping[str, Any]) -> Target:
+        return cls(
+            path=data["path"],
+            version=data["version"],
+            implementation=data["implementation"],
+            abi=data["abi"],
+            tags=tuple(Tag(*t.split("-")) for t in data["tags"]),
+            environment=dict(data["environment"]),
+        )
+
+
+def probe_running() -> dict[str, Any]:
+    """Describe the interpreter running this code (run in the target)."""
+    import sysconfig
+
+    from packaging import markers, tags
+
+    ordered = [str(t) for t in tags.sys_tags()]
+    return {
+        "format": PROBE_FORMAT,
+        "path": os.path.realpath(sys.executable),
+        "version": ".".join(map(str, sys.version_info[:3])),
+        "implementation": sys.implementation.name,
+        "abi": next(iter(tags.sys_tags())).abi,
+        "soabi": sysconfig.get_config_var("SOABI") or "",
+        "tags": ordered,
+        "environment": dict(markers.default_environment()),
+    }
+
+
+def _probe_other(path: str, import_roots: list[str]) -> dict[str, Any]:
+    code = (
+        "import sys, json; sys.path[:0] = json.loads(sys.argv[1]); "
+        "from cros_venv.interpreter import probe_running; print(json.dumps(probe_running()))"
+    )
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        out = subprocess.run(
+            [path, "-I", "-S", "-c", code, json.dumps([repo, *import_roots])],
+            capture_output=True, text=True, timeout=120, check=False,
+        )
+    except OSError as e:
+        raise InputError(f"cannot run the interpreter {path}: {e.strerror}; check --python") from None
+    if out.returncode != 0:
+        last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        raise InputError(f"the interpreter {path} failed to describe itself ({last}); "
+                         "it must be CPython 3.9 or newer")
+    try:
+        data: dict[str, Any] = json.loads(out.stdout)
+    except ValueError:
+        raise BuildError(f"the interpreter {path} gave an unreadable description") from None
+    return data
+
+
+def find(python: str, cache_dir: str, import_roots: list[str]) -> Target:
+    """The Target for the interpreter at real path `python`, using the cache when current."""
+    try:
+        st = os.stat(python)
+    except OSError:
+        raise InputError(f"no interpreter at {python}; pass --python PATH to an existing python") from None
+    key = f"{PROBE_FORMAT}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+    cache_file = os.path.join(cache_dir, hashlib.sha256(os.fsencode(python)).hexdigest()[:24] + ".json")
+    try:
+        with open(cache_file, encoding="utf-8") as f:
+            cached = json.load(f)
+        if cached.get("key") == key:
+            return Target.from_probe(cached["probe"])
+    except (OSError, ValueError, KeyError, AttributeError):
+        pass
+    if python == os.path.realpath(sys.executable):
+        probe = probe_running()
+    else:
+        probe = _probe_other(python, import_roots)
+    target = Target.from_probe(probe)
+    try:
+        from cros_venv.cache import atomic_write
+
+        atomic_write(cache_file, json.dumps({"key": key, "probe": probe}).encode())
+    except OSError:
+        pass
+    return target

@@ -1,0 +1,115 @@
+"""The venv skeleton (interpreter links, pyvenv.cfg, activation scripts), made by virtualenv.
+
+Running virtualenv costs ~0.2 s a venv (most of it imports), more than everything else in
+a warm build. What it writes differs between two venvs of one interpreter only in the
+venv's path, which appears verbatim in the activation scripts when it is a "plain" path
+(one `shlex.quote` leaves alone). So virtualenv runs once per interpreter into a template
+in the cache, and each venv is a copy of the template with the path filled in. A venv
+whose path would need shell quoting is made by running virtualenv directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from typing import Mapping
+
+from cros_venv.errors import BuildError
+
+# shlex.quote's test: paths made only of these appear unquoted in the activation scripts.
+UNSAFE = re.compile(r"[^\w@%+=:,./-]", re.ASCII)
+PLACEHOLDER_FILE = "placeholder"
+
+CHILD_CODE = """
+import json, sys
+args = json.loads(sys.argv[1])
+sys.path[:0] = args["roots"]
+from virtualenv import cli_run
+cli_run([args["dest"], "--no-seed", "--no-periodic-update", "--no-download",
+         "--app-data", args["app_data"], "--quiet"], setup_logging=False)
+"""
+
+
+def is_plain(path: str) -> bool:
+    return not UNSAFE.search(path)
+
+
+def command(dest: str, python: str, virtualenv_roots: list[str], app_data: str) -> list[str]:
+    """The child that runs virtualenv (no seed packages: create_venv installs pip itself)."""
+    args = {"roots": virtualenv_roots, "dest": dest, "app_data": app_data}
+    return [python, "-I", "-S", "-c", CHILD_CODE, json.dumps(args)]
+
+
+def start(cmd: list[str], env: Mapping[str, str], lock_fd: int | None) -> subprocess.Popen[bytes]:
+    """Start a virtualenv child. It inherits the venv's lock when it writes into the venv."""
+    return subprocess.Popen(cmd, env=dict(env), pass_fds=(lock_fd,) if lock_fd is not None else (),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def finish(proc: subprocess.Popen[bytes]) -> None:
+    out, _ = proc.communicate()
+    if proc.returncode != 0:
+        lines = out.decode(errors="replace").strip().splitlines() or ["no output"]
+        raise BuildError(f"virtualenv failed to create the venv: {lines[-1]}")
+
+
+class Templates:
+    """Skeleton templates in `root`, one per interpreter (by real path and stat) and virtualenv."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+
+    def path_for(self, python: str, virtualenv_wheel: str) -> str:
+        st = os.stat(python)
+        ident = f"{python}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0{virtualenv_wheel}"
+        return os.path.join(self.root, hashlib.sha256(ident.encode()).hexdigest()[:32])
+
+    def staging(self) -> tuple[str, str]:
+        """(temp dir, venv path inside it) to run virtualenv into, or raise if not plain."""
+        os.makedirs(self.root, exist_ok=True)
+        tmp = tempfile.mkdtemp(dir=self.root, prefix=".tmp-")
+        return tmp, os.path.join(tmp, "venv")
+
+    def commit(self, tmp: str, final: str) -> None:
+        """Record the placeholder path and move the template into place (losers discard theirs)."""
+        with open(os.path.join(tmp, PLACEHOLDER_FILE), "w", encoding="utf-8") as f:
+            f.write(os.path.join(tmp, "venv"))
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not os.path.isdir(final):
+                raise
+
+    def discard(self, tmp: str) -> None:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def instantiate(template: str, dest: str) -> None:
+    """Copy the template's venv into `dest`, replacing the template's path with `dest`."""
+    with open(os.path.join(template, PLACEHOLDER_FILE), encoding="utf-8") as f:
+        placeholder = os.fsencode(f.read())
+    replacement = os.fsencode(dest)
+    src_root = os.path.join(template, "venv")
+    for dirpath, dirnames, filenames in os.walk(src_root):
+        rel = os.path.relpath(dirpath, src_root)
+        out_dir = dest if rel == "." else os.path.join(dest, rel)
+        os.makedirs(out_dir, exist_ok=True)
+        for name in dirnames + filenames:
+            src = os.path.join(dirpath, name)
+            dst = os.path.join(out_dir, name)
+            if os.path.islink(src):
+                os.symlink(os.readlink(src), dst)
+            elif name in filenames:
+                with open(src, "rb") as f:
+                    data = f.read().replace(placeholder, replacement)
+                with open(dst, "wb") as f:
+                    f.write(data)
+                shutil.copymode(src, dst)
+        # symlinks to directories are listed in dirnames; do not descend into them
+        dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]

@@ -1,0 +1,241 @@
+"""pip_packages/ -> the wheel for each pin, and the check that the pinned set is closed.
+
+Only filenames are read to index a wheelhouse; METADATA is read for the selected wheels.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from dataclasses import dataclass
+from email.message import Message
+from email.parser import HeaderParser
+from typing import Callable, Mapping
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.tags import Tag
+from packaging.utils import (
+    InvalidWheelFilename,
+    NormalizedName,
+    canonicalize_name,
+    parse_wheel_filename,
+)
+from packaging.version import Version
+
+from cros_venv.errors import BuildError, InputError
+from cros_venv.interpreter import Target
+from cros_venv.requirements import Pin
+
+
+@dataclass(frozen=True)
+class Wheel:
+    """A wheel file in a wheelhouse, known by its filename."""
+
+    path: str
+    name: NormalizedName
+    version: Version
+    tags: frozenset[Tag]
+
+    @property
+    def filename(self) -> str:
+        return os.path.basename(self.path)
+
+    @property
+    def is_pure(self) -> bool:
+        return all(t.abi == "none" and t.platform == "any" for t in self.tags)
+
+
+@dataclass(frozen=True)
+class Wheelhouse:
+    """The wheels of one directory, by project name."""
+
+    directory: str
+    wheels: Mapping[NormalizedName, tuple[Wheel, ...]]
+    invalid: tuple[str, ...]  # files ending in .whl whose names are not valid wheel names
+
+    @classmethod
+    def scan(cls, directory: str) -> Wheelhouse:
+        by_name: dict[NormalizedName, list[Wheel]] = {}
+        invalid: list[str] = []
+        try:
+            names = sorted(os.listdir(directory))
+        except OSError as e:
+            raise InputError(f"cannot read the wheel directory {directory}: {e.strerror}") from None
+        for filename in names:
+            if not filename.endswith(".whl"):
+                continue
+            try:
+                name, version, _build, tags = parse_wheel_filename(filename)
+            except InvalidWheelFilename:
+                invalid.append(filename)
+                continue
+            by_name.setdefault(name, []).append(Wheel(os.path.join(directory, filename), name, version, tags))
+        return cls(directory, {k: tuple(v) for k, v in by_name.items()}, tuple(invalid))
+
+    def candidates(self, name: NormalizedName, version: Version) -> list[Wheel]:
+        return [w for w in self.wheels.get(name, ()) if w.version == version]
+
+
+def best_wheel(candidates: list[Wheel], target: Target) -> Wheel | None:
+    """The candidate whose best tag comes first in the target's tag order, if any fits."""
+    rank = target.tag_rank
+    scored = [(min((rank[t] for t in w.tags if t in rank), default=None), w) for w in candidates]
+    fitting = [(r, w) for r, w in scored if r is not None]
+    if not fitting:
+        return None
+    return min(fitting, key=lambda rw: (rw[0], rw[1].filename))[1]
+
+
+def fix_command(name: str, version: Version, others: list[Wheel], target: Target) -> str:
+    """The command that puts the missing wheel into pip_packages/."""
+    if others and all(w.is_pure for w in others):
+        return f"pip wheel --no-deps -w pip_packages {name}=={version}"
+    # The first tag is a locally built one (linux_x86_64); indexes carry manylinux/macOS tags.
+    best = next((t for t in target.tags if not t.platform.startswith("linux_")), target.tags[0])
+    return (
+        f"pip download --only-binary=:all: --no-deps --python-version {target.python_version} "
+        f"--implementation {best.interpreter[:2]} --abi {best.abi} "
+        f"--platform {best.platform} -d pip_packages {name}=={version}"
+    )
+
+
+def missing_message(pin: Pin, house: Wheelhouse, target: Target) -> str:
+    present = sorted(w.filename for w in house.wheels.get(pin.name, ()))
+    shown = ", ".join(present) if present else "none"
+    return (
+        f"{pin.origin}: no wheel for {pin.name}=={pin.version} in {house.directory} fits "
+        f"{target.describe()} (wheels of {pin.name} present: {shown}); "
+        f"fix: {fix_command(pin.name, pin.version, list(house.wheels.get(pin.name, ())), target)}"
+    )
+
+
+def read_metadata(wheel: Wheel, unpacked: str | None = None) -> Message:
+    """The METADATA headers of `wheel`, from its cache entry if there is one, else its zip."""
+    try:
+        if unpacked is not None:
+            for entry in os.listdir(unpacked):
+                if entry.endswith(".dist-info"):
+                    with open(os.path.join(unpacked, entry, "METADATA"), encoding="utf-8") as f:
+                        return HeaderParser().parse(f)
+        with zipfile.ZipFile(wheel.path) as zf:
+            for member in zf.namelist():
+                parts = member.split("/")
+                if len(parts) == 2 and parts[0].endswith(".dist-info") and parts[1] == "METADATA":
+                    return HeaderParser().parsestr(zf.read(member).decode("utf-8"))
+    except (OSError, zipfile.BadZipFile, UnicodeDecodeError, KeyError) as e:
+        raise BuildError(f"cannot read the metadata of {wheel.path} ({e}); replace the file with a good wheel") from None
+    raise BuildError(f"{wheel.path} has no .dist-info/METADATA; replace it with a good wheel")
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A package to install: the pin that chose it, the wheel, the extras asked of it."""
+
+    pin: Pin
+    wheel: Wheel
+    extras: frozenset[str]
+    direct: bool  # named in the requirements (not only a constraint or the toolchain)
+
+    def __str__(self) -> str:
+        extras = f"[{','.join(sorted(self.extras))}]" if self.extras else ""
+        return f"{self.pin.name}{extras}=={self.pin.version}"
+
+
+def resolve(
+    wanted: Mapping[NormalizedName, Pin],
+    constraints: Mapping[NormalizedName, Pin],
+    house: Wheelhouse,
+    target: Target,
+    metadata: Callable[[Wheel], Message],
+) -> dict[NormalizedName, Resolved]:
+    """Choose a wheel for every pin and check that the set is closed under its dependencies.
+
+    A dependency must be pinned in the requirements (or a constraints file) at a version
+    that satisfies it; nothing is chosen that the files do not pin.
+    """
+    problems: list[str] = []
+    chosen: dict[NormalizedName, Resolved] = {}
+    extras: dict[NormalizedName, set[str]] = {n: set(p.extras) for n, p in wanted.items()}
+    queue = list(wanted)
+    done: dict[NormalizedName, frozenset[str]] = {}
+    env = dict(target.environment)
+    while queue:
+        name = queue.pop(0)
+        want = frozenset(extras[name])
+        if done.get(name) == want:
+            continue
+        done[name] = want
+        pin = wanted.get(name) or constraints[name]
+        if name not in chosen:
+            wheel = best_wheel(house.candidates(name, pin.version), target)
+            if wheel is None:
+                problems.append(missing_message(pin, house, target))
+                continue
+        else:
+            wheel = chosen[name].wheel
+        chosen[name] = Resolved(pin, wheel, want, name in wanted)
+        meta = metadata(wheel)
+        requires_python = meta.get("Requires-Python")
+        if requires_python:
+            try:
+                if not SpecifierSet(requires_python).contains(target.python_full_version, prereleases=True):
+                    problems.append(f"{pin.origin}: {wheel.filename} requires Python {requires_python}, "
+                                    f"but the target is Python {target.python_full_version}; pin another version")
+            except InvalidSpecifier:
+                pass
+        for text in meta.get_all("Requires-Dist") or []:
+            try:
+                dep = Requirement(text)
+            except InvalidRequirement:
+                problems.append(f"{pin.origin}: {wheel.filename} declares an invalid dependency {text!r}")
+                continue
+            if dep.marker is not None and not any(
+                dep.marker.evaluate({**env, "extra": e}) for e in ("", *sorted(want))
+            ):
+                continue
+            dep_name = canonicalize_name(dep.name)
+            dep_pin = wanted.get(dep_name) or constraints.get(dep_name)
+            if dep_pin is None:
+                problems.append(f"{pin.origin}: {pin.name}=={pin.version} needs {dep}, which is not pinned; "
+                                f"add {dep_name}==VERSION to the requirements")
+                continue
+            if not dep.specifier.contains(dep_pin.version, prereleases=True):
+                problems.append(f"{pin.origin}: {pin.name}=={pin.version} needs {dep}, but {dep_pin.origin} "
+                                f"pins {dep_name}=={dep_pin.version}; pin a version that satisfies it")
+                continue
+            new_extras = {canonicalize_name(e) for e in dep.extras}
+            if dep_name not in extras or not new_extras <= extras[dep_name]:
+                extras.setdefault(dep_name, set()).update(new_extras)
+                queue.append(dep_name)
+    if problems:
+        raise InputError(*problems)
+    return chosen
+
+
+def check_hashes(chosen: Mapping[NormalizedName, Resolved], hashes: Mapping[str, str], require: bool) -> None:
+    """Every wheel whose pin carries --hash must match one; in hash-checking mode all must have one.
+
+    `hashes` maps wheel paths to their sha256. Only sha256 can be checked without reading
+    the wheel again; sha384/sha512 hashes are computed when present.
+    """
+    problems: list[str] = []
+    hash_mode = require or any(r.pin.hashes for r in chosen.values())
+    for r in chosen.values():
+        if not r.pin.hashes:
+            if hash_mode:
+                problems.append(f"{r.pin.origin}: {r.pin.name}=={r.pin.version} has no --hash, but other "
+                                f"requirements do (hash-checking mode); add --hash=sha256:{hashes[r.wheel.path]}")
+            continue
+        actual = {f"sha256:{hashes[r.wheel.path]}"}
+        for algo in {h.split(':')[0] for h in r.pin.hashes} - {"sha256"}:
+            import hashlib
+
+            with open(r.wheel.path, "rb") as f:
+                actual.add(f"{algo}:{hashlib.new(algo, f.read()).hexdigest()}")
+        if not actual & r.pin.hashes:
+            problems.append(f"{r.pin.origin}: {r.wheel.filename} does not match any --hash of "
+                            f"{r.pin.name}=={r.pin.version} (its sha256 is {hashes[r.wheel.path]}); "
+                            "fix the hash or restore the wheel")
+    if problems:
+        raise InputError(*problems)
