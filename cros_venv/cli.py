@@ -7,7 +7,7 @@ import os
 import sys
 import threading
 import time
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from cros_venv import __version__
 from cros_venv.errors import CrosVenvError
@@ -76,8 +76,14 @@ class Reporter:
             self._write("\r\x1b[K")
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One line, no usage dump: wrappers show stderr to people."""
+        self.exit(2, f"{PROG}: error: {message}; see {PROG} --help\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog=PROG,
         usage=f"{PROG} [options] DIR REQUIREMENTS [REQUIREMENTS ...]\n       {PROG} --prune-cache [--max-age DAYS]",
         description="Build a Python virtual environment in DIR from the wheels in pip_packages/, offline.",

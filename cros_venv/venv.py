@@ -1,8 +1,8 @@
 """A venv directory: its paths, ownership, skeleton, wipe and marker.
 
-Ownership protocol: create_venv writes SIGN first into a directory it creates, and MARKER
-last when the venv is complete (then removes SIGN). A directory with either file, or an
-empty one, may be wiped; anything else is not ours and is never touched.
+Ownership protocol: create_venv writes SIGN first into a directory it creates (and keeps
+it), and MARKER last when the venv is complete. A directory with either file, or an empty
+one, may be wiped; anything else is not ours and is never touched.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from cros_venv.cache import atomic_write
 from cros_venv.errors import BuildError, InputError
 
 MARKER = fastpath.MARKER_NAME  # written last: the venv is complete
-SIGN = ".cros_venv.building"  # written first: create_venv started this directory
+SIGN = ".cros_venv.owner"  # written first, kept: create_venv made this directory
 TRASH_INFIX = ".cros_venv-trash-"
 
 
@@ -117,7 +117,7 @@ def start(layout: Layout) -> None:
     try:
         os.makedirs(layout.root, exist_ok=True)
         with open(layout.sign, "wb") as f:
-            f.write(b"create_venv is building this venv; it is incomplete until .cros_venv.json exists\n")
+            f.write(b"Made by create_venv, which may wipe and rebuild it. It is complete when .cros_venv.json exists.\n")
     except OSError as e:
         raise BuildError(f"cannot create {layout.root}: {e.strerror}") from None
 
@@ -142,7 +142,5 @@ def read_marker(layout: Layout) -> bytes | None:
 
 
 def write_marker(layout: Layout, data: bytes) -> None:
-    """Written last, atomically; then the building sign goes."""
+    """Written last, atomically: from now on the venv is complete."""
     atomic_write(layout.marker, data)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(layout.sign)

@@ -139,7 +139,7 @@ class Resolved:
 
     def __str__(self) -> str:
         extras = f"[{','.join(sorted(self.extras))}]" if self.extras else ""
-        return f"{self.pin.name}{extras}=={self.pin.version}"
+        return f"{self.pin.name}{extras}=={self.wheel.version}"
 
 
 def resolve(

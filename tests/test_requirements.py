@@ -1,0 +1,166 @@
+"""requirements: pip's file format -> pins, every problem reported with file:line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from packaging.version import Version
+
+from cros_venv import requirements
+from cros_venv.errors import InputError
+
+ENV_311 = {"python_version": "3.11", "python_full_version": "3.11.7", "sys_platform": "linux",
+           "platform_system": "Linux", "implementation_name": "cpython", "os_name": "posix",
+           "platform_machine": "x86_64", "platform_python_implementation": "CPython",
+           "platform_release": "", "platform_version": "", "implementation_version": "3.11.7"}
+ENV_39 = {**ENV_311, "python_version": "3.9", "python_full_version": "3.9.18"}
+
+
+def load(tmp_path: Path, text: str | bytes, name: str = "requirements.txt") -> requirements.RequirementFiles:
+    path = tmp_path / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return requirements.load([str(path)])
+
+
+def names(reqs: requirements.RequirementFiles, env: dict[str, str] = ENV_311) -> dict[str, str]:
+    wanted, _ = requirements.applicable(reqs, env)
+    return {n: str(p.version) for n, p in wanted.items()}
+
+
+def problems(tmp_path: Path, text: str) -> tuple[str, ...]:
+    with pytest.raises(InputError) as info:
+        load(tmp_path, text)
+    return info.value.problems
+
+
+def test_reads_comments_blank_lines_and_continuations(tmp_path: Path) -> None:
+    reqs = load(tmp_path, "# header\n\nalpha==1.0  # inline comment\nbeta\\\n==2.0\n   \ngamma==3\t# tab comment\n")
+    assert names(reqs) == {"alpha": "1.0", "beta": "2.0", "gamma": "3"}
+
+
+def test_reads_crlf_and_utf8_bom(tmp_path: Path) -> None:
+    reqs = load(tmp_path, b"\xef\xbb\xbfalpha==1.0\r\nbeta==2.0\r\n")
+    assert names(reqs) == {"alpha": "1.0", "beta": "2.0"}
+
+
+def test_normalises_names_and_extras(tmp_path: Path) -> None:
+    reqs = load(tmp_path, "Foo_Bar[Fast,extra_ONE]==1.0\n")
+    (pin,) = reqs.pins
+    assert pin.name == "foo-bar"
+    assert pin.extras == {"fast", "extra-one"}
+    assert str(pin) == "foo-bar[extra-one,fast]==1.0"
+
+
+def test_markers_select_per_interpreter(tmp_path: Path) -> None:
+    reqs = load(tmp_path, 'alpha==1.0 ; python_version < "3.10"\nalpha==2.0 ; python_version >= "3.10"\n'
+                          'tomli==2.0 ; python_version < "3.11"\n')
+    assert names(reqs, ENV_311) == {"alpha": "2.0"}
+    assert names(reqs, ENV_39) == {"alpha": "1.0", "tomli": "2.0"}
+
+
+def test_hashes_are_collected_per_line(tmp_path: Path) -> None:
+    digest = "a" * 64
+    reqs = load(tmp_path, f"alpha==1.0 \\\n    --hash=sha256:{digest} \\\n    --hash sha256:{'B' * 64}\n")
+    assert reqs.pins[0].hashes == {f"sha256:{digest}", f"sha256:{'b' * 64}"}
+
+
+def test_includes_and_constraints_resolve_relative_to_the_including_file(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "more.txt").write_text("beta==2.0\n-c constraints.txt\n")
+    (tmp_path / "sub" / "constraints.txt").write_text("delta==4.0\nbeta==2.0\n")
+    reqs = load(tmp_path, "alpha==1.0\n-r sub/more.txt\n")
+    wanted, constraints = requirements.applicable(reqs, ENV_311)
+    assert sorted(wanted) == ["alpha", "beta"]
+    assert {n: str(p.version) for n, p in constraints.items()} == {"beta": "2.0", "delta": "4.0"}
+    assert [Path(p).name for p, _ in reqs.files] == ["requirements.txt", "more.txt", "constraints.txt"]
+
+
+def test_same_pin_twice_merges_extras(tmp_path: Path) -> None:
+    reqs = load(tmp_path, "alpha==1.0\nALPHA[x]==1.0\n")
+    wanted, _ = requirements.applicable(reqs, ENV_311)
+    assert wanted["alpha"].extras == {"x"} and wanted["alpha"].version == Version("1.0")
+
+
+def test_conflicting_pins_name_both_lines(tmp_path: Path) -> None:
+    reqs = load(tmp_path, "alpha==1.0\nbeta==1.0\nalpha==2.0\n")
+    with pytest.raises(InputError) as info:
+        requirements.applicable(reqs, ENV_311)
+    (msg,) = info.value.problems
+    assert msg.endswith("requirements.txt:3: alpha==2.0 conflicts with alpha==1.0 pinned at "
+                        f"{tmp_path / 'requirements.txt'}:1; keep one")
+
+
+def test_requirement_conflicting_with_constraint(tmp_path: Path) -> None:
+    (tmp_path / "c.txt").write_text("alpha==2.0\n")
+    reqs = load(tmp_path, "-c c.txt\nalpha==1.0\n")
+    with pytest.raises(InputError, match="conflicts with constraint alpha==2.0"):
+        requirements.applicable(reqs, ENV_311)
+
+
+BAD_LINES = [
+    pytest.param("alpha", "alpha is not pinned (no version); pin one exact version", id="unpinned"),
+    pytest.param("alpha>=1.0", "alpha is not pinned (>=1.0)", id="range"),
+    pytest.param("alpha==1.*", "alpha is not pinned (==1.*)", id="wildcard"),
+    pytest.param("alpha==1.0,<2", "alpha is not pinned", id="two-specifiers"),
+    pytest.param("alpha~=1.0", "alpha is not pinned (~=1.0)", id="compatible"),
+    pytest.param("alpha @ https://example.com/alpha-1.0-py3-none-any.whl", "URLs and paths are not supported", id="name-at-url"),
+    pytest.param("https://example.com/alpha.whl", "URLs and paths are not supported", id="bare-url"),
+    pytest.param("./alpha-1.0-py3-none-any.whl", "URLs and paths are not supported", id="local-path"),
+    pytest.param("git+https://example.com/alpha.git#egg=alpha", "URLs and paths are not supported", id="vcs"),
+    pytest.param("-e .", "editable installs are not supported", id="editable"),
+    pytest.param("--editable=git+https://x/y", "editable installs are not supported", id="editable-long"),
+    pytest.param("--index-url https://example.com/simple", "--index-url would install from outside pip_packages/", id="index-url"),
+    pytest.param("-i https://example.com/simple", "-i would install from outside pip_packages/", id="index-url-short"),
+    pytest.param("--extra-index-url=https://example.com", "--extra-index-url would install from outside", id="extra-index"),
+    pytest.param("-f /tmp/wheels", "-f would install from outside pip_packages/", id="find-links"),
+    pytest.param("--find-links=/tmp/wheels", "--find-links would install from outside", id="find-links-long"),
+    pytest.param("--trusted-host example.com", "--trusted-host would install from outside", id="trusted-host"),
+    pytest.param("--no-binary :all:", "--no-binary is not supported", id="no-binary"),
+    pytest.param("--use-feature=truststore", "option --use-feature is not supported", id="unknown-option"),
+    pytest.param("alpha==1.0 --global-option=x", "option --global-option is not supported on a requirement line", id="line-option"),
+    pytest.param("alpha==1.0 --hash=md5:abc", "bad --hash 'md5:abc'", id="bad-hash-algo"),
+    pytest.param("alpha==1.0 --hash=sha256:xyz", "bad --hash 'sha256:xyz'", id="bad-hash-digest"),
+    pytest.param("alpha===1.0", "alpha is not pinned (===1.0)", id="arbitrary-equality"),
+    pytest.param("alpha[==1.0", "invalid requirement 'alpha[==1.0'", id="syntax"),
+    pytest.param('alpha==1.0 ; python_version <', "invalid requirement", id="bad-marker"),
+    pytest.param("-r", "-r needs a file name", id="include-without-file"),
+    pytest.param("-r missing.txt", "missing.txt:0: cannot read requirements file", id="missing-include"),
+]
+
+
+@pytest.mark.parametrize(("line", "message"), BAD_LINES)
+def test_rejects_bad_lines_with_file_and_line(tmp_path: Path, line: str, message: str) -> None:
+    found = problems(tmp_path, f"# ok\nbeta==1.0\n{line}\n")
+    assert len(found) == 1, found
+    where = f"{tmp_path / 'missing.txt'}:0" if "missing.txt" in message else f"{tmp_path / 'requirements.txt'}:3"
+    assert found[0].startswith(where), found
+    assert message in found[0]
+
+
+def test_reports_every_problem_in_every_file(tmp_path: Path) -> None:
+    (tmp_path / "more.txt").write_text("delta>=1\n--index-url=https://x\n")
+    found = problems(tmp_path, "alpha\nbeta==1.0\ngamma>2\n-r more.txt\n")
+    assert [p.split(": ")[0].rsplit("/", 1)[-1] for p in found] == [
+        "requirements.txt:1", "requirements.txt:3", "more.txt:1", "more.txt:2"]
+
+
+def test_rejects_include_cycles(tmp_path: Path) -> None:
+    (tmp_path / "b.txt").write_text("-r requirements.txt\n")
+    found = problems(tmp_path, "-r b.txt\n")
+    assert any("includes itself" in p for p in found)
+
+
+def test_rejects_text_that_is_not_utf8(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"requirements.txt:0: not UTF-8 text"):
+        load(tmp_path, b"alpha==1.0\n\xff\xfe\n")
+
+
+def test_harmless_global_options_are_accepted(tmp_path: Path) -> None:
+    reqs = load(tmp_path, "--no-index\n--require-hashes\n--only-binary=:all:\n--pre\nalpha==1.0\n")
+    assert reqs.require_hashes and names(reqs) == {"alpha": "1.0"}
+
+
+def test_pin_for_wheel_names_the_wheel() -> None:
+    pin = requirements.pin_for_wheel("/x/pip_packages/pip-26.0.1-py3-none-any.whl")
+    assert (pin.name, str(pin.version)) == ("pip", "26.0.1")

@@ -1,0 +1,169 @@
+"""wheels: choosing a wheel per pin for the target's tags; the closure and hash checks."""
+
+from __future__ import annotations
+
+from email.message import Message
+from pathlib import Path
+
+import pytest
+from packaging.tags import Tag
+
+from cros_venv import requirements, wheels
+from cros_venv.errors import InputError
+from cros_venv.interpreter import Target
+from tests.conftest import WheelSpec, build_wheel
+from tests.test_requirements import ENV_311
+
+TAGS = ("cp311-cp311-linux_x86_64", "cp311-cp311-manylinux_2_17_x86_64", "cp311-abi3-manylinux_2_17_x86_64",
+        "cp311-none-manylinux_2_17_x86_64", "py3-none-manylinux_2_17_x86_64", "cp311-none-any", "py3-none-any")
+TARGET = Target("/usr/bin/python3.11", "3.11.7", "cpython", "cp311",
+                tuple(Tag(*t.split("-")) for t in TAGS), ENV_311)
+
+
+def house(tmp_path: Path, *filenames: str) -> wheels.Wheelhouse:
+    for f in filenames:
+        (tmp_path / f).write_bytes(b"")
+    return wheels.Wheelhouse.scan(str(tmp_path))
+
+
+def pins(tmp_path: Path, text: str) -> tuple[dict, dict]:  # type: ignore[type-arg]
+    path = tmp_path / "requirements.txt"
+    path.write_text(text)
+    return requirements.applicable(requirements.load([str(path)]), ENV_311)
+
+
+def meta(requires: list[str] | None = None, requires_python: str | None = None) -> Message:
+    m = Message()
+    for r in requires or []:
+        m["Requires-Dist"] = r
+    if requires_python:
+        m["Requires-Python"] = requires_python
+    return m
+
+
+def resolve(tmp_path: Path, text: str, h: wheels.Wheelhouse, metas: dict[str, Message]) -> dict:  # type: ignore[type-arg]
+    wanted, constraints = pins(tmp_path, text)
+    return wheels.resolve(wanted, constraints, h, TARGET, lambda w: metas.get(w.name, meta()))
+
+
+def test_scan_indexes_by_normalised_name_and_skips_invalid_names(tmp_path: Path) -> None:
+    h = house(tmp_path, "Foo_Bar-1.0-py3-none-any.whl", "not-a-wheel.whl", "README.txt")
+    assert list(h.wheels) == ["foo-bar"]
+    assert h.invalid == ("not-a-wheel.whl",)
+
+
+def test_picks_the_wheel_with_the_best_tag(tmp_path: Path) -> None:
+    h = house(tmp_path, "alpha-1.0-py3-none-any.whl", "alpha-1.0-cp311-abi3-manylinux_2_17_x86_64.whl",
+              "alpha-1.0-cp39-cp39-manylinux_2_17_x86_64.whl", "alpha-2.0-cp311-cp311-manylinux_2_17_x86_64.whl")
+    chosen = resolve(tmp_path, "alpha==1.0\n", h, {})
+    assert chosen["alpha"].wheel.filename == "alpha-1.0-cp311-abi3-manylinux_2_17_x86_64.whl"
+
+
+def test_version_equality_follows_pep440(tmp_path: Path) -> None:
+    h = house(tmp_path, "alpha-1.0.0-py3-none-any.whl")
+    assert resolve(tmp_path, "alpha==1.0\n", h, {})["alpha"].wheel.filename == "alpha-1.0.0-py3-none-any.whl"
+
+
+def test_missing_wheel_names_pin_tags_present_wheels_and_fix(tmp_path: Path) -> None:
+    h = house(tmp_path, "alpha-1.0-cp39-cp39-manylinux_2_17_x86_64.whl", "alpha-0.9-py3-none-any.whl")
+    with pytest.raises(InputError) as info:
+        resolve(tmp_path, "alpha==1.0\n", h, {})
+    (msg,) = info.value.problems
+    assert "requirements.txt:1: no wheel for alpha==1.0" in msg
+    assert "best tag cp311-cp311-linux_x86_64" in msg
+    assert "alpha-0.9-py3-none-any.whl, alpha-1.0-cp39-cp39-manylinux_2_17_x86_64.whl" in msg
+    assert msg.endswith("fix: pip download --only-binary=:all: --no-deps --python-version 3.11 --implementation cp "
+                        "--abi cp311 --platform manylinux_2_17_x86_64 -d pip_packages alpha==1.0")
+
+
+def test_missing_pure_wheel_suggests_pip_wheel(tmp_path: Path) -> None:
+    h = house(tmp_path, "alpha-0.9-py3-none-any.whl")
+    with pytest.raises(InputError, match=r"fix: pip wheel --no-deps -w pip_packages alpha==1.0$"):
+        resolve(tmp_path, "alpha==1.0\n", h, {})
+
+
+def test_closure_accepts_pinned_dependencies(tmp_path: Path) -> None:
+    h = house(tmp_path, "alpha-1.0-py3-none-any.whl", "beta-2.0-py3-none-any.whl")
+    chosen = resolve(tmp_path, "alpha==1.0\nbeta==2.0\n", h, {"alpha": meta(["beta>=2", "win-only ; sys_platform == 'win32'"])})
+    assert sorted(chosen) == ["alpha", "beta"] and chosen["beta"].direct
+
+
+def test_closure_reports_unpinned_dependency(tmp_path: Path) -> None:
+    h = house(tmp_path, "alpha-1.0-py3-none-any.whl")
+    with pytest.raises(InputError) as info:
+        resolve(tmp_path, "alpha==1.0\n", h, {"alpha": meta(["beta>=2"])})
+    assert info.value.problems[0].endswith(
+        "requirements.txt:1: alpha==1.0 needs beta>=2, which is not pinned; add beta==VERSION to the requirements")
+
+
+def test_closure_reports_pin_that_does_not_satisfy(tmp_path: Path) -> None:
+    h = house(tmp_path, "alpha-1.0-py3-none-any.whl", "beta-1.0-py3-none-any.whl")
+    with pytest.raises(InputError, match=r"alpha==1.0 needs beta>=2, but .*requirements.txt:2 pins beta==1.0"):
+        resolve(tmp_path, "alpha==1.0\nbeta==1.0\n", h, {"alpha": meta(["beta>=2"])})
+
+
+def test_closure_follows_requested_extras(tmp_path: Path) -> None:
+    h = house(tmp_path, "alpha-1.0-py3-none-any.whl", "fast-1.0-py3-none-any.whl")
+    alpha = meta(['fast==1.0 ; extra == "speed"'])
+    assert sorted(resolve(tmp_path, "alpha==1.0\n", h, {"alpha": alpha})) == ["alpha"]
+    with pytest.raises(InputError, match="needs fast==1.0"):
+        resolve(tmp_path, "alpha[speed]==1.0\n", h, {"alpha": alpha})
+    chosen = resolve(tmp_path, "alpha[speed]==1.0\nfast==1.0\n", h, {"alpha": alpha})
+    assert sorted(chosen) == ["alpha", "fast"] and chosen["alpha"].extras == {"speed"}
+
+
+def test_closure_follows_extras_of_dependencies(tmp_path: Path) -> None:
+    h = house(tmp_path, "alpha-1.0-py3-none-any.whl", "beta-1.0-py3-none-any.whl", "gamma-1.0-py3-none-any.whl")
+    metas = {"alpha": meta(["beta[more]==1.0"]), "beta": meta(['gamma ; extra == "more"'])}
+    with pytest.raises(InputError, match="beta==1.0 needs gamma"):
+        resolve(tmp_path, "alpha==1.0\nbeta==1.0\n", h, metas)
+    assert sorted(resolve(tmp_path, "alpha==1.0\nbeta==1.0\ngamma==1.0\n", h, metas)) == ["alpha", "beta", "gamma"]
+
+
+def test_dependencies_may_be_pinned_by_constraints_only(tmp_path: Path) -> None:
+    (tmp_path / "c.txt").write_text("beta==1.0\nunused==9.9\n")
+    h = house(tmp_path, "alpha-1.0-py3-none-any.whl", "beta-1.0-py3-none-any.whl")
+    chosen = resolve(tmp_path, "-c c.txt\nalpha==1.0\n", h, {"alpha": meta(["beta"])})
+    assert sorted(chosen) == ["alpha", "beta"] and not chosen["beta"].direct
+
+
+def test_requires_python_is_checked(tmp_path: Path) -> None:
+    h = house(tmp_path, "alpha-1.0-py3-none-any.whl")
+    with pytest.raises(InputError, match=r"alpha-1.0-py3-none-any.whl requires Python >=3.12, but the target is Python 3.11.7"):
+        resolve(tmp_path, "alpha==1.0\n", h, {"alpha": meta(requires_python=">=3.12")})
+
+
+def test_reports_all_missing_wheels_together(tmp_path: Path) -> None:
+    h = house(tmp_path)
+    with pytest.raises(InputError) as info:
+        resolve(tmp_path, "alpha==1.0\nbeta==1.0\n", h, {})
+    assert len(info.value.problems) == 2
+
+
+def test_read_metadata_from_a_real_wheel(tmp_path: Path) -> None:
+    path = build_wheel(tmp_path, WheelSpec("alpha", "1.0", requires=["beta>=1"], requires_python=">=3.9"))
+    (w,) = wheels.Wheelhouse.scan(str(tmp_path)).wheels["alpha"]
+    m = wheels.read_metadata(w)
+    assert m.get_all("Requires-Dist") == ["beta>=1"] and m["Requires-Python"] == ">=3.9"
+    path.write_bytes(b"not a zip")
+    with pytest.raises(Exception, match="cannot read the metadata"):
+        wheels.read_metadata(w)
+
+
+def test_hash_checks(tmp_path: Path) -> None:
+    h = house(tmp_path, "alpha-1.0-py3-none-any.whl", "beta-1.0-py3-none-any.whl")
+    path_a = str(tmp_path / "alpha-1.0-py3-none-any.whl")
+    path_b = str(tmp_path / "beta-1.0-py3-none-any.whl")
+    hashes = {path_a: "a" * 64, path_b: "b" * 64}
+    good = resolve(tmp_path, f"alpha==1.0 --hash=sha256:{'a' * 64}\nbeta==1.0 --hash=sha256:{'b' * 64}\n", h, {})
+    wheels.check_hashes(good, hashes, require=False)
+    bad = resolve(tmp_path, f"alpha==1.0 --hash=sha256:{'c' * 64}\nbeta==1.0 --hash=sha256:{'b' * 64}\n", h, {})
+    with pytest.raises(InputError, match=r"alpha-1.0-py3-none-any.whl does not match any --hash of alpha==1.0 \(its sha256 is a{64}\)"):
+        wheels.check_hashes(bad, hashes, require=False)
+    partial = resolve(tmp_path, f"alpha==1.0 --hash=sha256:{'a' * 64}\nbeta==1.0\n", h, {})
+    with pytest.raises(InputError, match=r"beta==1.0 has no --hash, but other requirements do"):
+        wheels.check_hashes(partial, hashes, require=False)
+    none = resolve(tmp_path, "alpha==1.0\nbeta==1.0\n", h, {})
+    wheels.check_hashes(none, hashes, require=False)
+    with pytest.raises(InputError, match="hash-checking mode"):
+        wheels.check_hashes(none, hashes, require=True)
