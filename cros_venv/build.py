@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from email.message import Message
 from typing import TYPE_CHECKING, Callable
 
 from cros_venv import __version__, fastpath, toolchain
@@ -64,19 +65,19 @@ def _create(request: Request, report: Report, cache: Cache) -> str:
     wanted, constraints = requirements.applicable(reqs, target.environment)
     house = wheels.Wheelhouse.scan(toolchain.PIP_PACKAGES)
     if "pip" not in wanted and "pip" not in constraints:
-        wanted[requirements.canonicalize_name("pip")] = requirements.pin_for_wheel(
-            os.path.join(toolchain.PIP_PACKAGES, toolchain.PIP))
+        pip = requirements.pin_for_wheel(os.path.join(toolchain.PIP_PACKAGES, toolchain.PIP))
+        wanted[pip.name] = pip
 
     # pins -> wheels (closure checked), their hashes
     best = {n: wheels.best_wheel(house.candidates(n, p.version), target) for n, p in {**constraints, **wanted}.items()}
     hashes = cache.hashes([w.path for w in best.values() if w is not None])
 
-    def metadata(w: wheels.Wheel) -> wheels.Message:
+    def metadata(w: wheels.Wheel) -> Message:
         h = hashes.get(w.path)
         return wheels.read_metadata(w, cache.entry(h) if h and cache.has(h) else None)
 
     chosen = wheels.resolve(wanted, constraints, house, target, metadata)
-    wheels.check_hashes(chosen, hashes, reqs.require_hashes)
+    wheels.check_hashes(chosen.values(), hashes, reqs.require_hashes)
     report(f"resolved {len(chosen)} packages from {house.directory}")
 
     # wheels -> spec; compare with the marker
@@ -90,7 +91,8 @@ def _create(request: Request, report: Report, cache: Cache) -> str:
         [toolchain.PIP_PACKAGES], sorted(r.wheel.path for r in chosen.values()),
     )
     layout = venv.Layout(venv.resolve_dir(request.venv_dir), target.python_version)
-    provenance = {"tool": f"cros_venv {__version__}", "requirements": [os.path.abspath(r) for r in request.requirements],
+    provenance = {"tool": f"cros_venv {__version__}",
+                  "requirements": [os.path.abspath(r) for r in request.requirements],
                   "wheel_dir": toolchain.PIP_PACKAGES, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
     def current() -> bool:
@@ -171,4 +173,5 @@ def _compile(layout: Layout, lock_fd: int, report: Report) -> None:
         pass_fds=(lock_fd,), stdin=subprocess.DEVNULL, capture_output=True, check=False,
     )
     if result.returncode not in (0, 1):  # 1: some file did not compile (pip tolerates that too)
-        raise BuildError(f"compiling bytecode in {site_packages} failed: {result.stderr.decode(errors='replace').strip()}")
+        detail = result.stderr.decode(errors="replace").strip()
+        raise BuildError(f"compiling bytecode in {site_packages} failed: {detail}")

@@ -7,7 +7,7 @@ import os
 import sys
 import threading
 import time
-from typing import NoReturn, Sequence
+from typing import NoReturn, Sequence, TextIO
 
 from cros_venv import __version__
 from cros_venv.errors import CrosVenvError
@@ -38,10 +38,10 @@ class Reporter:
     Otherwise (wrappers capturing output): errors only.
     """
 
-    def __init__(self, verbose: bool, stream: object = None) -> None:
+    def __init__(self, verbose: bool, stream: TextIO | None = None) -> None:
         self.verbose = verbose
         self.stream = stream or sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.tty = self.stream.isatty()
         self.last = "starting"
         self.shown = False
         self.timer: threading.Timer | None = None
@@ -55,8 +55,8 @@ class Reporter:
             self._progress()
 
     def _write(self, text: str) -> None:
-        self.stream.write(text)  # type: ignore[attr-defined]
-        self.stream.flush()  # type: ignore[attr-defined]
+        self.stream.write(text)
+        self.stream.flush()
 
     def _progress(self) -> None:
         self.shown = True

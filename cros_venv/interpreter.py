@@ -123,10 +123,8 @@ def find(python: str, cache_dir: str, import_roots: list[str]) -> Target:
             return Target.from_probe(cached["probe"])
     except (OSError, ValueError, KeyError, AttributeError):
         pass
-    if python == os.path.realpath(sys.executable):
-        probe = probe_running()
-    else:
-        probe = _probe_other(python, import_roots)
+    ours = python == os.path.realpath(sys.executable)
+    probe = probe_running() if ours else _probe_other(python, import_roots)
     target = Target.from_probe(probe)
     try:
         from cros_venv.cache import atomic_write

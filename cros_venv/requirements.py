@@ -243,7 +243,10 @@ def _merge(found: dict[NormalizedName, Pin], pin: Pin, problems: list[str], what
                               old.hashes | pin.hashes, old.origin, old.constraint)
 
 
-def applicable(reqs: RequirementFiles, env: Mapping[str, str]) -> tuple[dict[NormalizedName, Pin], dict[NormalizedName, Pin]]:
+Pins = dict[NormalizedName, Pin]
+
+
+def applicable(reqs: RequirementFiles, env: Mapping[str, str]) -> tuple[Pins, Pins]:
     """(requirements, constraints) that apply to a target whose marker environment is `env`."""
     problems: list[str] = []
     wanted: dict[NormalizedName, Pin] = {}
@@ -256,7 +259,8 @@ def applicable(reqs: RequirementFiles, env: Mapping[str, str]) -> tuple[dict[Nor
     for name, pin in wanted.items():
         c = constraints.get(name)
         if c is not None and c.version != pin.version:
-            problems.append(f"{pin.origin}: {pin} conflicts with constraint {c.name}=={c.version} at {c.origin}; keep one")
+            problems.append(f"{pin.origin}: {pin} conflicts with constraint {c.name}=={c.version} "
+                            f"at {c.origin}; keep one")
     if problems:
         raise InputError(*problems)
     return wanted, constraints

@@ -117,7 +117,7 @@ def start(layout: Layout) -> None:
     try:
         os.makedirs(layout.root, exist_ok=True)
         with open(layout.sign, "wb") as f:
-            f.write(b"Made by create_venv, which may wipe and rebuild it. It is complete when .cros_venv.json exists.\n")
+            f.write(b"Made by create_venv, which may wipe and rebuild it; complete when .cros_venv.json exists.\n")
     except OSError as e:
         raise BuildError(f"cannot create {layout.root}: {e.strerror}") from None
 

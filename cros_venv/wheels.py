@@ -10,7 +10,7 @@ import zipfile
 from dataclasses import dataclass
 from email.message import Message
 from email.parser import HeaderParser
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -124,7 +124,7 @@ def read_metadata(wheel: Wheel, unpacked: str | None = None) -> Message:
                 if len(parts) == 2 and parts[0].endswith(".dist-info") and parts[1] == "METADATA":
                     return HeaderParser().parsestr(zf.read(member).decode("utf-8"))
     except (OSError, zipfile.BadZipFile, UnicodeDecodeError, KeyError) as e:
-        raise BuildError(f"cannot read the metadata of {wheel.path} ({e}); replace the file with a good wheel") from None
+        raise BuildError(f"cannot read the metadata of {wheel.path} ({e}); replace it with a good wheel") from None
     raise BuildError(f"{wheel.path} has no .dist-info/METADATA; replace it with a good wheel")
 
 
@@ -213,15 +213,16 @@ def resolve(
     return chosen
 
 
-def check_hashes(chosen: Mapping[NormalizedName, Resolved], hashes: Mapping[str, str], require: bool) -> None:
+def check_hashes(chosen: Iterable[Resolved], hashes: Mapping[str, str], require: bool) -> None:
     """Every wheel whose pin carries --hash must match one; in hash-checking mode all must have one.
 
     `hashes` maps wheel paths to their sha256. Only sha256 can be checked without reading
     the wheel again; sha384/sha512 hashes are computed when present.
     """
     problems: list[str] = []
-    hash_mode = require or any(r.pin.hashes for r in chosen.values())
-    for r in chosen.values():
+    chosen = list(chosen)
+    hash_mode = require or any(r.pin.hashes for r in chosen)
+    for r in chosen:
         if not r.pin.hashes:
             if hash_mode:
                 problems.append(f"{r.pin.origin}: {r.pin.name}=={r.pin.version} has no --hash, but other "

@@ -58,7 +58,7 @@ def build_wheel(directory: Path, spec: WheelSpec) -> Path:
     files = dict(spec.files) if spec.files is not None else {
         f"{dist.lower()}.py": f"NAME = {spec.name!r}\nVERSION = {spec.version!r}\n".encode(),
     }
-    meta = [f"Metadata-Version: 2.1", f"Name: {spec.name}", f"Version: {spec.version}"]
+    meta = ["Metadata-Version: 2.1", f"Name: {spec.name}", f"Version: {spec.version}"]
     if spec.requires_python:
         meta.append(f"Requires-Python: {spec.requires_python}")
     meta += [f"Requires-Dist: {r}" for r in spec.requires]

@@ -120,7 +120,11 @@ def test_hashes_come_from_the_stat_index_until_a_wheel_changes(cache: Cache, tmp
     b = build_wheel(tmp_path, WheelSpec("beta"))
     calls: list[str] = []
     real = cache_mod.file_sha256
-    monkeypatch.setattr(cache_mod, "file_sha256", lambda p: calls.append(p) or real(p))
+    def counting(p: str) -> str:
+        calls.append(p)
+        return real(p)
+
+    monkeypatch.setattr(cache_mod, "file_sha256", counting)
     first = cache.hashes([str(a), str(b)])
     assert first == {str(a): real(str(a)), str(b): real(str(b))} and len(calls) == 2
     assert cache.hashes([str(a), str(b)]) == first and len(calls) == 2
@@ -137,7 +141,11 @@ def test_prune_removes_only_old_entries_and_waits_for_builds(cache: Cache, tmp_p
     os.utime(old_entry, (time.time() - 40 * 86400,) * 2)
     done = threading.Event()
     with cache.in_use():
-        t = threading.Thread(target=lambda: (cache.prune(30), done.set()))
+        def prune() -> None:
+            cache.prune(30)
+            done.set()
+
+        t = threading.Thread(target=prune)
         t.start()
         assert not done.wait(0.3)  # a build is using the cache: prune waits
     t.join(10)

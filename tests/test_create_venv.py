@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,8 +20,9 @@ from tests.conftest import OTHER_PYTHONS, PYTHON, ToolRepo, WheelSpec, snapshot,
 pytestmark = pytest.mark.e2e
 
 
-def marker(venv_dir: Path) -> dict:  # type: ignore[type-arg]
-    return json.loads((venv_dir / ".cros_venv.json").read_text())
+def marker(venv_dir: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((venv_dir / ".cros_venv.json").read_text())
+    return data
 
 
 def installed(venv_dir: Path) -> set[str]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from packaging.tags import Tag
+from packaging.utils import canonicalize_name
 
 from cros_venv import requirements, wheels
 from cros_venv.errors import InputError
@@ -26,7 +27,7 @@ def house(tmp_path: Path, *filenames: str) -> wheels.Wheelhouse:
     return wheels.Wheelhouse.scan(str(tmp_path))
 
 
-def pins(tmp_path: Path, text: str) -> tuple[dict, dict]:  # type: ignore[type-arg]
+def pins(tmp_path: Path, text: str) -> tuple[requirements.Pins, requirements.Pins]:
     path = tmp_path / "requirements.txt"
     path.write_text(text)
     return requirements.applicable(requirements.load([str(path)]), ENV_311)
@@ -41,9 +42,10 @@ def meta(requires: list[str] | None = None, requires_python: str | None = None) 
     return m
 
 
-def resolve(tmp_path: Path, text: str, h: wheels.Wheelhouse, metas: dict[str, Message]) -> dict:  # type: ignore[type-arg]
+def resolve(tmp_path: Path, text: str, h: wheels.Wheelhouse, metas: dict[str, Message]) -> dict[str, wheels.Resolved]:
     wanted, constraints = pins(tmp_path, text)
-    return wheels.resolve(wanted, constraints, h, TARGET, lambda w: metas.get(w.name, meta()))
+    chosen = wheels.resolve(wanted, constraints, h, TARGET, lambda w: metas.get(w.name, meta()))
+    return {str(k): v for k, v in chosen.items()}
 
 
 def test_scan_indexes_by_normalised_name_and_skips_invalid_names(tmp_path: Path) -> None:
@@ -142,7 +144,7 @@ def test_reports_all_missing_wheels_together(tmp_path: Path) -> None:
 
 def test_read_metadata_from_a_real_wheel(tmp_path: Path) -> None:
     path = build_wheel(tmp_path, WheelSpec("alpha", "1.0", requires=["beta>=1"], requires_python=">=3.9"))
-    (w,) = wheels.Wheelhouse.scan(str(tmp_path)).wheels["alpha"]
+    (w,) = wheels.Wheelhouse.scan(str(tmp_path)).wheels[canonicalize_name("alpha")]
     m = wheels.read_metadata(w)
     assert m.get_all("Requires-Dist") == ["beta>=1"] and m["Requires-Python"] == ">=3.9"
     path.write_bytes(b"not a zip")
@@ -156,14 +158,14 @@ def test_hash_checks(tmp_path: Path) -> None:
     path_b = str(tmp_path / "beta-1.0-py3-none-any.whl")
     hashes = {path_a: "a" * 64, path_b: "b" * 64}
     good = resolve(tmp_path, f"alpha==1.0 --hash=sha256:{'a' * 64}\nbeta==1.0 --hash=sha256:{'b' * 64}\n", h, {})
-    wheels.check_hashes(good, hashes, require=False)
+    wheels.check_hashes(good.values(), hashes, require=False)
     bad = resolve(tmp_path, f"alpha==1.0 --hash=sha256:{'c' * 64}\nbeta==1.0 --hash=sha256:{'b' * 64}\n", h, {})
     with pytest.raises(InputError, match=r"alpha-1.0-py3-none-any.whl does not match any --hash of alpha==1.0 \(its sha256 is a{64}\)"):
-        wheels.check_hashes(bad, hashes, require=False)
+        wheels.check_hashes(bad.values(), hashes, require=False)
     partial = resolve(tmp_path, f"alpha==1.0 --hash=sha256:{'a' * 64}\nbeta==1.0\n", h, {})
     with pytest.raises(InputError, match=r"beta==1.0 has no --hash, but other requirements do"):
-        wheels.check_hashes(partial, hashes, require=False)
+        wheels.check_hashes(partial.values(), hashes, require=False)
     none = resolve(tmp_path, "alpha==1.0\nbeta==1.0\n", h, {})
-    wheels.check_hashes(none, hashes, require=False)
+    wheels.check_hashes(none.values(), hashes, require=False)
     with pytest.raises(InputError, match="hash-checking mode"):
-        wheels.check_hashes(none, hashes, require=True)
+        wheels.check_hashes(none.values(), hashes, require=True)
