@@ -134,3 +134,8 @@ def main(argv: Sequence[str]) -> int:
     except OSError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1
+    except Exception as e:  # a bug: still one line, unless -v asks for the traceback
+        if args.verbose:
+            raise
+        print(f"{PROG}: error: internal error {type(e).__name__}: {e}; rerun with -v and report it", file=sys.stderr)
+        return 1

@@ -1,11 +1,15 @@
 """Install an unpacked wheel (a cache entry) into a venv by hard link.
 
 The semantics are the wheel spec's and pip's, using PyPA `installer` for the parts with
-rules (RECORD rows and hashes, entry points, launcher scripts, `#!python` shebangs):
-the archive root goes to site-packages, `<name>.data/<scheme>/` to that scheme's
-directory, console and GUI scripts are generated for the venv's python, and RECORD is
-rewritten with every installed file, plus INSTALLER and (for requested packages)
-REQUESTED, so that pip can list, show, check and uninstall what we installed.
+rules (RECORD rows, entry points, launcher scripts, `#!python` shebangs): the archive
+root goes to site-packages, `<name>.data/<scheme>/` to that scheme's directory, console
+and GUI scripts are generated for the venv's python, and RECORD is rewritten with every
+installed file plus INSTALLER and (for requested packages) REQUESTED, so that pip can
+list, show, check and uninstall what we installed.
+
+Two steps: `plan` works out, once per wheel, where each file goes (this is where
+`installer` is used; the plan is cached beside the unpacked wheel), and `apply` carries a
+plan out for one venv: links, launchers with this venv's python, RECORD.
 
 Files are hard links to the cache (the cache is never written through: pip and Python
 replace files rather than editing them); across filesystems they are copied. Bytecode is
@@ -18,21 +22,122 @@ import csv
 import errno
 import hashlib
 import io
+import json
 import os
+import shlex
 import shutil
 from base64 import urlsafe_b64encode
-from typing import Iterable
+from dataclasses import dataclass
+from typing import Callable
 
-from installer.records import Hash, RecordEntry, parse_record_file
-from installer.scripts import Script
-from installer.utils import fix_shebang, parse_entrypoints, parse_metadata_file
-
+from cros_venv.cache import atomic_write
 from cros_venv.errors import BuildError
 from cros_venv.venv import Layout
 
 INSTALLER = b"cros_venv\n"
 # Installation-specific files in a wheel's dist-info that we write ourselves.
 GENERATED = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
+PLAN_FORMAT = 1
+SCHEMES = ("purelib", "platlib", "scripts", "headers", "data")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Where a wheel's files go, independent of any one venv.
+
+    files: (scheme, destination relative to the scheme dir, source relative to the entry,
+    RECORD hash, RECORD size) for files placed as they are. scripts: (scheme, destination,
+    content after the shebang) for files that need this venv's python in a `#!` line:
+    entry-point launchers and `.data/scripts` that start with `#!python`.
+    """
+
+    dist_info: str
+    files: tuple[tuple[str, str, str, str, str], ...]
+    scripts: tuple[tuple[str, str, str], ...]
+
+    def to_json(self) -> dict[str, object]:
+        return {"format": PLAN_FORMAT, "dist_info": self.dist_info,
+                "files": [list(f) for f in self.files], "scripts": [list(s) for s in self.scripts]}
+
+
+def _dist_info_dir(entry: str) -> str:
+    found = [d for d in os.listdir(entry) if d.endswith(".dist-info")]
+    if len(found) != 1:
+        raise BuildError(f"the wheel unpacked at {entry} has {len(found)} .dist-info directories; replace the wheel")
+    return found[0]
+
+
+def make_plan(entry: str) -> Plan:
+    """Read WHEEL, RECORD and entry_points.txt of the wheel unpacked at `entry`."""
+    from installer.records import parse_record_file
+    from installer.scripts import Script
+    from installer.utils import parse_entrypoints, parse_metadata_file
+
+    dist_info = _dist_info_dir(entry)
+    data_dir = dist_info[: -len(".dist-info")] + ".data"
+    with open(os.path.join(entry, dist_info, "WHEEL"), encoding="utf-8") as f:
+        wheel_meta = parse_metadata_file(f.read())
+    if not (wheel_meta["Wheel-Version"] or "").startswith("1."):
+        raise BuildError(f"{dist_info} has Wheel-Version {wheel_meta['Wheel-Version']}; only 1.x is supported")
+    root = "purelib" if wheel_meta["Root-Is-Purelib"] == "true" else "platlib"
+    try:
+        with open(os.path.join(entry, dist_info, "RECORD"), encoding="utf-8", newline="") as f:
+            rows = list(parse_record_file(f))
+    except OSError as e:
+        raise BuildError(f"{dist_info} has no readable RECORD ({e.strerror}); replace the wheel") from None
+
+    files: list[tuple[str, str, str, str, str]] = []
+    scripts: list[tuple[str, str, str]] = []
+    for path, hash_, size in rows:
+        if path.startswith(dist_info + "/") and path[len(dist_info) + 1:] in GENERATED:
+            continue
+        if not os.path.isfile(os.path.join(entry, path)):
+            raise BuildError(f"{dist_info}/RECORD lists {path}, which the wheel does not contain; replace the wheel")
+        if not path.startswith(data_dir + "/"):
+            files.append((root, path, path, hash_, size))
+            continue
+        scheme, _, rel = path[len(data_dir) + 1:].partition("/")
+        if scheme not in SCHEMES or not rel:
+            raise BuildError(f"{path} is not in a valid .data subdirectory; replace the wheel")
+        if scheme == "scripts":
+            with open(os.path.join(entry, path), "rb") as f:
+                first, _, rest = f.read().partition(b"\n")
+            if first.startswith(b"#!python"):  # the wheel spec's placeholder for the interpreter
+                scripts.append((scheme, rel, rest.decode("utf-8", "surrogateescape")))
+                continue
+        files.append((scheme, rel, path, hash_, size))
+
+    entry_points = os.path.join(entry, dist_info, "entry_points.txt")
+    if os.path.exists(entry_points):
+        with open(entry_points, encoding="utf-8") as f:
+            for name, module, attr, section in parse_entrypoints(f.read()):
+                _, launcher = Script(name, module, attr, section).generate("python", "posix")
+                scripts.append(("scripts", name, launcher.partition(b"\n")[2].decode()))
+    return Plan(dist_info, tuple(files), tuple(scripts))
+
+
+def plan_for(entry: str, plans_dir: str, sha256: str, libraries: Callable[[], object]) -> Plan:
+    """The plan for an entry: from `plans_dir` if made before, else made now and saved.
+
+    `libraries` makes the tool's libraries (installer) importable; called only when needed.
+    """
+    path = os.path.join(plans_dir, f"{sha256}.json")
+    try:
+        with open(path, "rb") as f:
+            data = json.load(f)
+        if data["format"] == PLAN_FORMAT:
+            return Plan(data["dist_info"], tuple(tuple(x) for x in data["files"]),
+                        tuple(tuple(x) for x in data["scripts"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    libraries()
+    plan = make_plan(entry)
+    try:
+        os.makedirs(plans_dir, exist_ok=True)
+        atomic_write(path, json.dumps(plan.to_json()).encode())
+    except OSError:
+        pass  # only a cache
+    return plan
 
 
 class Linker:
@@ -75,83 +180,52 @@ class Linker:
             os.chmod(dst, 0o755)
 
 
-def _digest(data: bytes) -> Hash:
-    return Hash("sha256", urlsafe_b64encode(hashlib.sha256(data).digest()).decode("ascii").rstrip("="))
+def _digest(data: bytes) -> str:
+    return "sha256=" + urlsafe_b64encode(hashlib.sha256(data).digest()).decode("ascii").rstrip("=")
 
 
-def dist_info_dir(entry: str) -> str:
-    found = [d for d in os.listdir(entry) if d.endswith(".dist-info")]
-    if len(found) != 1:
-        raise BuildError(f"the wheel unpacked at {entry} has {len(found)} .dist-info directories; replace the wheel")
-    return found[0]
+def shebang(python: str) -> bytes:
+    """The `#!` line(s) for this venv's python.
+
+    installer's rule (installer.scripts._build_shebang): a path with a space, or too long
+    for the kernel, cannot follow `#!`, so the launcher re-runs itself through /bin/sh.
+    """
+    exe = os.fsencode(python)
+    if b" " not in exe and len(exe) <= 127:
+        return b"#!" + exe
+    return b"#!/bin/sh\n'''exec' " + shlex.quote(python).encode() + b' "$0" "$@"\n' + b"' '''"
 
 
-def install(entry: str, layout: Layout, requested: bool, linker: Linker) -> list[str]:
-    """Install the wheel unpacked at `entry` into `layout`; returns the scripts written."""
-    dist_info = dist_info_dir(entry)
-    data_dir = dist_info[: -len(".dist-info")] + ".data"
-    with open(os.path.join(entry, dist_info, "WHEEL"), encoding="utf-8") as f:
-        wheel_meta = parse_metadata_file(f.read())
-    if not (wheel_meta["Wheel-Version"] or "").startswith("1."):
-        raise BuildError(f"{dist_info} has Wheel-Version {wheel_meta['Wheel-Version']}; only 1.x is supported")
+def apply(plan: Plan, entry: str, layout: Layout, requested: bool, linker: Linker) -> None:
+    """Carry out `plan` for the wheel unpacked at `entry` into the venv at `layout`."""
     sp = layout.site_packages
-    schemes = {
-        "purelib": sp, "platlib": sp, "scripts": layout.bin, "data": layout.root,
-        "headers": os.path.join(layout.include, dist_info.split("-")[0]),
-    }
-    try:
-        with open(os.path.join(entry, dist_info, "RECORD"), encoding="utf-8", newline="") as f:
-            rows = list(parse_record_file(f))
-    except OSError as e:
-        raise BuildError(f"{dist_info} has no readable RECORD ({e.strerror}); replace the wheel") from None
-
+    dirs = {"purelib": sp, "platlib": sp, "scripts": layout.bin, "data": layout.root,
+            "headers": os.path.join(layout.include, plan.dist_info.split("-")[0])}
+    prefix = {s: "" if d == sp else os.path.relpath(d, sp) + "/" for s, d in dirs.items()}
     written: list[tuple[str, str, str]] = []
-    scripts: list[str] = []
-    for path, hash_, size in rows:
-        if path.startswith(dist_info + "/") and path[len(dist_info) + 1:] in GENERATED:
-            continue
-        src = os.path.join(entry, path)
-        if not path.startswith(data_dir + "/"):
-            linker.place(src, os.path.join(sp, path))
-            written.append((path, hash_, size))
-            continue
-        scheme, _, rel = path[len(data_dir) + 1:].partition("/")
-        if scheme not in schemes or not rel:
-            raise BuildError(f"{path} is not in a valid .data subdirectory; replace the wheel")
-        dst = os.path.join(schemes[scheme], rel)
-        if scheme == "scripts":
-            with open(src, "rb") as raw, fix_shebang(raw, layout.python) as fixed:
-                data = fixed.read()
-            linker.write(dst, data, executable=True)
-            written.append((os.path.relpath(dst, sp), str(_digest(data)), str(len(data))))
-            scripts.append(dst)
-        else:
-            linker.place(src, dst)
-            written.append((os.path.relpath(dst, sp), hash_, size))
-
-    entry_points = os.path.join(entry, dist_info, "entry_points.txt")
-    if os.path.exists(entry_points):
-        with open(entry_points, encoding="utf-8") as f:
-            for name, module, attr, section in parse_entrypoints(f.read()):
-                script_name, data = Script(name, module, attr, section).generate(layout.python, "posix")
-                dst = os.path.join(layout.bin, script_name)
-                linker.write(dst, data, executable=True)
-                written.append((os.path.relpath(dst, sp), str(_digest(data)), str(len(data))))
-                scripts.append(dst)
-
+    for scheme, dst, src, hash_, size in plan.files:
+        linker.place(os.path.join(entry, src), os.path.join(dirs[scheme], dst))
+        written.append((prefix[scheme] + dst, hash_, size))
+    if plan.scripts:
+        line = shebang(layout.python) + b"\n"
+        for scheme, dst, body in plan.scripts:
+            data = line + body.encode("utf-8", "surrogateescape")
+            linker.write(os.path.join(dirs[scheme], dst), data, executable=True)
+            written.append((prefix[scheme] + dst, _digest(data), str(len(data))))
     extra = {"INSTALLER": INSTALLER, **({"REQUESTED": b""} if requested else {})}
     for filename, data in extra.items():
-        path = f"{dist_info}/{filename}"
+        path = f"{plan.dist_info}/{filename}"
         linker.write(os.path.join(sp, path), data)
-        written.append((path, str(_digest(data)), str(len(data))))
-    _write_record(os.path.join(sp, dist_info, "RECORD"), written, f"{dist_info}/RECORD")
-    return scripts
-
-
-def _write_record(path: str, rows: Iterable[tuple[str, str, str]], own: str) -> None:
+        written.append((path, _digest(data), str(len(data))))
+    written.append((f"{plan.dist_info}/RECORD", "", ""))
     out = io.StringIO()
-    writer = csv.writer(out, delimiter=",", quotechar='"', lineterminator="\n")
-    writer.writerows(rows)
-    writer.writerow(RecordEntry(own, None, None).to_row())
-    with open(path, "w", encoding="utf-8", newline="") as f:
+    csv.writer(out, lineterminator="\n").writerows(written)
+    with open(os.path.join(sp, plan.dist_info, "RECORD"), "w", encoding="utf-8", newline="") as f:
         f.write(out.getvalue())
+
+
+def install(entry: str, layout: Layout, requested: bool, linker: Linker) -> Plan:
+    """Plan and apply in one go (no plan cache)."""
+    plan = make_plan(entry)
+    apply(plan, entry, layout, requested, linker)
+    return plan

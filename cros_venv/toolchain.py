@@ -50,8 +50,10 @@ def unpack(cache: Cache, filenames: tuple[str, ...]) -> list[str]:
     return [entries[p] for p in paths]
 
 
-def activate(cache: Cache) -> None:
-    """Make the tool's libraries importable in this process."""
-    for entry in reversed(unpack(cache, LIBRARIES)):
+def activate(cache: Cache) -> list[str]:
+    """Make the tool's libraries importable in this process; returns their import roots."""
+    roots = unpack(cache, LIBRARIES)
+    for entry in reversed(roots):
         if entry not in sys.path:
             sys.path.insert(0, entry)
+    return roots

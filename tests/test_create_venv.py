@@ -363,3 +363,17 @@ def test_a_system_python_with_nothing_installed(wheelhouse: ToolRepo, tmp_path: 
     out = wheelhouse.run(str(tmp_path / "v"), str(reqs), python="/usr/bin/python3")
     assert out.returncode == 0, out.stderr
     assert_complete(tmp_path / "v", {"alpha": "1.0", "beta": "1.0"})
+
+
+def test_a_new_venv_from_known_requirements_reuses_the_cached_resolution(wheelhouse: ToolRepo, tmp_path: Path) -> None:
+    reqs = wheelhouse.requirements("r.txt", "alpha==1.0\nbeta==1.0\n")
+    first = wheelhouse.run("-v", str(tmp_path / "v1"), str(reqs))
+    assert first.returncode == 0 and "resolved 3 packages" in first.stderr
+    shutil.rmtree(wheelhouse.cache / "plans")  # install plans are remade when missing
+    second = wheelhouse.run("-v", str(tmp_path / "v2"), str(reqs))
+    assert second.returncode == 0 and "resolved" not in second.stderr and "building" in second.stderr
+    assert_complete(tmp_path / "v2", {"alpha": "1.0", "beta": "1.0"})
+    wheelhouse.add_wheel(WheelSpec("beta", "1.0", tag="py311-none-any"))  # a better wheel appears
+    third = wheelhouse.run("-v", str(tmp_path / "v3"), str(reqs))
+    assert third.returncode == 0 and "resolved 3 packages" in third.stderr
+    assert "beta-1.0-py311-none-any.whl" in [w["filename"] for w in marker(tmp_path / "v3")["spec"]["wheels"]]

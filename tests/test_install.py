@@ -50,11 +50,11 @@ def test_links_files_and_rewrites_record(setup: tuple[Cache, Layout], tmp_path: 
     cache, layout = setup
     entry = entry_for(cache, tmp_path, WheelSpec("alpha", files={"alpha/__init__.py": b"X = 1\n"},
                                                 console_scripts={"alpha-cli": "alpha:main"}))
-    scripts = install(entry, layout, requested=True, linker=Linker())
+    plan = install(entry, layout, requested=True, linker=Linker())
     src = os.path.join(entry, "alpha/__init__.py")
     dst = os.path.join(layout.site_packages, "alpha/__init__.py")
     assert os.path.samefile(src, dst)  # a hard link to the cache
-    assert scripts == [os.path.join(layout.bin, "alpha-cli")]
+    assert [(s[0], s[1]) for s in plan.scripts] == [("scripts", "alpha-cli")]
     script = Path(layout.bin, "alpha-cli").read_text()
     assert script.startswith(f"#!{layout.python}\n") and "from alpha import main" in script
     assert os.stat(os.path.join(layout.bin, "alpha-cli")).st_mode & 0o111

@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""Benchmark create_venv against python -m venv + pip, virtualenv + pip, and uv.
+
+    python3 bench/bench.py [--python PATH] [--rounds N] [--scratch DIR]
+
+The one online step: the wheel set and the peers (uv, virtualenv) are downloaded into a
+scratch directory (default bench/.scratch, git-ignored; never committed). Every timed run
+is offline: local wheels only. Runs are interleaved (each round runs every tool once per
+scenario) and the table shows medians. Prints a Markdown table for the README.
+
+Scenarios (pip is installed in every venv):
+  cold   empty caches, new venv directory
+  warm   the same wheels seen before (caches kept), new venv directory
+  no-op  the venv is already up to date (pip: `pip install -r` again; uv: `uv pip sync`)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+import zipfile
+from pathlib import Path
+from typing import Callable
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from cros_venv import toolchain  # noqa: E402
+
+# A realistic set for an infra repo: HTTP, protobuf/gRPC-era Google libraries, crypto, XML, tests.
+PACKAGES = [
+    "requests", "protobuf", "cryptography", "lxml", "pytest", "google-auth", "googleapis-common-protos",
+    "pyyaml", "python-dateutil", "attrs", "jinja2", "click", "psutil", "mock", "tabulate", "six",
+    "cachetools", "wrapt", "pyparsing",
+]
+DEFAULT_PYTHON = "/root/.pyenv/versions/3.11.7/bin/python3"
+
+Run = Callable[[Path, Path], list[list[str]]]  # (venv dir, cache dir) -> commands
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_", "VIRTUALENV_", "PYTHON"))}
+    env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", **extra)
+    return env
+
+
+def timed(commands: list[list[str]], env: dict[str, str]) -> tuple[float, float]:
+    """(seconds, peak RSS in MiB of any process) for running `commands` one after another."""
+    start = time.perf_counter()
+    peak = 0
+    for cmd in commands:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            raise SystemExit(f"bench: {' '.join(cmd)} failed ({proc.returncode}):\n{err}")
+        if proc.stderr:
+            proc.stderr.close()
+        peak = max(peak, usage.ru_maxrss)
+    return time.perf_counter() - start, peak / 1024
+
+
+def prepare(scratch: Path, python: str) -> tuple[Path, Path, Path, Path]:
+    """Wheel set, peers and a scratch copy of this repo whose pip_packages holds the set."""
+    wheels = scratch / "wheels"
+    if not wheels.is_dir() or not any(wheels.glob("*.whl")):
+        wheels.mkdir(parents=True, exist_ok=True)
+        subprocess.run([python, "-m", "pip", "download", "-q", "--only-binary=:all:", "-d", str(wheels), *PACKAGES],
+                       check=True, env=clean_env())
+        shutil.copy2(REPO / "pip_packages" / toolchain.PIP, wheels / toolchain.PIP)
+    tools = scratch / "tools"
+    if not (tools / "bin" / "uv").exists():
+        subprocess.run([python, "-m", "venv", str(tools)], check=True)
+        subprocess.run([str(tools / "bin/python"), "-m", "pip", "install", "-q", "uv", "virtualenv"],
+                       check=True, env=clean_env())
+    repo = scratch / "repo"
+    shutil.rmtree(repo, ignore_errors=True)
+    (repo / "pip_packages").mkdir(parents=True)
+    shutil.copy2(REPO / "create_venv", repo / "create_venv")
+    shutil.copytree(REPO / "cros_venv", repo / "cros_venv", ignore=shutil.ignore_patterns("__pycache__"))
+    for w in [*(REPO / "pip_packages").glob("*.whl"), *wheels.glob("*.whl")]:
+        if not (repo / "pip_packages" / w.name).exists():
+            os.link(w, repo / "pip_packages" / w.name)
+    reqs = scratch / "requirements.txt"
+    pins = []
+    for w in sorted(wheels.glob("*.whl")):
+        name, version = w.name.split("-")[:2]
+        pins.append(f"{name}=={version}\n")
+    reqs.write_text("".join(pins))
+    return wheels, tools, repo, reqs
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--python", default=DEFAULT_PYTHON if os.path.exists(DEFAULT_PYTHON) else sys.executable)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--scratch", type=Path, default=REPO / "bench" / ".scratch")
+    args = parser.parse_args()
+    python: str = args.python
+    scratch: Path = args.scratch.resolve()
+    wheels, tools, repo, reqs = prepare(scratch, python)
+    n_wheels = len(list(wheels.glob("*.whl")))
+    size = sum(w.stat().st_size for w in wheels.glob("*.whl")) / 2**20
+    files = sum(len(zipfile.ZipFile(w).namelist()) for w in wheels.glob("*.whl"))
+    runs = scratch / "runs"
+    shutil.rmtree(runs, ignore_errors=True)
+    runs.mkdir()
+    W, R, uv = str(wheels), str(reqs), str(tools / "bin" / "uv")
+    pip_args = ["-m", "pip", "install", "-q", "--no-index", "--find-links", W, "-r", R]
+
+    peers: dict[str, dict[str, Run]] = {
+        "python -m venv + pip install --no-index": {
+            "build": lambda d, c: [[python, "-m", "venv", str(d)], [str(d / "bin/python"), *pip_args]],
+            "noop": lambda d, c: [[str(d / "bin/python"), *pip_args]],
+        },
+        "virtualenv + pip": {
+            "build": lambda d, c: [[str(tools / "bin/virtualenv"), "-q", "--no-periodic-update", "--app-data", str(c),
+                                    "-p", python, str(d)], [str(d / "bin/python"), *pip_args]],
+            "noop": lambda d, c: [[str(d / "bin/python"), *pip_args]],
+        },
+        "uv venv + uv pip install --offline": {
+            "build": lambda d, c: [[uv, "venv", "-q", "--cache-dir", str(c), "-p", python, str(d)],
+                                   [uv, "pip", "install", "-q", "--cache-dir", str(c), "--offline", "--no-index",
+                                    "--find-links", W, "-r", R, "-p", str(d / "bin/python")]],
+            "noop": lambda d, c: [[uv, "pip", "sync", "-q", "--cache-dir", str(c), "--offline", "--no-index",
+                                   "--find-links", W, R, "-p", str(d / "bin/python")]],
+        },
+        "create_venv": {
+            "build": lambda d, c: [[str(repo / "create_venv"), str(d), R]],
+            "noop": lambda d, c: [[str(repo / "create_venv"), str(d), R]],
+        },
+    }
+    env_path = f"{os.path.dirname(python)}:{os.environ.get('PATH', '')}"
+    results: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for rnd in range(args.rounds):
+        for name, run in peers.items():
+            warm_cache = runs / f"cache-{abs(hash(name))}"
+            for scenario in ("cold", "warm", "noop"):
+                venv_dir = runs / f"venv-{uuid.uuid4().hex[:8]}"
+                cache = runs / f"cold-{uuid.uuid4().hex[:8]}" if scenario == "cold" else warm_cache
+                env = clean_env(PATH=env_path, CROS_VENV_CACHE=str(cache))
+                if scenario == "noop":
+                    venv_dir = runs / f"noop-{abs(hash(name))}"
+                    if not venv_dir.exists():
+                        timed(run["build"](venv_dir, cache), env)
+                    results.setdefault((name, scenario), []).append(timed(run["noop"](venv_dir, cache), env))
+                else:
+                    if scenario == "warm" and not cache.exists():
+                        timed(run["build"](runs / f"prime-{uuid.uuid4().hex[:8]}", cache), env)
+                    results.setdefault((name, scenario), []).append(timed(run["build"](venv_dir, cache), env))
+                    shutil.rmtree(venv_dir, ignore_errors=True)
+                    if scenario == "cold":
+                        shutil.rmtree(cache, ignore_errors=True)
+        print(f"bench: round {rnd + 1}/{args.rounds} done", file=sys.stderr)
+
+    # The no-op does not grow with pip_packages/: 500 unrelated wheels added.
+    extra_env = clean_env(PATH=env_path, CROS_VENV_CACHE=str(runs / "cache-extra"))
+    noop_dir = runs / "noop-extra"
+    timed(peers["create_venv"]["build"](noop_dir, Path()), extra_env)
+    base = [timed(peers["create_venv"]["noop"](noop_dir, Path()), extra_env)[0] for _ in range(args.rounds * 4)]
+    for i in range(500):
+        with zipfile.ZipFile(repo / "pip_packages" / f"unrelated{i:03d}-1.0-py3-none-any.whl", "w") as zf:
+            zf.writestr(f"unrelated{i:03d}.py", "")
+    timed(peers["create_venv"]["build"](noop_dir, Path()), extra_env)  # re-checks once, refreshes the key
+    more = [timed(peers["create_venv"]["noop"](noop_dir, Path()), extra_env)[0] for _ in range(args.rounds * 4)]
+
+    def med(name: str, scenario: str, i: int = 0) -> float:
+        return statistics.median(r[i] for r in results[(name, scenario)])
+
+    uv_name = "uv venv + uv pip install --offline"
+    version = subprocess.check_output([python, "-c", "import platform; print(platform.python_version())"], text=True)
+    print(f"\n{n_wheels} wheels ({size:.0f} MB, {files:,} files), pip in every venv, "
+          f"CPython {version.strip()}, {os.cpu_count()} cores, medians of {args.rounds} interleaved runs, "
+          f"{time.strftime('%Y-%m-%d')}\n")
+    names = list(peers)
+    print("| scenario | " + " | ".join(names) + " | create_venv ÷ uv |")
+    print("|---" * (len(names) + 2) + "|")
+    for scenario, label in (("cold", "cold"), ("warm", "warm"), ("noop", "no-op")):
+        cells = []
+        for name in names:
+            t = med(name, scenario)
+            cells.append(f"{t * 1000:.0f} ms" if t < 1 else f"{t:.2f} s")
+        ratio = med("create_venv", scenario) / med(uv_name, scenario)
+        print(f"| {label} | " + " | ".join(cells) + f" | {ratio:.2f}× |")
+    mem = [f"{med(n, 'cold', 1):.0f} MiB" for n in names]
+    print("| peak memory (cold) | " + " | ".join(mem) + " | |")
+    with_500, without = statistics.median(more), statistics.median(base)
+    print(f"\nno-op with 500 unrelated wheels added to pip_packages/: {with_500 * 1000:.1f} ms "
+          f"vs {without * 1000:.1f} ms without ({with_500 / without:.2f}×)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
