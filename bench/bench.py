@@ -52,6 +52,8 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def timed(commands: list[list[str]], env: dict[str, str]) -> tuple[float, float]:
     """(seconds, peak RSS in MiB of any process) for running `commands` one after another."""
+    os.sync()  # let the previous run's writes and deletes settle: this disk's metadata cost varies a lot
+    time.sleep(0.2)
     start = time.perf_counter()
     peak = 0
     for cmd in commands:

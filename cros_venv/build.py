@@ -107,15 +107,14 @@ def _build(plan: resolution.Resolution, layout: venv.Layout, cache: Cache, lock_
             template = ""
             child = skeleton.start(skeleton.command(layout.root, plan.python, roots, app_data), os.environ, lock_fd)
     try:
-        entries = cache.unpack_all({i.wheel: i.sha256 for i in plan.installs})
-        report(f"unpacked {len(entries)} wheels into {cache.wheels}")
         plans_dir = os.path.join(cache.root, "plans")
         linker = install.Linker()
-        for i in plan.installs:
-            entry = entries[i.wheel]
+        entries = cache.unpack_each([(i.wheel, i.sha256) for i in plan.installs])
+        for i, entry in zip(plan.installs, entries):  # each installed as soon as it is unpacked
             how = install.plan_for(entry, plans_dir, i.sha256, lambda: toolchain.activate(cache))
             install.apply(how, entry, layout, i.requested, linker)
-        report(f"installed {len(plan.installs)} wheels ({'copied' if linker.copy else 'hard-linked'})")
+        report(f"installed {len(plan.installs)} wheels from {cache.wheels} "
+               f"({'copied' if linker.copy else 'hard-linked'})")
     finally:
         if child is not None:
             try:

@@ -246,23 +246,32 @@ class Cache:
             raise
         return final
 
-    def unpack_all(self, wheels: dict[str, str], workers: int = 0) -> dict[str, str]:
-        """Unpack many wheels ({path: sha256}) in parallel; returns {path: entry dir}.
+    def unpack_each(self, wheels: Sequence[tuple[str, str]], workers: int = 0) -> Iterator[str]:
+        """Cache entries for (path, sha256) pairs, in order; missing ones are unpacked on
+        worker threads meanwhile, so the caller can install one wheel while the next unpacks.
 
-        zlib releases the GIL while it inflates, so threads scale on the big members.
+        zlib releases the GIL while it inflates and the kernel work of creating files runs
+        in parallel, so threads scale to the cores.
         """
-        todo = [p for p, h in wheels.items() if not self.has(h)]
-        result = {p: self.entry(h) for p, h in wheels.items() if p not in todo}
-        for p in result:
-            with contextlib.suppress(OSError):
-                os.utime(result[p])
-        if todo:
-            todo.sort(key=lambda p: -os.path.getsize(p))
-            n = workers or min(len(todo), max(2, os.cpu_count() or 2))
-            if n == 1:
-                entries = [self.unpack(p, wheels[p]) for p in todo]
-            else:
-                with ThreadPoolExecutor(max_workers=n) as pool:
-                    entries = list(pool.map(lambda p: self.unpack(p, wheels[p]), todo))
-            result.update(zip(todo, entries))
-        return result
+        todo = {h: p for p, h in wheels if not self.has(h)}
+        if not todo:
+            for _, h in wheels:
+                yield self._touch(self.entry(h))
+            return
+        n = workers or min(len(todo), max(2, os.cpu_count() or 2))
+        with ThreadPoolExecutor(max_workers=n) as pool:
+            futures = {h: pool.submit(self.unpack, p, h) for h, p in todo.items()}
+            for _, h in wheels:
+                yield futures[h].result() if h in futures else self._touch(self.entry(h))
+
+    def unpack_all(self, wheels: dict[str, str], workers: int = 0) -> dict[str, str]:
+        """Unpack many wheels ({path: sha256}) in parallel; returns {path: entry dir}."""
+        items = sorted(wheels.items(), key=lambda ph: -os.path.getsize(ph[0]))
+        return dict(zip([p for p, _ in items], self.unpack_each(items, workers)))
+
+    @staticmethod
+    def _touch(entry: str) -> str:
+        """Mark an entry used now (prune removes entries unused for a while)."""
+        with contextlib.suppress(OSError):
+            os.utime(entry)
+        return entry
