@@ -87,6 +87,7 @@ def prepare(scratch: Path, python: str) -> tuple[Path, Path, Path, Path]:
     (repo / "pip_packages").mkdir(parents=True)
     shutil.copy2(REPO / "create_venv", repo / "create_venv")
     shutil.copytree(REPO / "cros_venv", repo / "cros_venv", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "bin", repo / "bin", symlinks=True)
     for w in [*(REPO / "pip_packages").glob("*.whl"), *wheels.glob("*.whl")]:
         if not (repo / "pip_packages" / w.name).exists():
             os.link(w, repo / "pip_packages" / w.name)
@@ -173,6 +174,21 @@ def main() -> int:
     timed(peers["create_venv"]["build"](noop_dir, Path()), extra_env)  # re-checks once, refreshes the key
     more = [timed(peers["create_venv"]["noop"](noop_dir, Path()), extra_env)[0] for _ in range(args.rounds * 4)]
 
+    # check_requirements on a 100-wheel pip_packages/: the first run reads every zip, later
+    # runs only stat them.
+    for i in range(100 - len(list((repo / "pip_packages").glob("*.whl")))):
+        with zipfile.ZipFile(repo / "pip_packages" / f"filler{i:03d}-1.0-py3-none-any.whl", "w") as zf:
+            zf.writestr(f"filler{i:03d}-1.0.dist-info/METADATA", f"Name: filler{i:03d}\nVersion: 1.0\n")
+            zf.writestr(f"filler{i:03d}-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\n")
+            zf.writestr(f"filler{i:03d}-1.0.dist-info/RECORD", "")
+    for extra in list((repo / "pip_packages").glob("unrelated*.whl")):
+        extra.unlink()
+    check_env = clean_env(PATH=env_path, CROS_VENV_CACHE=str(runs / "cache-check"))
+    check_cmd = [[str(repo / "bin" / "check_requirements"), R]]
+    n_check = len(list((repo / "pip_packages").glob("*.whl")))
+    first_check = timed(check_cmd, check_env)[0]
+    checks = [timed(check_cmd, check_env)[0] for _ in range(args.rounds)]
+
     def med(name: str, scenario: str, i: int = 0) -> float:
         return statistics.median(r[i] for r in results[(name, scenario)])
 
@@ -196,6 +212,8 @@ def main() -> int:
     with_500, without = statistics.median(more), statistics.median(base)
     print(f"\nno-op with 500 unrelated wheels added to pip_packages/: {with_500 * 1000:.1f} ms "
           f"vs {without * 1000:.1f} ms without ({with_500 / without:.2f}×)")
+    print(f"check_requirements, {n_check} wheels in pip_packages/: {first_check * 1000:.0f} ms the first time "
+          f"(every zip read), {statistics.median(checks) * 1000:.0f} ms after")
     return 0
 
 

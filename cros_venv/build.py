@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
@@ -48,11 +49,35 @@ def create(request: Request, report: Report) -> str:
 
 
 def _create(request: Request, report: Report, cache: Cache) -> str:
-    # requirements -> pins -> wheels -> spec (cached while nothing it depends on changes)
     python = fastpath.resolve_python(request.python)
     arguments = [os.path.abspath(r) for r in request.requirements]
+    root = venv.resolve_dir(request.venv_dir)
+    # A directory without a marker will be built (unless the input is bad): start making the
+    # interpreter's skeleton template now, beside resolving and unpacking.
+    job = None
+    templates = skeleton.Templates(os.path.join(cache.root, "skeletons"))
+    if skeleton.is_plain(root) and skeleton.is_plain(templates.root) and not os.path.exists(
+            os.path.join(root, venv.MARKER)):
+        job = _template_job(templates, python, cache)
+    try:
+        return _update(request, python, arguments, root, cache, job, report)
+    finally:
+        if job is not None:  # let it finish: a template is useful even if this build failed
+            with contextlib.suppress(Exception):
+                job.wait()
+
+
+def _template_job(templates: skeleton.Templates, python: str, cache: Cache) -> skeleton.TemplateJob:
+    return skeleton.TemplateJob(templates, python, toolchain.VIRTUALENV[0],
+                                lambda: toolchain.unpack(cache, toolchain.VIRTUALENV),
+                                os.path.join(cache.root, "virtualenv"))
+
+
+def _update(request: Request, python: str, arguments: list[str], root: str, cache: Cache,
+            job: skeleton.TemplateJob | None, report: Report) -> str:
+    # requirements -> pins -> wheels -> spec (cached while nothing it depends on changes)
     plan = resolution.cached(cache, python, arguments) or resolution.resolve(cache, python, arguments, report)
-    layout = venv.Layout(venv.resolve_dir(request.venv_dir), plan.python_version)
+    layout = venv.Layout(root, plan.python_version)
     marker = spec.marker_bytes(plan.spec, plan.key, {
         "tool": f"cros_venv {__version__}", "requirements": arguments,
         "wheel_dir": toolchain.PIP_PACKAGES, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -77,7 +102,7 @@ def _create(request: Request, report: Report, cache: Cache) -> str:
         report(f"building {layout.root}")
         trash = venv.wipe(layout.root)
         venv.start(layout)
-        _build(plan, layout, cache, fd, report)
+        _build(plan, layout, cache, fd, job, report)
         if request.compile:
             _compile(layout, fd, report)
         venv.write_marker(layout, marker)
@@ -91,44 +116,35 @@ def _create(request: Request, report: Report, cache: Cache) -> str:
     return "built"
 
 
-def _build(plan: resolution.Resolution, layout: venv.Layout, cache: Cache, lock_fd: int, report: Report) -> None:
-    """Skeleton (virtualenv, in a child, overlapped with unpacking) and the wheels."""
+def _build(plan: resolution.Resolution, layout: venv.Layout, cache: Cache, lock_fd: int,
+           job: skeleton.TemplateJob | None, report: Report) -> None:
+    """The wheels, each installed as soon as it is unpacked; then the skeleton."""
     templates = skeleton.Templates(os.path.join(cache.root, "skeletons"))
-    template = templates.path_for(plan.python, toolchain.VIRTUALENV[0])
-    staging = None
     child = None
-    if not os.path.isdir(template) or not skeleton.is_plain(layout.root):
+    if not skeleton.is_plain(layout.root) or not skeleton.is_plain(templates.root):
+        # A path the shells would quote: virtualenv writes this venv itself (holding the lock).
         roots = toolchain.unpack(cache, toolchain.VIRTUALENV)
-        app_data = os.path.join(cache.root, "virtualenv")
-        if skeleton.is_plain(layout.root) and skeleton.is_plain(templates.root):
-            staging, dest = templates.staging()
-            child = skeleton.start(skeleton.command(dest, plan.python, roots, app_data), os.environ, None)
-        else:  # a path the shells would quote: virtualenv writes this venv itself
-            template = ""
-            child = skeleton.start(skeleton.command(layout.root, plan.python, roots, app_data), os.environ, lock_fd)
+        child = skeleton.start(skeleton.command(layout.root, plan.python, roots, os.path.join(
+            cache.root, "virtualenv")), os.environ, lock_fd)
+    elif job is None or job.path != templates.path_for(plan.python, toolchain.VIRTUALENV[0]):
+        job = _template_job(templates, plan.python, cache)
     try:
         plans_dir = os.path.join(cache.root, "plans")
         linker = install.Linker()
         entries = cache.unpack_each([(i.wheel, i.sha256) for i in plan.installs])
-        for i, entry in zip(plan.installs, entries):  # each installed as soon as it is unpacked
+        for i, entry in zip(plan.installs, entries):
             how = install.plan_for(entry, plans_dir, i.sha256, lambda: toolchain.activate(cache))
             install.apply(how, entry, layout, i.requested, linker)
         report(f"installed {len(plan.installs)} wheels from {cache.wheels} "
                f"({'copied' if linker.copy else 'hard-linked'})")
     finally:
         if child is not None:
-            try:
-                skeleton.finish(child)
-            except BaseException:
-                if staging:
-                    templates.discard(staging)
-                raise
-            if staging:
-                templates.commit(staging, template)
-    if template:
-        skeleton.instantiate(template, layout.root)
+            skeleton.finish(child)
+    if child is None:
+        assert job is not None
+        skeleton.instantiate(job.wait(), layout.root)
     venv.configure(layout, [toolchain.PIP_PACKAGES], f"cros_venv = {__version__}\n")
-    report("made the venv skeleton" + (" from the cached virtualenv template" if template else " with virtualenv"))
+    report("made the venv skeleton" + (" with virtualenv" if child else " from the virtualenv template"))
 
 
 def _compile(layout: venv.Layout, lock_fd: int, report: Report) -> None:

@@ -46,7 +46,8 @@ class Target:
         return {t: i for i, t in enumerate(self.tags)}
 
     def describe(self) -> str:
-        return f"Python {self.version} at {self.path} (best tag {self.tags[0]})"
+        where = f"Python {self.version} at {self.path}" if os.path.isabs(self.path) else self.path
+        return f"{where} (best tag {self.tags[0]})"
 
     def identity(self) -> dict[str, str]:
         """What the spec records about the interpreter."""

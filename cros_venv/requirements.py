@@ -43,6 +43,7 @@ class Pin:
     hashes: frozenset[str]  # "sha256:<hex>"
     origin: str  # "file:line"
     constraint: bool = False
+    tool: bool = False  # added by create_venv (its own pip), not read from a file: no hash needed
 
     def __str__(self) -> str:
         extras = f"[{','.join(sorted(self.extras))}]" if self.extras else ""
@@ -218,7 +219,7 @@ def _load(parser: _Parser, path: str, shown: str, constraint: bool, stack: tuple
 def pin_for_wheel(path: str) -> Pin:
     """A pin for exactly this wheel (the tool's own pip, added when the files do not pin pip)."""
     name, version, _, _ = parse_wheel_filename(os.path.basename(path))
-    return Pin(name, version, frozenset(), None, frozenset(), f"{path}:0")
+    return Pin(name, version, frozenset(), None, frozenset(), f"{path}:0", tool=True)
 
 
 def load(paths: list[str]) -> RequirementFiles:

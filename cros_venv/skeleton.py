@@ -17,7 +17,8 @@ import re
 import shutil
 import subprocess
 import tempfile
-from typing import Mapping
+import threading
+from typing import Callable, Mapping
 
 from cros_venv.errors import BuildError
 
@@ -113,3 +114,37 @@ def instantiate(template: str, dest: str) -> None:
                 shutil.copymode(src, dst)
         # symlinks to directories are listed in dirnames; do not descend into them
         dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
+
+
+class TemplateJob:
+    """Make the template for `python` on a thread (virtualenv runs in a child process), so
+    that it overlaps resolving and unpacking; `wait` returns its path or raises.
+    """
+
+    def __init__(self, templates: Templates, python: str, virtualenv_wheel: str,
+                 virtualenv_roots: Callable[[], list[str]], app_data: str) -> None:
+        self.path = templates.path_for(python, virtualenv_wheel)
+        self.error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                if os.path.isdir(self.path):
+                    return
+                staging, dest = templates.staging()
+                try:
+                    finish(start(command(dest, python, virtualenv_roots(), app_data), os.environ, None))
+                except BaseException:
+                    templates.discard(staging)
+                    raise
+                templates.commit(staging, self.path)
+            except BaseException as e:  # handed to the thread that waits
+                self.error = e
+
+        self.thread = threading.Thread(target=run, name="virtualenv-template", daemon=True)
+        self.thread.start()
+
+    def wait(self) -> str:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.path

@@ -174,7 +174,7 @@ def resolve(
                 continue
         else:
             wheel = chosen[name].wheel
-        chosen[name] = Resolved(pin, wheel, want, name in wanted)
+        chosen[name] = Resolved(pin, wheel, want, name in wanted and not pin.tool)
         meta = metadata(wheel)
         requires_python = meta.get("Requires-Python")
         if requires_python:
@@ -223,6 +223,8 @@ def check_hashes(chosen: Iterable[Resolved], hashes: Mapping[str, str], require:
     chosen = list(chosen)
     hash_mode = require or any(r.pin.hashes for r in chosen)
     for r in chosen:
+        if r.pin.tool:
+            continue
         if not r.pin.hashes:
             if hash_mode:
                 problems.append(f"{r.pin.origin}: {r.pin.name}=={r.pin.version} has no --hash, but other "

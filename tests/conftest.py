@@ -109,8 +109,8 @@ class ToolRepo:
         return build_wheel(self.wheels, spec)
 
     def env(self, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "CROS_VENV_"))}
-        env["CROS_VENV_CACHE"] = str(self.cache)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "CROS_VENV_", "PIP_"))}
+        env.update(CROS_VENV_CACHE=str(self.cache), PIP_CONFIG_FILE=os.devnull)
         env.update(extra)
         return env
 
@@ -126,6 +126,12 @@ class ToolRepo:
             [PYTHON, "-I", "-S", str(self.root / "create_venv"), *args],
             env=env or self.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
+
+    def command(self, name: str, *args: str, env: dict[str, str] | None = None,
+                cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        """Run bin/NAME of this copy with the test interpreter."""
+        return subprocess.run([PYTHON, str(self.root / "bin" / name), *args], env=env or self.env(),
+                              capture_output=True, text=True, timeout=300, cwd=cwd)
 
     def requirements(self, name: str, text: str) -> Path:
         path = self.root / name
@@ -145,6 +151,7 @@ def tool_repo(tmp_path: Path, shared_cache: Path) -> ToolRepo:
     (root / "pip_packages").mkdir(parents=True)
     shutil.copy2(REPO / "create_venv", root / "create_venv")
     shutil.copytree(REPO / "cros_venv", root / "cros_venv", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "bin", root / "bin", symlinks=True, ignore=shutil.ignore_patterns("run_tests"))
     for name in TOOL_WHEELS:
         link_or_copy(REPO / "pip_packages" / name, root / "pip_packages" / name)
     return ToolRepo(root, shared_cache)

@@ -1,0 +1,240 @@
+"""check_requirements: will these requirements files build offline from pip_packages/?
+
+For each file, under create_venv's rules and for every declared target (Python version x
+platform): it parses; every pin has a fitting wheel; the pinned set is closed; every
+`--hash` matches. For the wheelhouse: no Git LFS pointers, no truncated or corrupt zips,
+no invalid wheel names, no two wheels competing for the same name, version and tag; and
+wheels no given file uses are reported (an error with --strict). One `file:line: message`
+per problem (line 0 for whole-file and wheel problems), with a fix where there is one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import os
+import sys
+import zipfile
+from dataclasses import dataclass
+from email.message import Message
+from email.parser import HeaderParser
+from typing import Sequence
+
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from cros_venv import interpreter, requirements, targets, toolchain, wheels
+from cros_venv.cache import Cache, atomic_write
+from cros_venv.errors import BuildError, InputError
+
+PROG = "check_requirements"
+LFS_POINTER = b"version https://git-lfs.github.com/spec/"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One line of output."""
+
+    where: str  # "file:line"
+    message: str
+    warning: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.where}: {'warning: ' if self.warning else ''}{self.message}"
+
+    @classmethod
+    def parse(cls, text: str, label: str = "") -> Problem:
+        """From an InputError problem ("file:line: message"), optionally naming the target."""
+        where, _, message = text.partition(": ")
+        return cls(where, f"[{label}] {message}" if label else message)
+
+
+def refetch_command(wheel: wheels.Wheel) -> str:
+    """The command that downloads this exact wheel again."""
+    if wheel.is_pure:
+        return f"pip wheel --no-deps -w pip_packages {wheel.name}=={wheel.version}"
+    tag = sorted(wheel.tags, key=str)[0]
+    version = tag.interpreter[2:]
+    python = f"{version[0]}.{version[1:]}" if version[1:] else version
+    return (f"pip download --only-binary=:all: --no-deps --python-version {python} --implementation "
+            f"{tag.interpreter[:2]} --abi {tag.abi} --platform {tag.platform} -d pip_packages "
+            f"{wheel.name}=={wheel.version}")
+
+
+def verify(wheel: wheels.Wheel) -> str | None:
+    """What is wrong with the wheel file, or None. Reads the whole zip (CRCs)."""
+    try:
+        with open(wheel.path, "rb") as f:
+            head = f.read(len(LFS_POINTER))
+        if head == LFS_POINTER:
+            return "is a Git LFS pointer, not a wheel; fetch it with `git lfs pull` (or commit the wheel itself)"
+        with zipfile.ZipFile(wheel.path) as zf:
+            names = zf.namelist()
+            infos = {n.split("/")[0] for n in names if n.split("/")[0].endswith(".dist-info") and "/" in n}
+            if len(infos) != 1:
+                return f"has {len(infos)} .dist-info directories, not 1; replace it: {refetch_command(wheel)}"
+            dist_info = infos.pop()
+            missing = [f for f in ("METADATA", "WHEEL", "RECORD") if f"{dist_info}/{f}" not in names]
+            if missing:
+                return f"has no {dist_info}/{missing[0]}; replace it: {refetch_command(wheel)}"
+            bad = zf.testzip()
+            if bad is not None:
+                return f"is corrupt ({bad} fails its CRC check); replace it: {refetch_command(wheel)}"
+            meta = HeaderParser().parsestr(zf.read(f"{dist_info}/METADATA").decode("utf-8", "replace"))
+    except (OSError, zipfile.BadZipFile, EOFError) as e:
+        return f"is not a valid zip, truncated or corrupt ({e}); replace it: {refetch_command(wheel)}"
+    try:
+        same = canonicalize_name(meta["Name"] or "") == wheel.name and Version(meta["Version"] or "") == wheel.version
+    except InvalidVersion:
+        same = False
+    if not same:
+        return (f"says it is {meta['Name']} {meta['Version']} in its METADATA, not {wheel.name} {wheel.version}; "
+                f"replace it: {refetch_command(wheel)}")
+    return None
+
+
+class Verified:
+    """Wheels already verified, by (size, mtime, inode): re-reading every zip every run is slow."""
+
+    def __init__(self, cache: Cache, directory: str) -> None:
+        self.path = os.path.join(cache.root, "stat", "verified-" + os.path.basename(cache._stat_index_path(directory)))
+        try:
+            with open(self.path, "rb") as f:
+                self.known: dict[str, list[int]] = json.load(f)
+        except (OSError, ValueError):
+            self.known = {}
+        self.changed = False
+
+    @staticmethod
+    def _stamp(path: str) -> list[int]:
+        st = os.stat(path)
+        return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+    def check(self, wheel: wheels.Wheel) -> str | None:
+        if self.known.get(wheel.filename) == self._stamp(wheel.path):
+            return None
+        problem = verify(wheel)
+        if problem is None:
+            self.known[wheel.filename] = self._stamp(wheel.path)
+            self.changed = True
+        return problem
+
+    def save(self) -> None:
+        if self.changed:
+            with contextlib.suppress(OSError):
+                atomic_write(self.path, json.dumps(self.known).encode())
+
+
+def wheelhouse_problems(house: wheels.Wheelhouse, verified: Verified) -> tuple[list[Problem], set[str]]:
+    """Problems with the files in the wheelhouse; and the paths of the broken wheels."""
+    problems = [Problem(f"{os.path.join(house.directory, f)}:0",
+                        "is not a valid wheel file name (NAME-VERSION[-BUILD]-PYTHON-ABI-PLATFORM.whl); "
+                        "rebuild it with `pip wheel` or remove it") for f in house.invalid]
+    broken: set[str] = set()
+    claimed: dict[tuple[str, Version, str], wheels.Wheel] = {}
+    for name in sorted(house.wheels):
+        for wheel in sorted(house.wheels[name], key=lambda w: w.filename):
+            problem = verified.check(wheel)
+            if problem:
+                problems.append(Problem(f"{wheel.path}:0", problem))
+                broken.add(wheel.path)
+            for tag in sorted(wheel.tags, key=str):
+                other = claimed.setdefault((name, wheel.version, str(tag)), wheel)
+                if other is not wheel:
+                    problems.append(Problem(f"{wheel.path}:0", f"competes with {other.filename} for {name}=="
+                                            f"{wheel.version} on tag {tag}; keep one of them"))
+                    break
+    return problems, broken
+
+
+def requirement_problems(paths: Sequence[str], target_list: Sequence[interpreter.Target],
+                         house: wheels.Wheelhouse, cache: Cache, broken: set[str]) -> tuple[list[Problem], set[str]]:
+    """Problems with each requirements file for each target; and the wheels they use."""
+    problems: list[Problem] = []
+    used: set[str] = set()
+    seen: set[str] = set()
+
+    @functools.cache
+    def metadata(wheel: wheels.Wheel) -> Message:
+        if wheel.path in broken:
+            return Message()  # already reported; do not report its dependencies as well
+        try:
+            return wheels.read_metadata(wheel)
+        except BuildError:
+            return Message()
+
+    def add(problem: Problem) -> None:
+        if str(problem) not in seen:
+            seen.add(str(problem))
+            problems.append(problem)
+
+    for path in paths:
+        try:
+            reqs = requirements.load([path])
+        except InputError as e:
+            for text in e.problems:
+                add(Problem.parse(text))
+            continue
+        for target in target_list:
+            label = target.path if len(target_list) > 1 else ""
+            try:
+                wanted, constraints = requirements.applicable(reqs, target.environment)
+                chosen = wheels.resolve(wanted, constraints, house, target, metadata)
+                used.update(r.wheel.path for r in chosen.values())
+                hashes = cache.hashes([r.wheel.path for r in chosen.values()])
+                wheels.check_hashes(chosen.values(), hashes, reqs.require_hashes)
+            except InputError as e:
+                for text in e.problems:
+                    add(Problem.parse(text, label))
+    return problems, used
+
+
+def make_targets(pythons: list[str], platforms: list[str], cache: Cache) -> list[interpreter.Target]:
+    """The declared targets; none declared means this interpreter on this machine."""
+    here = interpreter.find(os.path.realpath(sys.executable), os.path.join(cache.root, "interpreters"), [])
+    if not pythons and not platforms:
+        return [here]
+    pythons = pythons or [here.python_version]
+    platforms = platforms or [targets.host_platform(here)]
+    return [targets.declared(v, p) for v in pythons for p in platforms]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="exit codes: 0 no problems (warnings allowed), 1 problems found, 2 bad arguments",
+    )
+    p.add_argument("requirements", nargs="+", metavar="REQUIREMENTS", help="requirements files (pip format)")
+    p.add_argument("--python", action="append", default=[], metavar="VERSION",
+                   help="a target Python version, e.g. 3.11 (repeatable; default: the running one)")
+    p.add_argument("--platform", action="append", default=[], metavar="TAG",
+                   help="a target platform tag, e.g. manylinux_2_17_x86_64 (repeatable; default: this machine)")
+    p.add_argument("--strict", action="store_true", help="wheels no given file uses are errors, not warnings")
+    return p
+
+
+def main(argv: Sequence[str], cache: Cache) -> int:
+    args = parser().parse_args(argv)
+    target_list = make_targets(args.python, args.platform, cache)
+    house = wheels.Wheelhouse.scan(toolchain.PIP_PACKAGES)
+    verified = Verified(cache, house.directory)
+    problems, broken = wheelhouse_problems(house, verified)
+    verified.save()
+    found, used = requirement_problems(args.requirements, target_list, house, cache, broken)
+    problems = found + problems
+    own = {toolchain.wheel_path(f) for f in (*toolchain.LIBRARIES, *toolchain.VIRTUALENV, toolchain.PIP)}
+    for name in sorted(house.wheels):
+        for wheel in house.wheels[name]:
+            if wheel.path not in used and wheel.path not in own and wheel.path not in broken:
+                problems.append(Problem(f"{wheel.path}:0", "no given requirements file uses this wheel for any "
+                                        "target; remove it, or pass the files and targets that use it",
+                                        warning=not args.strict))
+    for problem in problems:
+        print(problem)
+    errors = sum(not p.warning for p in problems)
+    if errors:
+        print(f"{PROG}: {errors} problem{'s' if errors != 1 else ''} "
+              f"({len(target_list)} target{'s' if len(target_list) != 1 else ''})", file=sys.stderr)
+    return 1 if errors else 0

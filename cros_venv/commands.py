@@ -1,0 +1,42 @@
+"""Entry points of the bin/ commands other than create_venv: errors and exit codes in one place."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable, Sequence
+
+from cros_venv.errors import CrosVenvError
+
+
+def run(prog: str, argv: Sequence[str]) -> int:
+    """Run bin/`prog` with `argv`; every user error is one `prog: error: ...` line."""
+    from cros_venv import build, toolchain
+    from cros_venv.cache import Cache, default_root
+
+    try:
+        if prog == "presubmit":
+            from cros_venv import presubmit
+
+            return presubmit.main(argv)
+        vendoring = prog == "vendor_wheels"
+        if not vendoring:  # the online step keeps the caller's pip configuration
+            build.clean_environment(os.environ)
+        cache = Cache(default_root())
+        cache.ensure_dirs()
+        toolchain.activate(cache)
+        main: Callable[[Sequence[str], Cache], int]
+        if vendoring:
+            from cros_venv.vendor import main
+        else:
+            from cros_venv.check import main
+        return main(argv, cache)
+    except CrosVenvError as e:
+        for problem in e.problems:
+            print(f"{prog}: error: {problem}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except OSError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 1

@@ -1,0 +1,89 @@
+"""Declared targets: a Python version and a platform tag, as the Target a wheel must fit.
+
+check_requirements and vendor_wheels work for interpreters that are not on this machine
+(`--python 3.9 --platform manylinux_2_17_x86_64`), so the tags and marker environment
+are made from the declaration with packaging's tag generators instead of asked of a
+running interpreter.
+"""
+
+from __future__ import annotations
+
+import re
+
+from packaging.tags import Tag, compatible_tags, cpython_tags, mac_platforms
+
+from cros_venv.errors import InputError
+from cros_venv.interpreter import Target
+
+# manylinux PEP 600 names and the legacy aliases wheels still carry (PEP 513/571/599).
+LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
+MACHINES = {"x86_64": "x86_64", "amd64": "AMD64", "aarch64": "aarch64", "arm64": "arm64", "i686": "i686",
+            "win32": "x86", "armv7l": "armv7l", "ppc64le": "ppc64le", "s390x": "s390x", "universal2": "arm64"}
+
+
+def parse_python(version: str) -> tuple[int, int]:
+    m = re.fullmatch(r"3\.(\d+)", version)
+    if not m:
+        raise InputError(f"--python {version}: give a Python version as 3.N, e.g. 3.11")
+    return 3, int(m.group(1))
+
+
+def expand_platform(platform: str) -> list[str]:
+    """All platform tags a wheel for `platform` may carry, best first (as pip expands them)."""
+    legacy = re.fullmatch(r"(manylinux1|manylinux2010|manylinux2014)_(\w+)", platform)
+    if legacy:
+        major, minor = LEGACY_MANYLINUX[legacy.group(1)]
+        platform = f"manylinux_{major}_{minor}_{legacy.group(2)}"
+    m = re.fullmatch(r"manylinux_(\d+)_(\d+)_(\w+)", platform)
+    if m:
+        minor, arch = int(m.group(2)), m.group(3)
+        oldest = 5 if arch in ("x86_64", "i686") else 17
+        out = []
+        for v in range(minor, oldest - 1, -1):
+            out.append(f"manylinux_2_{v}_{arch}")
+            out += [f"{name}_{arch}" for name, (_, lv) in LEGACY_MANYLINUX.items() if lv == v]
+        return out
+    m = re.fullmatch(r"musllinux_(\d+)_(\d+)_(\w+)", platform)
+    if m:
+        return [f"musllinux_{m.group(1)}_{v}_{m.group(3)}" for v in range(int(m.group(2)), -1, -1)]
+    m = re.fullmatch(r"macosx_(\d+)_(\d+)_(\w+)", platform)
+    if m:
+        return list(mac_platforms((int(m.group(1)), int(m.group(2))), m.group(3)))
+    if re.fullmatch(r"(win32|win_amd64|win_arm64|linux_\w+|any)", platform):
+        return [platform]
+    raise InputError(f"--platform {platform}: not a platform tag; use e.g. manylinux_2_17_x86_64, "
+                     "macosx_11_0_arm64 or win_amd64")
+
+
+def environment(version: tuple[int, int], platform: str) -> dict[str, str]:
+    """The PEP 508 marker environment of CPython `version` on `platform`."""
+    v = f"{version[0]}.{version[1]}"
+    if platform.startswith(("manylinux", "musllinux", "linux")):
+        os_name, sys_platform, system = "posix", "linux", "Linux"
+    elif platform.startswith("macosx"):
+        os_name, sys_platform, system = "posix", "darwin", "Darwin"
+    else:
+        os_name, sys_platform, system = "nt", "win32", "Windows"
+    arch = next((m for key, m in MACHINES.items() if platform.endswith(key)), "")
+    return {
+        "implementation_name": "cpython", "implementation_version": f"{v}.0", "os_name": os_name,
+        "platform_machine": arch, "platform_python_implementation": "CPython", "platform_release": "",
+        "platform_system": system, "platform_version": "", "python_full_version": f"{v}.0",
+        "python_version": v, "sys_platform": sys_platform,
+    }
+
+
+def declared(python_version: str, platform: str) -> Target:
+    """The Target for CPython `python_version` (3.N) on `platform` (a wheel platform tag)."""
+    version = parse_python(python_version)
+    platforms = expand_platform(platform)
+    abi = f"cp3{version[1]}"
+    tags: list[Tag] = list(cpython_tags(version, [abi], platforms))
+    tags += [t for t in compatible_tags(version, abi, platforms) if t not in tags]
+    return Target(path=f"Python {python_version} on {platform}", version=f"{python_version}.0",
+                  implementation="cpython", abi=abi, tags=tuple(tags), environment=environment(version, platform))
+
+
+def host_platform(current: Target) -> str:
+    """This machine's platform as an index would tag it (skipping the local linux_* tag)."""
+    return next((t.platform for t in current.tags if not t.platform.startswith("linux_")), current.tags[0].platform)

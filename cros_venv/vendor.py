@@ -1,0 +1,204 @@
+"""vendor_wheels: the one online step. Put the wheels requirements files pin into pip_packages/.
+
+For each pin and declared target (Python version x platform) that has no fitting wheel in
+pip_packages/ yet: `pip download --only-binary=:all:` for that target; a pure-Python wheel
+fits every target, so one download serves all. Where a project has no wheel at all,
+`pip wheel` builds one from its sdist (pure-Python projects only: a wheel built here for
+this machine fits no declared target). Everything is downloaded into a staging directory
+and moved into pip_packages/ only when every pin succeeded: a failure (offline, a missing
+platform) changes nothing. pip runs from the tool's own pip wheel, with the caller's pip
+configuration (index, proxy, certificates), since this is the step that uses the network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from typing import Sequence
+
+from packaging.utils import canonicalize_name
+
+from cros_venv import check, requirements, targets, toolchain, wheels
+from cros_venv.cache import Cache, file_sha256
+from cros_venv.errors import BuildError
+from cros_venv.interpreter import Target
+from cros_venv.requirements import Pin
+
+PROG = "vendor_wheels"
+# What pip (its console output or its --log) says when the index cannot be reached.
+OFFLINE_SIGNS = (
+    "connection error:", "NewConnectionError", "Network is unreachable", "Temporary failure in name resolution",
+    "Name or service not known", "Connection refused", "ConnectTimeout", "Max retries exceeded",
+    "No address associated with hostname", "nodename nor servname",
+)
+
+
+@dataclass(frozen=True)
+class Options:
+    """Where pip looks: passed through to every pip command (a mirror, a local directory)."""
+
+    index_url: str | None = None
+    find_links: tuple[str, ...] = ()
+    no_index: bool = False
+
+    def pip_args(self) -> list[str]:
+        out = ["--index-url", self.index_url] if self.index_url else []
+        for f in self.find_links:
+            out += ["--find-links", f]
+        return out + (["--no-index"] if self.no_index else [])
+
+
+def pip_command(cache: Cache, args: list[str]) -> list[str]:
+    """Run the tool's own pip from its unpacked wheel, as ensurepip does."""
+    (entry,) = toolchain.unpack(cache, (toolchain.PIP,))
+    code = "import runpy, sys; sys.path.insert(0, sys.argv.pop(1)); runpy.run_module('pip', run_name='__main__')"
+    return [sys.executable, "-I", "-c", code, entry, *args]
+
+
+def run_pip(cache: Cache, args: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run pip; its stderr gets pip's debug log, where connection errors are told (pip's
+    own output only says "No matching distribution" when the index cannot be reached).
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    with tempfile.TemporaryDirectory(prefix="vendor_wheels-log-") as tmp:
+        log = os.path.join(tmp, "pip.log")
+        result = subprocess.run(pip_command(cache, ["--retries", "0", "--timeout", "15", "--log", log, *args]),
+                                capture_output=True, text=True, env=env, check=False)
+        if os.path.exists(log):
+            with open(log, encoding="utf-8", errors="replace") as f:
+                result.stderr += f.read()
+    return result
+
+
+def _failure(pin: Pin, what: str, result: subprocess.CompletedProcess[str]) -> BuildError:
+    out = result.stdout + result.stderr
+    if any(sign in out for sign in OFFLINE_SIGNS):
+        return BuildError(f"cannot reach the package index for {pin.name}=={pin.version} (offline?); "
+                          "nothing was changed: run again with network access")
+    errors = [line.strip() for line in (result.stdout + result.stderr).splitlines() if line.startswith("ERROR:")]
+    last = errors[-1] if errors else next((x.strip() for x in reversed(out.splitlines()) if x.strip()), "no output")
+    return BuildError(f"{pin.origin}: {what} for {pin.name}=={pin.version} failed: {last}")
+
+
+def download_args(pin: Pin, target: Target, dest: str, options: Options) -> list[str]:
+    platform = targets.host_platform(target)
+    return ["download", "--only-binary=:all:", "--no-deps", "--python-version", target.python_version,
+            "--implementation", "cp", "--abi", target.abi, "--platform", platform, "-d", dest,
+            *options.pip_args(), f"{pin.name}=={pin.version}"]
+
+
+def fetch(pin: Pin, needed: list[Target], stage: str, cache: Cache, options: Options) -> None:
+    """Download wheels of `pin` into `stage` until every target in `needed` has one."""
+    for target in needed:
+        if wheels.best_wheel(wheels.Wheelhouse.scan(stage).candidates(pin.name, pin.version), target):
+            continue  # a wheel fetched for an earlier target (a pure one) fits this one too
+        got = run_pip(cache, download_args(pin, target, stage, options))
+        if got.returncode == 0:
+            continue
+        if any(sign in got.stdout + got.stderr for sign in OFFLINE_SIGNS):
+            raise _failure(pin, "pip download", got)
+        # No wheel on the index for this target: a pure-Python project may have only an sdist.
+        built = run_pip(cache, ["wheel", "--no-deps", "-w", stage, *options.pip_args(), f"{pin.name}=={pin.version}"])
+        if built.returncode != 0:
+            raise _failure(pin, f"pip download ({target.path}) and pip wheel", built)
+        if not wheels.best_wheel(wheels.Wheelhouse.scan(stage).candidates(pin.name, pin.version), target):
+            raise BuildError(f"{pin.origin}: {pin.name}=={pin.version} has no wheel for {target.path} on the index, "
+                             "and the wheel built from its sdist fits only this machine; choose a version with wheels "
+                             "for that target, or drop the target")
+
+
+def add_hashes(path: str, hashes: dict[str, list[str]]) -> None:
+    """Rewrite requirement lines with `--hash=sha256:` for every wheel of the pin, pip-compile style."""
+    with open(path, encoding="utf-8-sig") as f:
+        lines = f.read().splitlines()
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        start = i
+        while lines[i].endswith("\\") and i + 1 < len(lines):
+            i += 1
+        logical = " ".join(line.rstrip("\\").strip() for line in lines[start:i + 1])
+        i += 1
+        text, _, comment = logical.partition(" #")
+        tokens = text.split()
+        if not tokens or tokens[0].startswith(("-", "#")):
+            out += lines[start:i]
+            continue
+        cut = next((k for k, t in enumerate(tokens) if t.startswith("-")), len(tokens))
+        req = " ".join(tokens[:cut])
+        name = canonicalize_name(req.split(";")[0].split("[")[0].split("=")[0].strip())
+        if name not in hashes:
+            out += lines[start:i]
+            continue
+        if comment.strip():
+            out.append(f"#{comment}")
+        digests = sorted(hashes[name])
+        out.append(f"{req} \\")
+        out += [f"    --hash=sha256:{d}" + (" \\" if k < len(digests) - 1 else "") for k, d in enumerate(digests)]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(out) + "\n")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("requirements", nargs="+", metavar="REQUIREMENTS", help="requirements files (pip format, pinned)")
+    p.add_argument("--python", action="append", default=[], metavar="VERSION",
+                   help="a target Python version, e.g. 3.11 (repeatable; default: the running one)")
+    p.add_argument("--platform", action="append", default=[], metavar="TAG",
+                   help="a target platform tag, e.g. manylinux_2_17_x86_64 (repeatable; default: this machine)")
+    p.add_argument("--hashes", action="store_true", help="write --hash=sha256: for every wheel into the files")
+    p.add_argument("--index-url", metavar="URL", help="passed to pip (a mirror)")
+    p.add_argument("--find-links", action="append", default=[], metavar="DIR", help="passed to pip")
+    p.add_argument("--no-index", action="store_true", help="passed to pip (with --find-links)")
+    return p
+
+
+def main(argv: Sequence[str], cache: Cache) -> int:
+    args = parser().parse_args(argv)
+    options = Options(args.index_url, tuple(args.find_links), args.no_index)
+    target_list = check.make_targets(args.python, args.platform, cache)
+    dest = toolchain.PIP_PACKAGES
+    house = wheels.Wheelhouse.scan(dest)
+    files = [requirements.load([path]) for path in args.requirements]
+
+    # What each pin still needs: the targets its markers apply to with no fitting wheel yet.
+    needs: dict[tuple[str, str], tuple[Pin, list[Target]]] = {}
+    present: set[str] = set()
+    for reqs in files:
+        for target in target_list:
+            wanted, constraints = requirements.applicable(reqs, target.environment)
+            for pin in [*wanted.values(), *constraints.values()]:
+                pin_needs = needs.setdefault((pin.name, str(pin.version)), (pin, []))[1]
+                have = wheels.best_wheel(house.candidates(pin.name, pin.version), target)
+                if have is None:
+                    pin_needs.append(target)
+                else:
+                    present.add(have.filename)
+
+    with tempfile.TemporaryDirectory(prefix="vendor_wheels-") as stage:
+        for pin, needed in needs.values():
+            if needed:
+                fetch(pin, needed, stage, cache, options)
+        added = sorted(f for f in os.listdir(stage) if f.endswith(".whl") and not os.path.exists(os.path.join(dest, f)))
+        for f in added:
+            shutil.move(os.path.join(stage, f), os.path.join(dest, f))
+    for f in added:
+        print(f"added {f}")
+    for f in sorted(present):
+        print(f"already there {f}")
+
+    if args.hashes:
+        house = wheels.Wheelhouse.scan(dest)
+        hashes = {pin.name: sorted({file_sha256(w.path) for w in house.candidates(pin.name, pin.version)})
+                  for reqs in files for pin in reqs.pins}
+        for path in dict.fromkeys(p for reqs in files for p, _ in reqs.files):  # includes too
+            add_hashes(path, {k: v for k, v in hashes.items() if v})
+            print(f"wrote hashes into {path}")
+    return 0
+

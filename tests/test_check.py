@@ -1,0 +1,149 @@
+"""bin/check_requirements: the presubmit check of requirements files against pip_packages/."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ToolRepo, WheelSpec, build_wheel
+
+pytestmark = pytest.mark.e2e
+LINE = re.compile(r"^\S.*:\d+: ")
+
+
+def check(repo: ToolRepo, *args: str) -> tuple[int, list[str]]:
+    out = repo.command("check_requirements", *args)
+    lines = out.stdout.splitlines()
+    assert all(LINE.match(line) for line in lines), out.stdout
+    assert "Traceback" not in out.stderr, out.stderr
+    return out.returncode, lines
+
+
+def test_a_good_file_passes_and_unused_wheels_are_warnings(wheelhouse: ToolRepo) -> None:
+    reqs = wheelhouse.requirements("r.txt", "alpha==1.0\nbeta==1.0\n")
+    code, lines = check(wheelhouse, str(reqs))
+    assert code == 0
+    unused = sorted(Path(line.split(":0:")[0]).name for line in lines)
+    assert unused == ["beta-2.0-py3-none-any.whl", "delta-1.0-py3-none-any.whl", "gamma-1.0-py3-none-any.whl"]
+    assert all(": warning: no given requirements file uses this wheel" in line for line in lines)
+    code, lines = check(wheelhouse, "--strict", str(reqs))
+    assert code == 1 and len(lines) == 3 and not any("warning" in line for line in lines)
+
+
+def test_every_file_is_checked(wheelhouse: ToolRepo) -> None:
+    one = wheelhouse.requirements("one.txt", "alpha==1.0\nbeta==1.0\n")
+    two = wheelhouse.requirements("two.txt", "beta==2.0\ngamma[fast]==1.0\ndelta==1.0\n")
+    assert check(wheelhouse, "--strict", str(one), str(two)) == (0, [])
+
+
+def test_requirement_problems_come_with_file_and_line(wheelhouse: ToolRepo) -> None:
+    reqs = wheelhouse.requirements("r.txt", "alpha==1.0\nbeta>=1\n--index-url https://x\n")
+    code, lines = check(wheelhouse, str(reqs))
+    assert code == 1
+    assert any(line.startswith(f"{reqs}:2: beta is not pinned") for line in lines)
+    assert any(line.startswith(f"{reqs}:3: --index-url would install from outside") for line in lines)
+
+
+def test_missing_wheel_and_closure_problems_name_the_fix(wheelhouse: ToolRepo) -> None:
+    reqs = wheelhouse.requirements("r.txt", "alpha==1.0\nepsilon==9.0\n")
+    code, lines = check(wheelhouse, str(reqs))
+    assert code == 1
+    assert any(line.startswith(f"{reqs}:1: alpha==1.0 needs beta>=1.0, which is not pinned") for line in lines)
+    missing = next(line for line in lines if "no wheel for epsilon==9.0" in line)
+    assert missing.startswith(f"{reqs}:2: ") and "fix: pip " in missing
+
+
+def test_a_wheel_for_another_platform_only(wheelhouse: ToolRepo) -> None:
+    wheelhouse.add_wheel(WheelSpec("native", "1.0", tag="cp311-cp311-macosx_11_0_arm64"))
+    reqs = wheelhouse.requirements("r.txt", "native==1.0\n")
+    code, lines = check(wheelhouse, "--python", "3.11", "--platform", "macosx_11_0_arm64",
+                        "--platform", "manylinux_2_17_x86_64", str(reqs))
+    assert code == 1
+    (line,) = [line for line in lines if "native" in line and "warning" not in line]
+    assert line.startswith(f"{reqs}:1: [Python 3.11 on manylinux_2_17_x86_64] no wheel for native==1.0")
+    assert "native-1.0-cp311-cp311-macosx_11_0_arm64.whl" in line
+    assert line.endswith("fix: pip download --only-binary=:all: --no-deps --python-version 3.11 --implementation cp "
+                         "--abi cp311 --platform manylinux_2_17_x86_64 -d pip_packages native==1.0")
+    code, _ = check(wheelhouse, "--python", "3.11", "--platform", "macosx_11_0_arm64", str(reqs))
+    assert code == 0
+
+
+def test_a_dependency_missing_on_one_target_only(wheelhouse: ToolRepo) -> None:
+    wheelhouse.add_wheel(WheelSpec("compat", "1.0", requires=['backport>=1 ; python_version < "3.11"']))
+    reqs = wheelhouse.requirements("r.txt", "compat==1.0\n")
+    code, lines = check(wheelhouse, "--python", "3.10", "--python", "3.11", "--platform", "manylinux_2_17_x86_64",
+                        str(reqs))
+    errors = [line for line in lines if "warning" not in line]
+    assert code == 1 and len(errors) == 1
+    assert errors[0].startswith(f"{reqs}:1: [Python 3.10 on manylinux_2_17_x86_64] compat==1.0 needs backport>=1")
+
+
+def test_hashes_are_checked(wheelhouse: ToolRepo) -> None:
+    reqs = wheelhouse.requirements("r.txt", f"beta==1.0 --hash=sha256:{'0' * 64}\n")
+    code, lines = check(wheelhouse, str(reqs))
+    assert code == 1 and any(line.startswith(f"{reqs}:1: beta-1.0-py3-none-any.whl does not match any --hash")
+                             for line in lines)
+
+
+@pytest.mark.parametrize("damage", ["lfs-pointer", "truncated", "bad-crc", "bad-name", "competing", "wrong-metadata"])
+def test_broken_wheels_in_pip_packages(wheelhouse: ToolRepo, tmp_path: Path, damage: str) -> None:
+    wheel = build_wheel(tmp_path, WheelSpec("omega", "1.0", files={"omega.py": b"X = 1\n" * 500}))
+    dest = wheelhouse.wheels / wheel.name
+    data = wheel.read_bytes()
+    expected = {
+        "lfs-pointer": "is a Git LFS pointer, not a wheel",
+        "truncated": "is not a valid zip, truncated or corrupt",
+        "bad-crc": "is corrupt (omega.py fails its CRC check)",
+        "bad-name": "is not a valid wheel file name",
+        "competing": "competes with omega-1.0-py2.py3-none-any.whl for omega==1.0 on tag py3-none-any",
+        "wrong-metadata": "says it is omega 1.0 in its METADATA, not psi 1.0",
+    }[damage]
+    if damage == "lfs-pointer":
+        dest.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:" + "a" * 64 + "\nsize 1234\n")
+    elif damage == "truncated":
+        dest.write_bytes(data[: len(data) - 40])
+    elif damage == "bad-crc":
+        import zipfile
+
+        with zipfile.ZipFile(dest, "w", zipfile.ZIP_STORED) as zf, zipfile.ZipFile(wheel) as src:
+            for info in src.infolist():
+                zf.writestr(info.filename, src.read(info.filename), zipfile.ZIP_STORED)
+        raw = dest.read_bytes()
+        i = raw.index(b"X = 1")
+        dest.write_bytes(raw[:i] + b"Y" + raw[i + 1:])
+    elif damage == "bad-name":
+        dest = wheelhouse.wheels / "omega_1.0.whl"
+        shutil.copy(wheel, dest)
+    elif damage == "competing":
+        shutil.copy(wheel, dest)
+        shutil.copy(wheel, wheelhouse.wheels / "omega-1.0-py2.py3-none-any.whl")
+        dest = wheelhouse.wheels / "omega-1.0-py3-none-any.whl"
+    else:
+        dest = wheelhouse.wheels / "psi-1.0-py3-none-any.whl"
+        shutil.copy(wheel, dest)
+    reqs = wheelhouse.requirements("r.txt", "beta==1.0\n")
+    code, lines = check(wheelhouse, str(reqs))
+    assert code == 1
+    (line,) = [line for line in lines if "warning" not in line]
+    assert line.startswith(f"{dest}:0: {expected}"), line
+    if damage in ("truncated", "bad-crc", "wrong-metadata"):
+        assert line.endswith("replace it: pip wheel --no-deps -w pip_packages " +
+                             ("psi" if damage == "wrong-metadata" else "omega") + "==1.0")
+
+
+def test_a_broken_wheel_that_is_pinned_is_reported_once(wheelhouse: ToolRepo) -> None:
+    (wheelhouse.wheels / "beta-1.0-py3-none-any.whl").write_text("version https://git-lfs.github.com/spec/v1\n")
+    reqs = wheelhouse.requirements("r.txt", "alpha==1.0\nbeta==1.0\n")
+    code, lines = check(wheelhouse, str(reqs))
+    assert code == 1
+    assert [line for line in lines if "warning" not in line] == [
+        f"{wheelhouse.wheels / 'beta-1.0-py3-none-any.whl'}:0: is a Git LFS pointer, not a wheel; "
+        "fetch it with `git lfs pull` (or commit the wheel itself)"]
+
+
+def test_bad_arguments(wheelhouse: ToolRepo) -> None:
+    out = wheelhouse.command("check_requirements", "--platform", "nowhere", "r.txt")
+    assert out.returncode == 2 and "check_requirements: error: --platform nowhere: not a platform tag" in out.stderr

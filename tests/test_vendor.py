@@ -1,0 +1,147 @@
+"""bin/vendor_wheels: fill pip_packages/ for every declared target; nothing changes on failure.
+
+The package index here is a local directory (`--find-links DIR --no-index`), so the tests
+run offline; the code path is the one a real index takes.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PYTHON, ToolRepo, WheelSpec, build_wheel, snapshot
+
+pytestmark = pytest.mark.e2e
+
+BACKEND = '''
+"""A PEP 517 backend with no dependencies: builds a one-module pure wheel."""
+import base64, hashlib, os, zipfile
+
+NAME, VERSION = "sdistpkg", "0.5"
+
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    dist_info = f"{NAME}-{VERSION}.dist-info"
+    files = {
+        f"{NAME}.py": b"VERSION = '0.5'\\n",
+        f"{dist_info}/METADATA": f"Metadata-Version: 2.1\\nName: {NAME}\\nVersion: {VERSION}\\n".encode(),
+        f"{dist_info}/WHEEL": b"Wheel-Version: 1.0\\nGenerator: test\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n",
+    }
+    record = "".join(
+        f"{p},sha256={base64.urlsafe_b64encode(hashlib.sha256(d).digest()).decode().rstrip('=')},{len(d)}\\n"
+        for p, d in files.items()) + f"{dist_info}/RECORD,,\\n"
+    files[f"{dist_info}/RECORD"] = record.encode()
+    name = f"{NAME}-{VERSION}-py3-none-any.whl"
+    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as zf:
+        for p, d in files.items():
+            zf.writestr(p, d)
+    return name
+'''
+
+
+def make_sdist(directory: Path) -> Path:
+    out = directory / "sdistpkg-0.5.tar.gz"
+    members = {
+        "sdistpkg-0.5/pyproject.toml": b'[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n',
+        "sdistpkg-0.5/backend.py": BACKEND.encode(),
+        "sdistpkg-0.5/PKG-INFO": b"Metadata-Version: 2.1\nName: sdistpkg\nVersion: 0.5\n",
+    }
+    with tarfile.open(out, "w:gz") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return out
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Path:
+    """A local stand-in for the package index."""
+    reg = tmp_path / "registry"
+    reg.mkdir()
+    build_wheel(reg, WheelSpec("purepkg", "1.0"))
+    for py in ("311", "312"):
+        build_wheel(reg, WheelSpec("binpkg", "2.0", tag=f"cp{py}-cp{py}-manylinux_2_17_x86_64"))
+    make_sdist(reg)
+    return reg
+
+
+TARGETS = ("--python", "3.11", "--python", "3.12", "--platform", "manylinux_2_17_x86_64")
+
+
+def vendor(repo: ToolRepo, registry: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return repo.command("vendor_wheels", *args, "--find-links", str(registry), "--no-index")
+
+
+def test_vendors_pure_binary_and_sdist_packages_for_every_target(tool_repo: ToolRepo, registry: Path) -> None:
+    reqs = tool_repo.requirements("r.txt", "purepkg==1.0\nbinpkg==2.0\nsdistpkg==0.5\n")
+    out = vendor(tool_repo, registry, *TARGETS, str(reqs))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert sorted(out.stdout.splitlines()) == [
+        "added binpkg-2.0-cp311-cp311-manylinux_2_17_x86_64.whl",
+        "added binpkg-2.0-cp312-cp312-manylinux_2_17_x86_64.whl",
+        "added purepkg-1.0-py3-none-any.whl",
+        "added sdistpkg-0.5-py3-none-any.whl",
+    ]
+    again = vendor(tool_repo, registry, *TARGETS, str(reqs))
+    assert again.returncode == 0 and not any(line.startswith("added") for line in again.stdout.splitlines())
+    assert "already there binpkg-2.0-cp312-cp312-manylinux_2_17_x86_64.whl" in again.stdout
+    check = tool_repo.command("check_requirements", *TARGETS, str(reqs))
+    assert check.returncode == 0, check.stdout
+
+
+def test_hashes_are_written_pip_compile_style(tool_repo: ToolRepo, registry: Path, tmp_path: Path) -> None:
+    reqs = tool_repo.requirements("r.txt", "# tools\npurepkg==1.0  # why\nbinpkg==2.0 ; python_version >= '3.11'\n")
+    out = vendor(tool_repo, registry, *TARGETS, "--hashes", str(reqs))
+    assert out.returncode == 0, out.stderr
+    text = reqs.read_text()
+    assert text.startswith("# tools\n# why\npurepkg==1.0 \\\n    --hash=sha256:")
+    assert text.count("--hash=sha256:") == 3  # one for purepkg, one per binpkg wheel
+    assert tool_repo.command("check_requirements", *TARGETS, str(reqs)).returncode == 0
+    # The rewritten file still builds, and its hashes are enforced.
+    venv = tool_repo.run(str(tmp_path / "v"), str(reqs))
+    assert venv.returncode == 0, venv.stderr
+
+
+def test_a_missing_platform_fails_and_changes_nothing(tool_repo: ToolRepo, registry: Path) -> None:
+    reqs = tool_repo.requirements("r.txt", "purepkg==1.0\nbinpkg==2.0\n")
+    before = snapshot(tool_repo.wheels)
+    out = vendor(tool_repo, registry, "--python", "3.11", "--platform", "macosx_11_0_arm64", str(reqs))
+    assert out.returncode == 1
+    assert out.stderr.startswith("vendor_wheels: error: ") and "binpkg==2.0" in out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.splitlines()) == 1
+    assert snapshot(tool_repo.wheels) == before
+
+
+def test_offline_fails_clearly_and_changes_nothing(tool_repo: ToolRepo) -> None:
+    reqs = tool_repo.requirements("r.txt", "purepkg==1.0\n")
+    before = snapshot(tool_repo.wheels)
+    # A port nothing listens on: the index cannot be reached, as when offline.
+    out = tool_repo.command("vendor_wheels", "--index-url", "http://127.0.0.1:9/simple", str(reqs))
+    assert out.returncode == 1
+    assert out.stderr.strip() == ("vendor_wheels: error: cannot reach the package index for purepkg==1.0 (offline?); "
+                                  "nothing was changed: run again with network access")
+    assert snapshot(tool_repo.wheels) == before
+
+
+@pytest.mark.skipif(subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode != 0,
+                    reason="unshare -n is not permitted here")
+def test_with_no_network_at_all(tool_repo: ToolRepo) -> None:
+    reqs = tool_repo.requirements("r.txt", "purepkg==1.0\n")
+    before = snapshot(tool_repo.wheels)
+    env = tool_repo.env(PATH=f"{os.path.dirname(PYTHON)}:{os.environ['PATH']}")
+    out = subprocess.run(["unshare", "-n", str(tool_repo.root / "bin" / "vendor_wheels"), str(reqs)],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1 and "cannot reach the package index" in out.stderr, out.stderr
+    assert snapshot(tool_repo.wheels) == before
+
+
+def test_bad_requirements_are_reported_before_any_download(tool_repo: ToolRepo, registry: Path) -> None:
+    reqs = tool_repo.requirements("r.txt", "purepkg>=1.0\n")
+    out = vendor(tool_repo, registry, str(reqs))
+    assert out.returncode == 2 and f"{reqs}:1: purepkg is not pinned" in out.stderr
