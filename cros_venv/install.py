@@ -91,8 +91,6 @@ def make_plan(entry: str) -> Plan:
     for path, hash_, size in rows:
         if path.startswith(dist_info + "/") and path[len(dist_info) + 1:] in GENERATED:
             continue
-        if not os.path.isfile(os.path.join(entry, path)):
-            raise BuildError(f"{dist_info}/RECORD lists {path}, which the wheel does not contain; replace the wheel")
         if not path.startswith(data_dir + "/"):
             files.append((root, path, path, hash_, size))
             continue
