@@ -11,6 +11,14 @@ if TYPE_CHECKING:
 
 
 def main(argv: Sequence[str], script: str | None = None) -> int:
+    try:
+        return _main(argv, script)
+    except KeyboardInterrupt:
+        sys.stderr.write("create_venv: interrupted; the next run rebuilds the venv\n")
+        return 130
+
+
+def _main(argv: Sequence[str], script: str | None) -> int:
     from cros_venv import __version__, fastpath
 
     # The no-op check imports only os and sys, so it is safe before isolation.

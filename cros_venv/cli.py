@@ -38,8 +38,9 @@ class Reporter:
     Otherwise (wrappers capturing output): errors only.
     """
 
-    def __init__(self, verbose: bool, stream: TextIO | None = None) -> None:
+    def __init__(self, verbose: bool, stream: TextIO | None = None, delay: float = 1.0) -> None:
         self.verbose = verbose
+        self.delay = delay
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
         self.last = "starting"
@@ -64,7 +65,7 @@ class Reporter:
 
     def __enter__(self) -> Reporter:
         if self.tty and not self.verbose:
-            self.timer = threading.Timer(1.0, self._progress)
+            self.timer = threading.Timer(self.delay, self._progress)
             self.timer.daemon = True
             self.timer.start()
         return self

@@ -148,7 +148,8 @@ def test_killed_builds_are_finished_by_the_next_run(wheelhouse: ToolRepo, tmp_pa
         proc.send_signal(sig)
         proc.communicate()
         if sig == signal.SIGINT and proc.returncode != 0:
-            assert proc.returncode == 130
+            # 130 once create_venv runs; killed by the signal if it came while Python started
+            assert proc.returncode in (130, -signal.SIGINT)
         if (venv_dir / ".cros_venv.json").exists():  # the marker only ever stands in a complete venv
             assert_complete(venv_dir, {"alpha": "1.0", "beta": "1.0"})
             shutil.rmtree(venv_dir)
