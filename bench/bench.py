@@ -69,6 +69,30 @@ def timed(commands: list[list[str]], env: dict[str, str]) -> tuple[float, float]
     return time.perf_counter() - start, peak / 1024
 
 
+def make_repo(repo: Path, wheels: Path) -> Path:
+    """A scratch copy of this repo whose pip_packages/ also holds the benchmark's wheels."""
+    shutil.rmtree(repo, ignore_errors=True)
+    (repo / "pip_packages").mkdir(parents=True)
+    shutil.copy2(REPO / "create_venv", repo / "create_venv")
+    shutil.copytree(REPO / "cros_venv", repo / "cros_venv", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "bin", repo / "bin", symlinks=True)
+    for w in [*(REPO / "pip_packages").glob("*.whl"), *wheels.glob("*.whl")]:
+        if not (repo / "pip_packages" / w.name).exists():
+            os.link(w, repo / "pip_packages" / w.name)
+    return repo
+
+
+def fill(directory: Path, prefix: str, count: int) -> None:
+    """`count` small valid wheels that no requirements file names."""
+    for i in range(count):
+        name = f"{prefix}{i:03d}"
+        with zipfile.ZipFile(directory / f"{name}-1.0-py3-none-any.whl", "w") as zf:
+            zf.writestr(f"{name}.py", "")
+            zf.writestr(f"{name}-1.0.dist-info/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+            zf.writestr(f"{name}-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+            zf.writestr(f"{name}-1.0.dist-info/RECORD", "")
+
+
 def prepare(scratch: Path, python: str) -> tuple[Path, Path, Path, Path]:
     """Wheel set, peers and a scratch copy of this repo whose pip_packages holds the set."""
     wheels = scratch / "wheels"
@@ -82,15 +106,7 @@ def prepare(scratch: Path, python: str) -> tuple[Path, Path, Path, Path]:
         subprocess.run([python, "-m", "venv", str(tools)], check=True)
         subprocess.run([str(tools / "bin/python"), "-m", "pip", "install", "-q", "uv", "virtualenv"],
                        check=True, env=clean_env())
-    repo = scratch / "repo"
-    shutil.rmtree(repo, ignore_errors=True)
-    (repo / "pip_packages").mkdir(parents=True)
-    shutil.copy2(REPO / "create_venv", repo / "create_venv")
-    shutil.copytree(REPO / "cros_venv", repo / "cros_venv", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(REPO / "bin", repo / "bin", symlinks=True)
-    for w in [*(REPO / "pip_packages").glob("*.whl"), *wheels.glob("*.whl")]:
-        if not (repo / "pip_packages" / w.name).exists():
-            os.link(w, repo / "pip_packages" / w.name)
+    repo = make_repo(scratch / "repo", wheels)
     reqs = scratch / "requirements.txt"
     pins = []
     for w in sorted(wheels.glob("*.whl")):
@@ -163,26 +179,22 @@ def main() -> int:
                         shutil.rmtree(cache, ignore_errors=True)
         print(f"bench: round {rnd + 1}/{args.rounds} done", file=sys.stderr)
 
-    # The no-op does not grow with pip_packages/: 500 unrelated wheels added.
-    extra_env = clean_env(PATH=env_path, CROS_VENV_CACHE=str(runs / "cache-extra"))
-    noop_dir = runs / "noop-extra"
-    timed(peers["create_venv"]["build"](noop_dir, Path()), extra_env)
-    base = [timed(peers["create_venv"]["noop"](noop_dir, Path()), extra_env)[0] for _ in range(args.rounds * 4)]
-    for i in range(500):
-        with zipfile.ZipFile(repo / "pip_packages" / f"unrelated{i:03d}-1.0-py3-none-any.whl", "w") as zf:
-            zf.writestr(f"unrelated{i:03d}.py", "")
-    timed(peers["create_venv"]["build"](noop_dir, Path()), extra_env)  # re-checks once, refreshes the key
-    more = [timed(peers["create_venv"]["noop"](noop_dir, Path()), extra_env)[0] for _ in range(args.rounds * 4)]
+    # The no-op does not grow with pip_packages/: the same venv, interleaved, from a copy of
+    # the repo with 500 unrelated wheels added.
+    repo500 = make_repo(scratch / "repo500", wheels)
+    fill(repo500 / "pip_packages", "unrelated", 500)
+    noop_env = clean_env(PATH=env_path, CROS_VENV_CACHE=str(runs / "cache-noop"))
+    base: list[float] = []
+    more: list[float] = []
+    for r in (repo, repo500):
+        timed([[str(r / "create_venv"), str(runs / f"noop-{r.name}"), R]], noop_env)
+    for _ in range(args.rounds * 4):
+        for r, out in ((repo, base), (repo500, more)):
+            out.append(timed([[str(r / "create_venv"), str(runs / f"noop-{r.name}"), R]], noop_env)[0])
 
     # check_requirements on a 100-wheel pip_packages/: the first run reads every zip, later
-    # runs only stat them.
-    for i in range(100 - len(list((repo / "pip_packages").glob("*.whl")))):
-        with zipfile.ZipFile(repo / "pip_packages" / f"filler{i:03d}-1.0-py3-none-any.whl", "w") as zf:
-            zf.writestr(f"filler{i:03d}-1.0.dist-info/METADATA", f"Name: filler{i:03d}\nVersion: 1.0\n")
-            zf.writestr(f"filler{i:03d}-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\n")
-            zf.writestr(f"filler{i:03d}-1.0.dist-info/RECORD", "")
-    for extra in list((repo / "pip_packages").glob("unrelated*.whl")):
-        extra.unlink()
+    # runs only stat what they read before.
+    fill(repo / "pip_packages", "filler", 100 - len(list((repo / "pip_packages").glob("*.whl"))))
     check_env = clean_env(PATH=env_path, CROS_VENV_CACHE=str(runs / "cache-check"))
     check_cmd = [[str(repo / "bin" / "check_requirements"), R]]
     n_check = len(list((repo / "pip_packages").glob("*.whl")))

@@ -8,10 +8,14 @@ running interpreter.
 
 from __future__ import annotations
 
+import argparse
+import os
 import re
+import sys
 
 from packaging.tags import Tag, compatible_tags, cpython_tags, mac_platforms
 
+from cros_venv import interpreter
 from cros_venv.errors import InputError
 from cros_venv.interpreter import Target
 
@@ -87,3 +91,19 @@ def declared(python_version: str, platform: str) -> Target:
 def host_platform(current: Target) -> str:
     """This machine's platform as an index would tag it (skipping the local linux_* tag)."""
     return next((t.platform for t in current.tags if not t.platform.startswith("linux_")), current.tags[0].platform)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """--python and --platform, as check_requirements and vendor_wheels take them."""
+    parser.add_argument("--python", action="append", default=[], metavar="VERSION",
+                        help="a target Python version, e.g. 3.11 (repeatable; default: the running one)")
+    parser.add_argument("--platform", action="append", default=[], metavar="TAG",
+                        help="a target platform tag, e.g. manylinux_2_17_x86_64 (repeatable; default: this machine)")
+
+
+def make(pythons: list[str], platforms: list[str], cache_root: str) -> list[Target]:
+    """Every declared Python x platform; none declared means this interpreter on this machine."""
+    here = interpreter.find(os.path.realpath(sys.executable), os.path.join(cache_root, "interpreters"), [])
+    if not pythons and not platforms:
+        return [here]
+    return [declared(v, p) for v in pythons or [here.python_version] for p in platforms or [host_platform(here)]]

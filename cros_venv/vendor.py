@@ -23,7 +23,7 @@ from typing import Sequence
 
 from packaging.utils import canonicalize_name
 
-from cros_venv import check, requirements, targets, toolchain, wheels
+from cros_venv import requirements, targets, toolchain, wheels
 from cros_venv.cache import Cache, file_sha256
 from cros_venv.errors import BuildError
 from cros_venv.interpreter import Target
@@ -148,10 +148,7 @@ def add_hashes(path: str, hashes: dict[str, list[str]]) -> None:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("requirements", nargs="+", metavar="REQUIREMENTS", help="requirements files (pip format, pinned)")
-    p.add_argument("--python", action="append", default=[], metavar="VERSION",
-                   help="a target Python version, e.g. 3.11 (repeatable; default: the running one)")
-    p.add_argument("--platform", action="append", default=[], metavar="TAG",
-                   help="a target platform tag, e.g. manylinux_2_17_x86_64 (repeatable; default: this machine)")
+    targets.add_arguments(p)
     p.add_argument("--hashes", action="store_true", help="write --hash=sha256: for every wheel into the files")
     p.add_argument("--index-url", metavar="URL", help="passed to pip (a mirror)")
     p.add_argument("--find-links", action="append", default=[], metavar="DIR", help="passed to pip")
@@ -162,7 +159,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str], cache: Cache) -> int:
     args = parser().parse_args(argv)
     options = Options(args.index_url, tuple(args.find_links), args.no_index)
-    target_list = check.make_targets(args.python, args.platform, cache)
+    target_list = targets.make(args.python, args.platform, cache.root)
     dest = toolchain.PIP_PACKAGES
     house = wheels.Wheelhouse.scan(dest)
     files = [requirements.load([path]) for path in args.requirements]
