@@ -103,9 +103,11 @@ def fix_command(name: str, version: Version, others: list[Wheel], target: Target
 def missing_message(pin: Pin, house: Wheelhouse, target: Target) -> str:
     present = sorted(w.filename for w in house.wheels.get(pin.name, ()))
     shown = ", ".join(present) if present else "none"
+    tags = ", ".join(str(t) for t in target.tags[:3])
     return (
         f"{pin.origin}: no wheel for {pin.name}=={pin.version} in {house.directory} fits "
-        f"{target.describe()} (wheels of {pin.name} present: {shown}); "
+        f"{target.describe()} (its tags: {tags}, ... {len(target.tags)} in all; "
+        f"wheels of {pin.name} present: {shown}); "
         f"fix: {fix_command(pin.name, pin.version, list(house.wheels.get(pin.name, ())), target)}"
     )
 

@@ -73,6 +73,8 @@ def test_missing_wheel_names_pin_tags_present_wheels_and_fix(tmp_path: Path) -> 
     (msg,) = info.value.problems
     assert "requirements.txt:1: no wheel for alpha==1.0" in msg
     assert "best tag cp311-cp311-linux_x86_64" in msg
+    assert f"its tags: cp311-cp311-linux_x86_64, cp311-cp311-manylinux_2_17_x86_64, cp311-abi3-manylinux_2_17_x86_64, " \
+           f"... {len(TAGS)} in all" in msg
     assert "alpha-0.9-py3-none-any.whl, alpha-1.0-cp39-cp39-manylinux_2_17_x86_64.whl" in msg
     assert msg.endswith("fix: pip download --only-binary=:all: --no-deps --python-version 3.11 --implementation cp "
                         "--abi cp311 --platform manylinux_2_17_x86_64 -d pip_packages alpha==1.0")
