@@ -56,8 +56,9 @@ def _create(request: Request, report: Report, cache: Cache) -> str:
     # interpreter's skeleton template now, beside resolving and unpacking.
     job = None
     templates = skeleton.Templates(os.path.join(cache.root, "skeletons"))
-    if skeleton.is_plain(root) and skeleton.is_plain(templates.root) and not os.path.exists(
-            os.path.join(root, venv.MARKER)):
+    if (skeleton.is_plain(root) and skeleton.is_plain(templates.root) and os.path.exists(python)
+            and not os.path.exists(os.path.join(root, venv.MARKER))
+            and not os.path.isdir(templates.path_for(python, toolchain.VIRTUALENV[0]))):
         job = _template_job(templates, python, cache)
     try:
         return _update(request, python, arguments, root, cache, job, report)

@@ -377,3 +377,12 @@ def test_a_new_venv_from_known_requirements_reuses_the_cached_resolution(wheelho
     third = wheelhouse.run("-v", str(tmp_path / "v3"), str(reqs))
     assert third.returncode == 0 and "resolved 3 packages" in third.stderr
     assert "beta-1.0-py311-none-any.whl" in [w["filename"] for w in marker(tmp_path / "v3")["spec"]["wheels"]]
+
+
+def test_a_missing_interpreter_for_a_new_directory(wheelhouse: ToolRepo, tmp_path: Path) -> None:
+    reqs = wheelhouse.requirements("r.txt", "beta==1.0\n")
+    out = wheelhouse.run("--python", str(tmp_path / "no-python"), str(tmp_path / "v"), str(reqs))
+    assert out.returncode == 2
+    assert out.stderr == f"create_venv: error: no interpreter at {tmp_path / 'no-python'}; " \
+                         "pass --python PATH to an existing python\n"
+    assert not (tmp_path / "v").exists()
