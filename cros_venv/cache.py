@@ -60,29 +60,33 @@ def file_sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def atomic_write(path: str, data: bytes) -> None:
+def atomic_write(path: str, data: bytes, durable: bool = True) -> None:
     """Write `data` to `path` so that readers see the old or the new file, never a part.
 
-    Temp file in the same directory, fsync, rename over, fsync the directory.
+    Temp file in the same directory, rename over it. `durable` (the marker) adds an fsync
+    of the file before the rename and of the directory after; cache files skip both (a
+    cache file lost in a crash is recomputed, and each fsync costs a journal commit).
     """
     directory = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    if durable:
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 def _safe_member(name: str) -> bool:
@@ -208,7 +212,7 @@ class Cache:
                 result[p] = digest
                 index[os.path.basename(p)] = [*now, digest]
             with contextlib.suppress(OSError):
-                atomic_write(index_path, json.dumps(index, sort_keys=True).encode())
+                atomic_write(index_path, json.dumps(index, sort_keys=True).encode(), durable=False)
         return result
 
     # -- unpacked wheels -------------------------------------------------------------------

@@ -132,7 +132,7 @@ class Verified:
     def save(self) -> None:
         if self.changed:
             with contextlib.suppress(OSError):
-                atomic_write(self.path, json.dumps(self.known).encode())
+                atomic_write(self.path, json.dumps(self.known).encode(), durable=False)
 
 
 def wheelhouse_problems(house: wheels.Wheelhouse, verified: Verified, crc: bool) -> tuple[list[Problem], set[str]]:

@@ -132,7 +132,7 @@ def plan_for(entry: str, plans_dir: str, sha256: str, libraries: Callable[[], ob
     plan = make_plan(entry)
     try:
         os.makedirs(plans_dir, exist_ok=True)
-        atomic_write(path, json.dumps(plan.to_json()).encode())
+        atomic_write(path, json.dumps(plan.to_json()).encode(), durable=False)
     except OSError:
         pass  # only a cache
     return plan

@@ -130,7 +130,7 @@ def find(python: str, cache_dir: str, import_roots: list[str]) -> Target:
     try:
         from cros_venv.cache import atomic_write
 
-        atomic_write(cache_file, json.dumps({"key": key, "probe": probe}).encode())
+        atomic_write(cache_file, json.dumps({"key": key, "probe": probe}).encode(), durable=False)
     except OSError:
         pass
     return target

@@ -84,7 +84,7 @@ def _save(cache: Cache, arguments: list[str], resolution: Resolution) -> None:
     path = _cache_file(cache, resolution.python, arguments)
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        atomic_write(path, json.dumps(resolution.to_json()).encode())
+        atomic_write(path, json.dumps(resolution.to_json()).encode(), durable=False)
     except OSError:
         pass  # only a cache
 
