@@ -386,3 +386,17 @@ def test_a_missing_interpreter_for_a_new_directory(wheelhouse: ToolRepo, tmp_pat
     assert out.stderr == f"create_venv: error: no interpreter at {tmp_path / 'no-python'}; " \
                          "pass --python PATH to an existing python\n"
     assert not (tmp_path / "v").exists()
+
+
+def test_prune_cache_then_build_again(wheelhouse: ToolRepo, tmp_path: Path) -> None:
+    env = wheelhouse.env(CROS_VENV_CACHE=str(tmp_path / "cache"))
+    reqs = wheelhouse.requirements("r.txt", "alpha==1.0\nbeta==1.0\n")
+    assert wheelhouse.run(str(tmp_path / "v1"), str(reqs), env=env).returncode == 0
+    entries = len(list((tmp_path / "cache" / "wheels").iterdir()))
+    kept = wheelhouse.run("--prune-cache", env=env)
+    assert kept.returncode == 0 and kept.stderr == f"create_venv: removed 0 cache entries, kept {entries}\n"
+    pruned = wheelhouse.run("--prune-cache", "--max-age", "0", env=env)
+    assert pruned.returncode == 0 and pruned.stderr == f"create_venv: removed {entries} cache entries, kept 0\n"
+    assert_complete(tmp_path / "v1", {"alpha": "1.0", "beta": "1.0"})  # venvs do not need the cache
+    assert wheelhouse.run(str(tmp_path / "v2"), str(reqs), env=env).returncode == 0
+    assert_complete(tmp_path / "v2", {"alpha": "1.0", "beta": "1.0"})
