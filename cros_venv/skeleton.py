@@ -43,7 +43,8 @@ def is_plain(path: str) -> bool:
 def command(dest: str, python: str, virtualenv_roots: list[str], app_data: str) -> list[str]:
     """The child that runs virtualenv (no seed packages: create_venv installs pip itself)."""
     args = {"roots": virtualenv_roots, "dest": dest, "app_data": app_data}
-    return [python, "-I", "-S", "-c", CHILD_CODE, json.dumps(args)]
+    # -B: virtualenv runs once per interpreter, so bytecode written for it would not be reused.
+    return [python, "-I", "-S", "-B", "-c", CHILD_CODE, json.dumps(args)]
 
 
 def start(cmd: list[str], env: Mapping[str, str], lock_fd: int | None) -> subprocess.Popen[bytes]:
