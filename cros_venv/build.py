@@ -61,7 +61,7 @@ def _create(request: Request, report: Report, cache: Cache) -> str:
             and not os.path.isdir(templates.path_for(python, toolchain.VIRTUALENV[0]))):
         job = _template_job(templates, python, cache)
     try:
-        return _update(request, python, arguments, root, cache, job, report)
+        return _update(request, python, arguments, root, cache, templates, job, report)
     finally:
         if job is not None:  # let it finish: a template is useful even if this build failed
             with contextlib.suppress(Exception):
@@ -75,7 +75,7 @@ def _template_job(templates: skeleton.Templates, python: str, cache: Cache) -> s
 
 
 def _update(request: Request, python: str, arguments: list[str], root: str, cache: Cache,
-            job: skeleton.TemplateJob | None, report: Report) -> str:
+            templates: skeleton.Templates, job: skeleton.TemplateJob | None, report: Report) -> str:
     # requirements -> pins -> wheels -> spec (cached while nothing it depends on changes)
     plan = resolution.cached(cache, python, arguments) or resolution.resolve(cache, python, arguments, report)
     layout = venv.Layout(root, plan.python_version)
@@ -103,7 +103,7 @@ def _update(request: Request, python: str, arguments: list[str], root: str, cach
         report(f"building {layout.root}")
         trash = venv.wipe(layout.root)
         venv.start(layout)
-        _build(plan, layout, cache, fd, job, report)
+        _build(plan, layout, cache, fd, templates, job, report)
         if request.compile:
             _compile(layout, fd, report)
         venv.write_marker(layout, marker)
@@ -118,9 +118,8 @@ def _update(request: Request, python: str, arguments: list[str], root: str, cach
 
 
 def _build(plan: resolution.Resolution, layout: venv.Layout, cache: Cache, lock_fd: int,
-           job: skeleton.TemplateJob | None, report: Report) -> None:
+           templates: skeleton.Templates, job: skeleton.TemplateJob | None, report: Report) -> None:
     """The wheels, each installed as soon as it is unpacked; then the skeleton."""
-    templates = skeleton.Templates(os.path.join(cache.root, "skeletons"))
     child = None
     if not skeleton.is_plain(layout.root) or not skeleton.is_plain(templates.root):
         # A path the shells would quote: virtualenv writes this venv itself (holding the lock).

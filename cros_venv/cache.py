@@ -174,7 +174,7 @@ class Cache:
 
     # -- hashes ----------------------------------------------------------------------------
 
-    def _stat_index_path(self, wheel_dir: str) -> str:
+    def stat_index_path(self, wheel_dir: str) -> str:
         ident = hashlib.sha256(os.fsencode(os.path.realpath(wheel_dir))).hexdigest()[:24]
         return os.path.join(self.root, "stat", ident + ".json")
 
@@ -187,7 +187,7 @@ class Cache:
             by_dir.setdefault(os.path.dirname(p), []).append(p)
         result: dict[str, str] = {}
         for wheel_dir, paths in by_dir.items():
-            index_path = self._stat_index_path(wheel_dir)
+            index_path = self.stat_index_path(wheel_dir)
             try:
                 with open(index_path, "rb") as f:
                     index = json.load(f)

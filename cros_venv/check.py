@@ -105,7 +105,7 @@ class Verified:
     """Wheels already verified, by (size, mtime, inode) and depth: a presubmit run only stats them."""
 
     def __init__(self, cache: Cache, directory: str) -> None:
-        self.path = os.path.join(cache.root, "stat", "verified-" + os.path.basename(cache._stat_index_path(directory)))
+        self.path = os.path.join(cache.root, "stat", "verified-" + os.path.basename(cache.stat_index_path(directory)))
         try:
             with open(self.path, "rb") as f:
                 self.known: dict[str, list[int]] = json.load(f)

@@ -64,6 +64,13 @@ def _stat_token(kind: str, path: str) -> str:
     return f"{kind}={_hex(path)}:{st.st_size}:{st.st_mtime_ns}"
 
 
+def _dir_token(path: str) -> str:
+    try:
+        return f"dir={_hex(path)}:{os.stat(path).st_mtime_ns}"
+    except OSError:
+        return f"dir={_hex(path)}:missing"
+
+
 def make_key(
     tool_version: str,
     python: str,
@@ -82,11 +89,7 @@ def make_key(
     tokens = [KEY_FORMAT, f"tool={tool_version}", _stat_token("py", python)]
     tokens += [f"arg={_hex(a)}" for a in arguments]
     tokens += [f"req={_hex(p)}:{sha256_hex(data)}" for p, data in files]
-    for d in wheel_dirs:
-        try:
-            tokens.append(f"dir={_hex(d)}:{os.stat(d).st_mtime_ns}")
-        except OSError:
-            tokens.append(f"dir={_hex(d)}:missing")
+    tokens += [_dir_token(d) for d in wheel_dirs]
     tokens += [_stat_token("whl", w) for w in wheels]
     return " ".join(tokens)
 
@@ -134,14 +137,9 @@ def key_matches(key: str, tool_version: str, python: str, arguments: Sequence[st
                 path = os.fsdecode(bytes.fromhex(hex_path))
             except ValueError:
                 return False
-            if kind == "whl" and _stat_token("whl", path) != token:
+            now = _stat_token("whl", path) if kind == "whl" else _dir_token(path)
+            if now != token:
                 return False
-            if kind == "dir":
-                try:
-                    if f"dir={hex_path}:{os.stat(path).st_mtime_ns}" != token:
-                        return False
-                except OSError:
-                    return False
     return True
 
 
