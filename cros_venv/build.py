@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
+import re
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -12,6 +13,7 @@ from typing import Callable
 from cros_venv import __version__, fastpath, install, lock, resolution, skeleton, spec, toolchain, venv
 from cros_venv.cache import Cache, default_root
 from cros_venv.errors import BuildError
+from cros_venv.unpacker import Unpacker
 
 Report = Callable[[str], None]
 
@@ -44,40 +46,96 @@ def create(request: Request, report: Report) -> str:
     """Make `request.venv_dir` match the requirements. Returns what was done."""
     cache = Cache(default_root())
     cache.ensure_dirs()
-    with cache.in_use():
-        return _create(request, report, cache)
+    with cache.in_use(), Unpacker(cache) as unpacker:
+        return _create(request, report, cache, unpacker)
 
 
-def _create(request: Request, report: Report, cache: Cache) -> str:
+def _create(request: Request, report: Report, cache: Cache, unpacker: Unpacker) -> str:
     python = fastpath.resolve_python(request.python)
     arguments = [os.path.abspath(r) for r in request.requirements]
     root = venv.resolve_dir(request.venv_dir)
-    # A directory without a marker will be built (unless the input is bad): start making the
-    # interpreter's skeleton template now, beside resolving and unpacking.
-    job = None
     templates = skeleton.Templates(os.path.join(cache.root, "skeletons"))
-    if (skeleton.is_plain(root) and skeleton.is_plain(templates.root) and os.path.exists(python)
-            and not os.path.exists(os.path.join(root, venv.MARKER))
-            and not os.path.isdir(templates.path_for(python, toolchain.VIRTUALENV[0]))):
-        job = _template_job(templates, python, cache)
+    job = None
+    if not os.path.exists(os.path.join(root, venv.MARKER)) and os.path.exists(python):
+        # No marker: a build is likely. Start unpacking what it will need before resolving:
+        # the tool's libraries, the wheels the requirements name, and (if this interpreter
+        # has no skeleton template yet) virtualenv, whose child then runs beside the build.
+        toolchain.prefetch(cache, toolchain.LIBRARIES, unpacker)
+        if (skeleton.is_plain(root) and skeleton.is_plain(templates.root)
+                and not os.path.isdir(templates.path_for(python, toolchain.VIRTUALENV[0]))):
+            job = _template_job(templates, python, cache, unpacker)
+            job.launch()
+        _prefetch_named(cache, unpacker, arguments, request.python is None)
     try:
-        return _update(request, python, arguments, root, cache, templates, job, report)
+        return _update(request, python, arguments, root, cache, unpacker, templates, job, report)
     finally:
-        if job is not None:  # let it finish: a template is useful even if this build failed
-            with contextlib.suppress(Exception):
-                job.wait()
+        if job is not None:
+            job.settle()
 
 
-def _template_job(templates: skeleton.Templates, python: str, cache: Cache) -> skeleton.TemplateJob:
+def _prefetch_named(cache: Cache, unpacker: Unpacker, arguments: list[str], ours: bool) -> None:
+    """Start unpacking the wheels that the requirements files pin, as far as a quick look
+    can tell (`name==version` lines; when several wheels match, the one for this
+    interpreter if `ours`). Only a head start: resolving decides what is installed, and a
+    wheel unpacked here but not needed is just a cache entry.
+    """
+    try:
+        names = sorted(os.listdir(toolchain.PIP_PACKAGES))
+    except OSError:
+        return
+    by_pin: dict[tuple[str, str], list[str]] = {}
+    for name in names:
+        parts = name[:-4].split("-") if name.endswith(".whl") else []
+        if len(parts) in (5, 6):
+            by_pin.setdefault((_norm(parts[0]), parts[1]), []).append(name)
+    pins: list[tuple[str, str]] = []
+    named_pip = False
+    for path in arguments:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                text = f.read()
+        except OSError:
+            continue
+        for m in _PIN.finditer(text):
+            pins.append((_norm(m.group(1)), m.group(2)))
+            named_pip = named_pip or _norm(m.group(1)) == "pip"
+    abi = f"cp{sys.version_info[0]}{sys.version_info[1]}"
+    wanted = []
+    for pin in pins:
+        found = by_pin.get(pin, [])
+        if len(found) > 1 and ours:
+            found = [n for n in found if n.split("-")[-2] in (abi, "abi3", "none")
+                     and n.split("-")[-1].startswith(("any", "linux", "manylinux"))]
+        if len(found) == 1:
+            wanted.append(os.path.join(toolchain.PIP_PACKAGES, found[0]))
+    if not named_pip:
+        wanted.append(os.path.join(toolchain.PIP_PACKAGES, toolchain.PIP))
+    known = cache.known_hashes(wanted)
+    for path in wanted:
+        if path not in known or not cache.has(known[path]):
+            unpacker.submit(path, known.get(path))
+
+
+_PIN = re.compile(r"^[ \t]*([A-Za-z0-9][A-Za-z0-9._-]*)[ \t]*(?:\[[^\]\n]*\])?[ \t]*===?[ \t]*([A-Za-z0-9.!+_-]+)",
+                  re.MULTILINE)
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def _template_job(templates: skeleton.Templates, python: str, cache: Cache,
+                  unpacker: Unpacker) -> skeleton.TemplateJob:
     return skeleton.TemplateJob(templates, python, toolchain.VIRTUALENV[0],
-                                lambda: toolchain.unpack(cache, toolchain.VIRTUALENV),
-                                os.path.join(cache.root, "virtualenv"))
+                                lambda: toolchain.unpack(cache, toolchain.VIRTUALENV, unpacker),
+                                os.path.join(cache.root, "virtualenv"), cache.root)
 
 
-def _update(request: Request, python: str, arguments: list[str], root: str, cache: Cache,
+def _update(request: Request, python: str, arguments: list[str], root: str, cache: Cache, unpacker: Unpacker,
             templates: skeleton.Templates, job: skeleton.TemplateJob | None, report: Report) -> str:
     # requirements -> pins -> wheels -> spec (cached while nothing it depends on changes)
-    plan = resolution.cached(cache, python, arguments) or resolution.resolve(cache, python, arguments, report)
+    plan = (resolution.cached(cache, python, arguments)
+            or resolution.resolve(cache, python, arguments, report, unpacker))
     layout = venv.Layout(root, plan.python_version)
     marker = spec.marker_bytes(plan.spec, plan.key, {
         "tool": f"cros_venv {__version__}", "requirements": arguments,
@@ -103,7 +161,7 @@ def _update(request: Request, python: str, arguments: list[str], root: str, cach
         report(f"building {layout.root}")
         trash = venv.wipe(layout.root)
         venv.start(layout)
-        _build(plan, layout, cache, fd, templates, job, report)
+        _build(plan, layout, cache, unpacker, fd, templates, job, report)
         if request.compile:
             _compile(layout, fd, report)
         venv.write_marker(layout, marker)
@@ -117,23 +175,34 @@ def _update(request: Request, python: str, arguments: list[str], root: str, cach
     return "built"
 
 
-def _build(plan: resolution.Resolution, layout: venv.Layout, cache: Cache, lock_fd: int,
+def _build(plan: resolution.Resolution, layout: venv.Layout, cache: Cache, unpacker: Unpacker, lock_fd: int,
            templates: skeleton.Templates, job: skeleton.TemplateJob | None, report: Report) -> None:
     """The wheels, each installed as soon as it is unpacked; then the skeleton."""
     child = None
     if not skeleton.is_plain(layout.root) or not skeleton.is_plain(templates.root):
         # A path the shells would quote: virtualenv writes this venv itself (holding the lock).
-        roots = toolchain.unpack(cache, toolchain.VIRTUALENV)
+        roots = toolchain.unpack(cache, toolchain.VIRTUALENV, unpacker)
         child = skeleton.start(skeleton.command(layout.root, plan.python, roots, os.path.join(
             cache.root, "virtualenv")), os.environ, lock_fd)
-    elif job is None or job.path != templates.path_for(plan.python, toolchain.VIRTUALENV[0]):
-        job = _template_job(templates, plan.python, cache)
+    else:
+        if job is None or job.path != templates.path_for(plan.python, toolchain.VIRTUALENV[0]):
+            job = _template_job(templates, plan.python, cache, unpacker)
+        job.launch()
     try:
+        todo = [i for i in plan.installs if not cache.has(i.sha256)]
+        for i in todo:
+            unpacker.submit(i.wheel, i.sha256)
         plans_dir = os.path.join(cache.root, "plans")
         linker = install.Linker()
-        entries = cache.unpack_each([(i.wheel, i.sha256) for i in plan.installs])
-        for i, entry in zip(plan.installs, entries):
-            how = install.plan_for(entry, plans_dir, i.sha256, lambda: toolchain.activate(cache))
+        for n, i in enumerate(plan.installs, 1):
+            report(f"installing {os.path.basename(i.wheel)} ({n}/{len(plan.installs)})")
+            if i in todo:
+                sha256, entry = unpacker.result(i.wheel)
+                if sha256 != i.sha256:
+                    raise BuildError(f"{i.wheel} changed during the build; run create_venv again")
+            else:
+                entry = cache.touch(cache.entry(i.sha256))
+            how = install.plan_for(entry, plans_dir, i.sha256, lambda: toolchain.activate(cache, unpacker))
             install.apply(how, entry, layout, i.requested, linker)
         report(f"installed {len(plan.installs)} wheels from {cache.wheels} "
                f"({'copied' if linker.copy else 'hard-linked'})")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import threading
 import time
 from typing import NoReturn, Sequence, TextIO
 
@@ -34,8 +33,11 @@ VIRTUALENV_* and PYTHON* variables and pip/virtualenv config files are ignored.
 
 
 class Reporter:
-    """-v: every step on stderr. On a TTY: a progress line once a build passes a second.
-    Otherwise (wrappers capturing output): errors only.
+    """-v: every step on stderr. On a TTY: a progress line, updated at each step, once a
+    build passes a second. Otherwise (wrappers capturing output): errors only.
+
+    No timer thread: the build forks its unpacking workers, which is safe only while this
+    process has a single thread.
     """
 
     def __init__(self, verbose: bool, stream: TextIO | None = None, delay: float = 1.0) -> None:
@@ -45,14 +47,13 @@ class Reporter:
         self.tty = self.stream.isatty()
         self.last = "starting"
         self.shown = False
-        self.timer: threading.Timer | None = None
         self.start = time.monotonic()
 
     def __call__(self, message: str) -> None:
         self.last = message
         if self.verbose:
             self._write(f"{PROG}: [{time.monotonic() - self.start:6.3f}s] {message}\n")
-        elif self.shown:
+        elif self.tty and (self.shown or time.monotonic() - self.start >= self.delay):
             self._progress()
 
     def _write(self, text: str) -> None:
@@ -64,15 +65,9 @@ class Reporter:
         self._write(f"\r\x1b[K{PROG}: {self.last} ({time.monotonic() - self.start:.1f}s)")
 
     def __enter__(self) -> Reporter:
-        if self.tty and not self.verbose:
-            self.timer = threading.Timer(self.delay, self._progress)
-            self.timer.daemon = True
-            self.timer.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
         if self.shown:
             self._write("\r\x1b[K")
 

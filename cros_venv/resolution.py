@@ -22,6 +22,7 @@ from cros_venv.spec import Spec
 if TYPE_CHECKING:
     from email.message import Message
 
+    from cros_venv.unpacker import Unpacker
     from cros_venv.wheels import Wheel
 
 FORMAT = 1
@@ -89,9 +90,10 @@ def _save(cache: Cache, arguments: list[str], resolution: Resolution) -> None:
         pass  # only a cache
 
 
-def resolve(cache: Cache, python: str, arguments: list[str], report: Callable[[str], None]) -> Resolution:
+def resolve(cache: Cache, python: str, arguments: list[str], report: Callable[[str], None],
+            unpacker: Unpacker | None = None) -> Resolution:
     """Parse, select and check everything (raises InputError listing every problem)."""
-    roots = toolchain.activate(cache)
+    roots = toolchain.activate(cache, unpacker)
     # Imported only now: they need the tool's libraries, which `activate` put on sys.path.
     from cros_venv import interpreter, requirements, wheels
 

@@ -10,14 +10,15 @@ whose path would need shell quoting is made by running virtualenv directly.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
-import threading
 from typing import Callable, Mapping
 
 from cros_venv.errors import BuildError
@@ -29,7 +30,15 @@ PLACEHOLDER_FILE = "placeholder"
 CHILD_CODE = """
 import json, sys
 args = json.loads(sys.argv[1])
-sys.path[:0] = args["roots"]
+roots = args["roots"]
+if not roots:  # unpack virtualenv here, in parallel with the build (the target is our interpreter)
+    sys.path.insert(0, args["repo"])
+    from cros_venv import cache, errors, toolchain
+    try:
+        roots = toolchain.unpack(cache.Cache(args["cache"]), toolchain.VIRTUALENV)
+    except errors.CrosVenvError as e:
+        sys.exit(str(e))
+sys.path[:0] = roots
 from virtualenv import cli_run
 cli_run([args["dest"], "--no-seed", "--no-periodic-update", "--no-download",
          "--app-data", args["app_data"], "--quiet"], setup_logging=False)
@@ -40,9 +49,14 @@ def is_plain(path: str) -> bool:
     return not UNSAFE.search(path)
 
 
-def command(dest: str, python: str, virtualenv_roots: list[str], app_data: str) -> list[str]:
-    """The child that runs virtualenv (no seed packages: create_venv installs pip itself)."""
-    args = {"roots": virtualenv_roots, "dest": dest, "app_data": app_data}
+def command(dest: str, python: str, virtualenv_roots: list[str], app_data: str, cache_root: str = "") -> list[str]:
+    """The child that runs virtualenv (no seed packages: create_venv installs pip itself).
+
+    Without `virtualenv_roots`, the child unpacks virtualenv into the cache at `cache_root`
+    itself, with this package's code: only for the interpreter running this.
+    """
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    args = {"roots": virtualenv_roots, "dest": dest, "app_data": app_data, "repo": repo, "cache": cache_root}
     # -B: virtualenv runs once per interpreter, so bytecode written for it would not be reused.
     return [python, "-I", "-S", "-B", "-c", CHILD_CODE, json.dumps(args)]
 
@@ -118,34 +132,53 @@ def instantiate(template: str, dest: str) -> None:
 
 
 class TemplateJob:
-    """Make the template for `python` on a thread (virtualenv runs in a child process), so
-    that it overlaps resolving and unpacking; `wait` returns its path or raises.
+    """Make the template for `python` beside the build: `launch` starts the virtualenv child
+    (once its wheels are unpacked), `wait` collects it and returns the template's path.
     """
 
     def __init__(self, templates: Templates, python: str, virtualenv_wheel: str,
-                 virtualenv_roots: Callable[[], list[str]], app_data: str) -> None:
+                 virtualenv_roots: Callable[[], list[str]], app_data: str, cache_root: str) -> None:
+        self.templates = templates
+        self.python = python
         self.path = templates.path_for(python, virtualenv_wheel)
-        self.error: BaseException | None = None
+        self.roots = virtualenv_roots
+        self.app_data = app_data
+        self.cache_root = cache_root
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.staging = ""
 
-        def run() -> None:
-            try:
-                if os.path.isdir(self.path):
-                    return
-                staging, dest = templates.staging()
-                try:
-                    finish(start(command(dest, python, virtualenv_roots(), app_data), os.environ, None))
-                except BaseException:
-                    templates.discard(staging)
-                    raise
-                templates.commit(staging, self.path)
-            except BaseException as e:  # handed to the thread that waits
-                self.error = e
-
-        self.thread = threading.Thread(target=run, name="virtualenv-template", daemon=True)
-        self.thread.start()
+    def launch(self) -> None:
+        """Start the child, unless started already or the template exists."""
+        if self.proc is not None or os.path.isdir(self.path):
+            return
+        # The interpreter running this can unpack virtualenv itself, so the child starts at
+        # once; another one gets the unpacked wheels from us.
+        ours = self.python == os.path.realpath(sys.executable)
+        roots = [] if ours else self.roots()
+        self.staging, dest = self.templates.staging()
+        try:
+            self.proc = start(command(dest, self.python, roots, self.app_data, self.cache_root), os.environ, None)
+        except BaseException:
+            self.templates.discard(self.staging)
+            raise
 
     def wait(self) -> str:
-        self.thread.join()
-        if self.error is not None:
-            raise self.error
+        """The template's path, making it now if `launch` was not called."""
+        self.launch()
+        if self.proc is not None:
+            proc, self.proc = self.proc, None
+            try:
+                finish(proc)
+            except BaseException:
+                self.templates.discard(self.staging)
+                raise
+            self.templates.commit(self.staging, self.path)
         return self.path
+
+    def settle(self) -> None:
+        """If the child was started, let it finish (a template is useful even if this build
+        failed); errors are dropped.
+        """
+        if self.proc is not None:
+            with contextlib.suppress(Exception):
+                self.wait()

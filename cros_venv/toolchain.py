@@ -12,6 +12,7 @@ import sys
 
 from cros_venv.cache import Cache
 from cros_venv.errors import BuildError
+from cros_venv.unpacker import Unpacker
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PIP_PACKAGES = os.path.join(REPO_ROOT, "pip_packages")
@@ -42,17 +43,36 @@ def wheel_path(filename: str) -> str:
     return path
 
 
-def unpack(cache: Cache, filenames: tuple[str, ...]) -> list[str]:
-    """Cache entries (import roots) for the tool's wheels `filenames`, unpacking as needed."""
+def unpack(cache: Cache, filenames: tuple[str, ...], unpacker: Unpacker | None = None) -> list[str]:
+    """Cache entries (import roots) for the tool's wheels `filenames`, unpacking as needed
+    (on `unpacker`'s workers if given, else here).
+    """
     paths = [wheel_path(f) for f in filenames]
-    hashes = cache.hashes(paths)
-    entries = cache.unpack_all({p: hashes[p] for p in paths})
-    return [entries[p] for p in paths]
+    known = cache.known_hashes(paths)
+    todo = [p for p in paths if p not in known or not cache.has(known[p])]
+    if unpacker is None:
+        unpacker = Unpacker(cache, workers=0)
+    for p in todo:
+        unpacker.submit(p, known.get(p))
+    results = {p: unpacker.result(p) for p in todo}
+    hashed = {p: unpacker.hashed[p] for p in todo if p in unpacker.hashed}
+    if hashed:
+        cache.record_hashes(hashed)
+    return [results[p][1] if p in todo else cache.touch(cache.entry(known[p])) for p in paths]
 
 
-def activate(cache: Cache) -> list[str]:
+def prefetch(cache: Cache, filenames: tuple[str, ...], unpacker: Unpacker) -> None:
+    """Start unpacking the tool's wheels `filenames` that the cache lacks."""
+    paths = [wheel_path(f) for f in filenames]
+    known = cache.known_hashes(paths)
+    for p in paths:
+        if p not in known or not cache.has(known[p]):
+            unpacker.submit(p, known.get(p))
+
+
+def activate(cache: Cache, unpacker: Unpacker | None = None) -> list[str]:
     """Make the tool's libraries importable in this process; returns their import roots."""
-    roots = unpack(cache, LIBRARIES)
+    roots = unpack(cache, LIBRARIES, unpacker)
     for entry in reversed(roots):
         if entry not in sys.path:
             sys.path.insert(0, entry)
