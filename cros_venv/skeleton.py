@@ -27,38 +27,26 @@ from cros_venv.errors import BuildError
 UNSAFE = re.compile(r"[^\w@%+=:,./-]", re.ASCII)
 PLACEHOLDER_FILE = "placeholder"
 
-CHILD_CODE = """
-import json, sys
-args = json.loads(sys.argv[1])
-roots = args["roots"]
-if not roots:  # unpack virtualenv here, in parallel with the build (the target is our interpreter)
-    sys.path.insert(0, args["repo"])
-    from cros_venv import cache, errors, toolchain
-    try:
-        roots = toolchain.unpack(cache.Cache(args["cache"]), toolchain.VIRTUALENV)
-    except errors.CrosVenvError as e:
-        sys.exit(str(e))
-sys.path[:0] = roots
-from virtualenv import cli_run
-cli_run([args["dest"], "--no-seed", "--no-periodic-update", "--no-download",
-         "--app-data", args["app_data"], "--quiet"], setup_logging=False)
-"""
+CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "skeleton_child.py")
 
 
 def is_plain(path: str) -> bool:
     return not UNSAFE.search(path)
 
 
-def command(dest: str, python: str, virtualenv_roots: list[str], app_data: str, cache_root: str = "") -> list[str]:
+def command(dest: str, python: str, virtualenv_roots: list[str], app_data: str, cache_root: str = "",
+            driver: str = "direct") -> list[str]:
     """The child that runs virtualenv (no seed packages: create_venv installs pip itself).
 
     Without `virtualenv_roots`, the child unpacks virtualenv into the cache at `cache_root`
-    itself, with this package's code: only for the interpreter running this.
+    itself, with this package's code: only for the interpreter running this. `driver`:
+    "direct" (virtualenv's classes, see skeleton_child.py) or "cli" (its command line).
     """
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    args = {"roots": virtualenv_roots, "dest": dest, "app_data": app_data, "repo": repo, "cache": cache_root}
+    repo = os.path.dirname(os.path.dirname(CHILD))
+    args = {"roots": virtualenv_roots, "dest": dest, "app_data": app_data, "repo": repo, "cache": cache_root,
+            "driver": driver}
     # -B: virtualenv runs once per interpreter, so bytecode written for it would not be reused.
-    return [python, "-I", "-S", "-B", "-c", CHILD_CODE, json.dumps(args)]
+    return [python, "-I", "-S", "-B", CHILD, json.dumps(args)]
 
 
 def start(cmd: list[str], env: Mapping[str, str], lock_fd: int | None) -> subprocess.Popen[bytes]:

@@ -80,6 +80,40 @@ def test_corrupt_wheels_fail_and_leave_no_entry(cache: Cache, tmp_path: Path, da
     assert os.listdir(cache.wheels) == []
 
 
+@pytest.mark.parametrize("how", ["small-deflated", "stored", "streamed-member", "streamed-wheel"])
+def test_every_way_of_reading_a_member_gives_its_bytes(cache: Cache, tmp_path: Path, how: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small members come from the wheel's bytes in one zlib call; big members, and
+    members of big wheels, are streamed by zipfile. Each way yields the exact bytes.
+    """
+    if how == "streamed-member":
+        monkeypatch.setattr(cache_mod, "WHOLE_MEMBER", 100)
+    if how == "streamed-wheel":
+        monkeypatch.setattr(cache_mod, "WHOLE", 100)
+    payload = {f"pkg/m{i}.py": os.urandom(500) + b"x" * 5000 for i in range(5)}
+    wheel = tmp_path / "pkg-1.0-py3-none-any.whl"
+    method = zipfile.ZIP_STORED if how == "stored" else zipfile.ZIP_DEFLATED
+    with zipfile.ZipFile(wheel, "w", method) as zf:
+        for name, data in payload.items():
+            zf.writestr(name, data)
+        zf.writestr("pkg-1.0.dist-info/METADATA", "Name: pkg\nVersion: 1.0\n")
+    entry = cache.unpack(str(wheel), file_sha256(str(wheel)))
+    for name, data in payload.items():
+        assert Path(entry, name).read_bytes() == data
+
+
+def test_a_member_whose_crc_does_not_match_is_refused(cache: Cache, tmp_path: Path) -> None:
+    wheel = tmp_path / "pkg-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("pkg/data.txt", b"0123456789" * 10)
+    data = bytearray(wheel.read_bytes())
+    data[data.index(b"0123456789") + 3] ^= 1  # stored: the bytes still read, the CRC no longer matches
+    wheel.write_bytes(bytes(data))
+    with pytest.raises(BuildError, match="is not a valid wheel.*CRC"):
+        cache.unpack(str(wheel), "2" * 64)
+    assert os.listdir(cache.wheels) == []
+
+
 def test_eight_processes_populating_one_entry(cache: Cache, tmp_path: Path) -> None:
     wheel = big_wheel(tmp_path, 1500)
     sha = file_sha256(str(wheel))

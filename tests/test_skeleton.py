@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -10,7 +11,9 @@ import pytest
 
 from cros_venv import skeleton, toolchain
 from cros_venv.cache import Cache
-from tests.conftest import PYTHON
+from tests.conftest import OTHER_PYTHONS, PYTHON
+
+PYTHONS = [PYTHON, *OTHER_PYTHONS, *(["/usr/bin/python3"] if os.path.exists("/usr/bin/python3") else [])]
 
 
 def tree(root: Path) -> dict[str, bytes | str]:
@@ -28,10 +31,48 @@ def tree(root: Path) -> dict[str, bytes | str]:
     return out
 
 
-def run_virtualenv(cache: Cache, dest: str) -> None:
+def run_virtualenv(cache: Cache, dest: str, driver: str = "direct") -> None:
     roots = toolchain.unpack(cache, toolchain.VIRTUALENV)
-    proc = skeleton.start(skeleton.command(dest, PYTHON, roots, os.path.join(cache.root, "virtualenv")), os.environ, None)
-    skeleton.finish(proc)
+    cmd = skeleton.command(dest, PYTHON, roots, os.path.join(cache.root, "virtualenv"), driver=driver)
+    skeleton.finish(skeleton.start(cmd, os.environ, None))
+
+
+@pytest.mark.parametrize("python", PYTHONS)
+def test_the_direct_driver_writes_what_virtualenvs_command_line_writes(tmp_path: Path, shared_cache: Path,
+                                                                        python: str) -> None:
+    """skeleton_child.direct calls virtualenv's classes without its CLI: the same bytes, for
+    every interpreter we build for (each is run both ways at the same path).
+    """
+    cache = Cache(str(shared_cache))
+    cache.ensure_dirs()
+    roots = toolchain.unpack(cache, toolchain.VIRTUALENV)
+    dest = tmp_path / "venv"
+    trees = {}
+    for driver in ("cli", "direct"):
+        cmd = skeleton.command(str(dest), python, roots, str(tmp_path / f"app-data-{driver}"), driver=driver)
+        skeleton.finish(skeleton.start(cmd, os.environ, None))
+        trees[driver] = tree(dest)
+        os.rename(dest, tmp_path / driver)
+    assert trees["direct"] == trees["cli"]
+    assert "bin/activate" in trees["direct"] and "pyvenv.cfg" in trees["direct"]
+
+
+def test_the_direct_driver_falls_back_to_the_command_line(tmp_path: Path, shared_cache: Path) -> None:
+    """A virtualenv whose internals moved (here: `virtualenv.activation` no longer exports an
+    activator the direct driver imports): the child still makes the venv, with cli_run.
+    """
+    cache = Cache(str(shared_cache))
+    cache.ensure_dirs()
+    roots = toolchain.unpack(cache, toolchain.VIRTUALENV)
+    moved = tmp_path / "virtualenv-moved"
+    shutil.copytree(roots[0], moved)  # roots[0] is virtualenv's own wheel
+    init = moved / "virtualenv" / "activation" / "__init__.py"
+    init.write_text(init.read_text() + "\ndel NushellActivator\n")
+    dest = tmp_path / "venv"
+    cmd = skeleton.command(str(dest), PYTHON, [str(moved), *roots[1:]], str(tmp_path / "app-data"))
+    skeleton.finish(skeleton.start(cmd, os.environ, None))
+    assert (dest / "bin" / "activate.nu").is_file()  # cli_run found the activator by its entry point
+    assert (dest / "pyvenv.cfg").is_file()
 
 
 def test_template_copy_is_identical_to_running_virtualenv(tmp_path: Path, shared_cache: Path) -> None:
