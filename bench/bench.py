@@ -12,6 +12,12 @@ Scenarios (pip is installed in every venv):
   cold   empty caches, new venv directory
   warm   the same wheels seen before (caches kept), new venv directory
   no-op  the venv is already up to date (pip: `pip install -r` again; uv: `uv pip sync`)
+
+Nothing is deleted until every run is done. ext4's inode allocator skips inodes freed in
+the last minute (fs/ext4/ialloc.c, recently_deleted), so deleting one run's ~8,000 files
+made the next run's file creation several times slower (perf: find_inode_bit and
+recently_deleted at the top), and more so with every round: a measure of the deletions,
+not of the tools.
 """
 
 from __future__ import annotations
@@ -129,7 +135,12 @@ def main() -> int:
     size = sum(w.stat().st_size for w in wheels.glob("*.whl")) / 2**20
     files = sum(len(zipfile.ZipFile(w).namelist()) for w in wheels.glob("*.whl"))
     runs = scratch / "runs"
-    shutil.rmtree(runs, ignore_errors=True)
+    trash: list[Path] = []  # deleted at the end (see the docstring)
+    if runs.exists():  # a previous run's files: moved aside now, deleted at the end
+        old = scratch / f"runs-old-{uuid.uuid4().hex[:8]}"
+        runs.rename(old)
+        trash.append(old)
+    trash.extend(scratch.glob("runs-old-*"))
     runs.mkdir()
     W, R, uv = str(wheels), str(reqs), str(tools / "bin" / "uv")
     pip_args = ["-m", "pip", "install", "-q", "--no-index", "--find-links", W, "-r", R]
@@ -174,9 +185,9 @@ def main() -> int:
                     if scenario == "warm" and not cache.exists():
                         timed(run["build"](runs / f"prime-{uuid.uuid4().hex[:8]}", cache), env)
                     results.setdefault((name, scenario), []).append(timed(run["build"](venv_dir, cache), env))
-                    shutil.rmtree(venv_dir, ignore_errors=True)
+                    trash.append(venv_dir)
                     if scenario == "cold":
-                        shutil.rmtree(cache, ignore_errors=True)
+                        trash.append(cache)
         print(f"bench: round {rnd + 1}/{args.rounds} done", file=sys.stderr)
 
     # The no-op does not grow with pip_packages/: the same venv, interleaved, from a copy of
@@ -200,6 +211,9 @@ def main() -> int:
     n_check = len(list((repo / "pip_packages").glob("*.whl")))
     first_check = timed(check_cmd, check_env)[0]
     checks = [timed(check_cmd, check_env)[0] for _ in range(args.rounds)]
+
+    for path in set(trash):
+        shutil.rmtree(path, ignore_errors=True)
 
     def med(name: str, scenario: str, i: int = 0) -> float:
         return statistics.median(r[i] for r in results[(name, scenario)])

@@ -113,7 +113,7 @@ def _prefetch_named(cache: Cache, unpacker: Unpacker, arguments: list[str], ours
     known = cache.known_hashes(wanted)
     for path in wanted:
         if path not in known or not cache.has(known[path]):
-            unpacker.submit(path, known.get(path))
+            unpacker.submit(path, known.get(path), meta=True)
 
 
 _PIN = re.compile(r"^[ \t]*([A-Za-z0-9][A-Za-z0-9._-]*)[ \t]*(?:\[[^\]\n]*\])?[ \t]*===?[ \t]*([A-Za-z0-9.!+_-]+)",

@@ -107,11 +107,19 @@ def resolve(cache: Cache, python: str, arguments: list[str], report: Callable[[s
         wanted[pip.name] = pip
 
     # Hash the candidates first (from the stat index), so METADATA can come from cache entries.
+    # Wheels being unpacked already (prefetched) come with their hash and METADATA.
     pins = {**constraints, **wanted}
     best = [wheels.best_wheel(house.candidates(n, p.version), target) for n, p in pins.items()]
-    hashes = cache.hashes([w.path for w in best if w is not None])
+    paths = [w.path for w in best if w is not None]
+    early = {p: m for p in paths if unpacker is not None and (m := unpacker.metadata(p)) is not None}
+    if unpacker is not None and any(p in unpacker.hashed for p in early):
+        cache.record_hashes({p: unpacker.hashed[p] for p in early if p in unpacker.hashed})
+    hashes = cache.hashes(paths)
 
     def metadata(w: Wheel) -> Message:
+        text = early[w.path][2] if w.path in early and early[w.path][0] == hashes.get(w.path) else None
+        if text is not None:
+            return wheels.parse_headers(text)
         h = hashes.get(w.path)
         return wheels.read_metadata(w, cache.entry(h) if h and cache.has(h) else None)
 

@@ -19,9 +19,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import traceback
 from typing import Callable, Mapping
 
 from cros_venv.errors import BuildError
+from cros_venv.unpacker import close_all_but
 
 # shlex.quote's test: paths made only of these appear unquoted in the activation scripts.
 UNSAFE = re.compile(r"[^\w@%+=:,./-]", re.ASCII)
@@ -55,7 +58,59 @@ def start(cmd: list[str], env: Mapping[str, str], lock_fd: int | None) -> subpro
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
-def finish(proc: subprocess.Popen[bytes]) -> None:
+class Forked:
+    """skeleton_child run in a fork of this process: as if `python -I -S -B CHILD ARGS` had
+    been started (the same flags are in effect, sys.executable is `python`), with what
+    `finish` needs of a Popen.
+    """
+
+    def __init__(self, python: str, args: str) -> None:
+        read, write = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            status = 1
+            try:
+                os.dup2(write, 1)
+                os.dup2(write, 2)
+                close_all_but()
+                sys.executable = python
+                sys.dont_write_bytecode = True
+                from cros_venv import skeleton_child
+
+                skeleton_child.main([args])
+                status = 0
+            except SystemExit as e:
+                status = e.code if isinstance(e.code, int) else 1
+                if e.code is not None and not isinstance(e.code, int):
+                    print(e.code, file=sys.stderr)
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                with contextlib.suppress(BaseException):
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                os._exit(status)
+        os.close(write)
+        self.pid = pid
+        self.output = read
+        self.returncode: int | None = None
+
+    def communicate(self) -> tuple[bytes, None]:
+        chunks = []
+        while True:
+            data = os.read(self.output, 1 << 16)
+            if not data:
+                break
+            chunks.append(data)
+        os.close(self.output)
+        _, status = os.waitpid(self.pid, 0)
+        self.returncode = os.waitstatus_to_exitcode(status)
+        return b"".join(chunks), None
+
+
+def finish(proc: subprocess.Popen[bytes] | Forked) -> None:
     out, _ = proc.communicate()
     if proc.returncode != 0:
         lines = out.decode(errors="replace").strip().splitlines() or ["no output"]
@@ -132,7 +187,7 @@ class TemplateJob:
         self.roots = virtualenv_roots
         self.app_data = app_data
         self.cache_root = cache_root
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: subprocess.Popen[bytes] | Forked | None = None
         self.staging = ""
 
     def launch(self) -> None:
@@ -140,12 +195,19 @@ class TemplateJob:
         if self.proc is not None or os.path.isdir(self.path):
             return
         # The interpreter running this can unpack virtualenv itself, so the child starts at
-        # once; another one gets the unpacked wheels from us.
+        # once, as a fork of this process when that is safe (no thread running; not a venv's
+        # interpreter, whose description virtualenv would resolve differently): that saves
+        # starting Python and importing the cache code again. Another interpreter gets the
+        # unpacked wheels from us.
         ours = self.python == os.path.realpath(sys.executable)
         roots = [] if ours else self.roots()
         self.staging, dest = self.templates.staging()
+        cmd = command(dest, self.python, roots, self.app_data, self.cache_root)
         try:
-            self.proc = start(command(dest, self.python, roots, self.app_data, self.cache_root), os.environ, None)
+            if ours and sys.prefix == sys.base_prefix and hasattr(os, "fork") and threading.active_count() == 1:
+                self.proc = Forked(self.python, cmd[-1])
+            else:
+                self.proc = start(cmd, os.environ, None)
         except BaseException:
             self.templates.discard(self.staging)
             raise

@@ -21,18 +21,25 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
+import select
 import signal
 import sys
 import threading
+import zipfile
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import List, Optional, Sequence, Tuple
 
 from cros_venv.cache import Cache
 from cros_venv.errors import BuildError
 
 IN_FLIGHT = 64  # jobs written to a worker's pipe and not yet answered (keeps both pipes far from full)
+
+
+# (sha256, the stat of the bytes hashed or None, METADATA text or None)
+Meta = Tuple[str, Optional[List[int]], Optional[str]]
 
 
 @dataclass
@@ -43,7 +50,7 @@ class _Worker:
     buffer: bytes = b""
     load: int = 0  # bytes of wheels given to it
     in_flight: int = 0
-    queue: list[tuple[str, str | None]] = field(default_factory=list)
+    queue: list[tuple[str, str | None, bool]] = field(default_factory=list)
 
 
 class Unpacker:
@@ -58,11 +65,16 @@ class Unpacker:
         self.owner: dict[str, _Worker] = {}
         # wheel path -> [size, mtime_ns, inode, sha256] of wheels a worker hashed (for the stat index)
         self.hashed: dict[str, list[object]] = {}
+        self.wants_meta: set[str] = set()
+        self.meta: dict[str, Meta] = {}
 
     # -- the caller's side ---------------------------------------------------------------------
 
-    def submit(self, wheel: str, sha256: str | None = None) -> None:
-        """Unpack `wheel` (if not asked already). Starts the workers on first use."""
+    def submit(self, wheel: str, sha256: str | None = None, meta: bool = False) -> None:
+        """Unpack `wheel` (if not asked already). Starts the workers on first use.
+
+        `meta`: the worker first sends the wheel's hash and METADATA (see `metadata`).
+        """
         if wheel in self.jobs:
             return
         self.jobs[wheel] = sha256
@@ -76,9 +88,21 @@ class Unpacker:
             size = 0
         worker = min(self.workers, key=lambda w: w.load)
         worker.load += size
-        worker.queue.append((wheel, sha256))
+        worker.queue.append((wheel, sha256, meta))
+        if meta:
+            self.wants_meta.add(wheel)
         self.owner[wheel] = worker
         self._feed(worker)
+
+    def metadata(self, wheel: str) -> Meta | None:
+        """(sha256, stat hashed or None, METADATA text or None) of a wheel submitted with
+        `meta`, as soon as its worker has read it (before unpacking it); else None.
+        """
+        if wheel not in self.wants_meta:
+            return None
+        while wheel not in self.meta and wheel not in self.done:
+            self._read(self.owner[wheel])
+        return self.meta.get(wheel)
 
     def result(self, wheel: str) -> tuple[str, str]:
         """(sha256, cache entry) for a submitted wheel, waiting for it; raises BuildError."""
@@ -128,7 +152,7 @@ class Unpacker:
             if pid == 0:  # the worker: never returns
                 status = 1
                 try:
-                    _close_all_but(job_r, res_w)
+                    close_all_but(job_r, res_w)
                     _serve(self.cache, job_r, res_w)
                     status = 0
                 finally:
@@ -139,6 +163,11 @@ class Unpacker:
             os.set_inheritable(res_r, False)
             workers.append(_Worker(pid, job_w, res_r))
         return workers
+
+    def _record_meta(self, wheel: str, sha256: str, stat: list[int] | None, text: str | None) -> None:
+        self.meta[wheel] = (sha256, stat, text)
+        if stat is not None:
+            self.hashed[wheel] = [*stat, sha256]
 
     def _record(self, wheel: str, outcome: Sequence[str] | str, stat: list[int] | None) -> None:
         """Note a job's outcome (`outcome` is a list when it came through JSON)."""
@@ -151,8 +180,8 @@ class Unpacker:
 
     def _feed(self, worker: _Worker) -> None:
         while worker.queue and worker.in_flight < IN_FLIGHT:
-            wheel, sha256 = worker.queue.pop(0)
-            _write_all(worker.jobs, json.dumps([wheel, sha256]).encode() + b"\n")
+            job = worker.queue.pop(0)
+            _write_all(worker.jobs, json.dumps(job).encode() + b"\n")
             worker.in_flight += 1
 
     def _read(self, worker: _Worker) -> None:
@@ -166,14 +195,19 @@ class Unpacker:
         lines = (worker.buffer + data).split(b"\n")
         worker.buffer = lines.pop()
         for line in lines:
-            self._record(*json.loads(line))
-            worker.in_flight -= 1
+            kind, *message = json.loads(line)
+            if kind == "meta":
+                self._record_meta(*message)
+            else:
+                self._record(*message)
+                worker.in_flight -= 1
         self._feed(worker)
 
 
-def _close_all_but(*keep: int) -> None:
-    """Close every inherited descriptor but `keep` (the other workers' pipes, the venv's
-    lock): a worker must not keep them open after this process has let them go.
+def close_all_but(*keep: int) -> None:
+    """In a forked child: close every inherited descriptor above 2 but `keep` (the other
+    workers' pipes, the venv's lock): it must not keep them open after its parent has let
+    them go.
     """
     try:
         fds = [int(fd) for fd in os.listdir("/proc/self/fd")]
@@ -217,13 +251,60 @@ def _hash(path: str) -> tuple[str, list[int]]:
             h.update(block)
 
 
+def _meta(wheel: str, sha256: str | None) -> tuple[str, str, list[int] | None, str | None]:
+    """(wheel, sha256, stat of what was hashed or None, METADATA text or None if unreadable)."""
+    stat = None
+    with open(wheel, "rb") as f:
+        data = f.read()
+        if sha256 is None:
+            st = os.fstat(f.fileno())
+            sha256, stat = hashlib.sha256(data).hexdigest(), [st.st_size, st.st_mtime_ns, st.st_ino]
+    text = None
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            for name in zf.namelist():
+                top, _, rest = name.partition("/")
+                if top.endswith(".dist-info") and rest == "METADATA":
+                    text = zf.read(name).decode("utf-8")
+                    break
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, UnicodeDecodeError, ValueError, EOFError, OSError):
+        pass  # the caller reads the zip itself and reports the problem
+    return wheel, sha256, stat, text
+
+
 def _serve(cache: Cache, jobs: int, results: int) -> None:
-    """The worker's loop: one JSON line per job in, one per job out, until EOF."""
+    """The worker's loop, until its pipe closes: one JSON line per job in; out, for a job
+    that asks, a "meta" line as soon as the job is read, and a "done" line once unpacked.
+    Every job that has arrived gets its "meta" line before the next wheel is unpacked, so
+    that the caller, resolving, does not wait behind the unpacking.
+    """
     signal.signal(signal.SIGTERM, _exit_on_term)
-    with os.fdopen(jobs, "rb") as source:
-        for line in source:
-            wheel, sha256 = json.loads(line)
-            _write_all(results, json.dumps(_unpack(cache, wheel, sha256)).encode() + b"\n")
+    pending: list[tuple[str, str | None, list[int] | None]] = []
+    buffer = b""
+    eof = False
+    while True:
+        while not eof and (not pending or select.select([jobs], [], [], 0)[0]):
+            data = os.read(jobs, 1 << 16)
+            if not data:
+                eof = True
+                break
+            *lines, buffer = (buffer + data).split(b"\n")
+            for line in lines:
+                wheel, sha256, meta = json.loads(line)
+                stat = None
+                if meta:
+                    try:
+                        message = _meta(wheel, sha256)
+                        _, sha256, stat, _ = message
+                        _write_all(results, json.dumps(["meta", *message]).encode() + b"\n")
+                    except OSError:
+                        pass  # unreadable: unpacking reports it
+                pending.append((wheel, sha256, stat))
+        if not pending:
+            return
+        wheel, sha256, stat = pending.pop(0)
+        done_wheel, outcome, hashed = _unpack(cache, wheel, sha256)
+        _write_all(results, json.dumps(["done", done_wheel, outcome, hashed or stat]).encode() + b"\n")
 
 
 def _exit_on_term(signum: int, frame: object) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import uuid
 from dataclasses import dataclass
 
 from cros_venv import fastpath
@@ -91,7 +90,7 @@ def wipe(path: str) -> str | None:
     if not os.path.lexists(path):
         return None
     parent, name = os.path.split(path)
-    trash = os.path.join(parent, f".{name}{TRASH_INFIX}{uuid.uuid4().hex[:12]}")
+    trash = os.path.join(parent, f".{name}{TRASH_INFIX}{os.urandom(6).hex()}")
     try:
         os.rename(path, trash)
     except OSError as e:

@@ -118,16 +118,28 @@ def read_metadata(wheel: Wheel, unpacked: str | None = None) -> Message:
         if unpacked is not None:
             for entry in os.listdir(unpacked):
                 if entry.endswith(".dist-info"):
-                    with open(os.path.join(unpacked, entry, "METADATA"), encoding="utf-8") as f:
-                        return HeaderParser().parse(f)
+                    with open(os.path.join(unpacked, entry, "METADATA"), "rb") as f:
+                        return _headers(f.read())
         with zipfile.ZipFile(wheel.path) as zf:
             for member in zf.namelist():
                 parts = member.split("/")
                 if len(parts) == 2 and parts[0].endswith(".dist-info") and parts[1] == "METADATA":
-                    return HeaderParser().parsestr(zf.read(member).decode("utf-8"))
+                    return _headers(zf.read(member))
     except (OSError, zipfile.BadZipFile, UnicodeDecodeError, KeyError) as e:
         raise BuildError(f"cannot read the metadata of {wheel.path} ({e}); replace it with a good wheel") from None
     raise BuildError(f"{wheel.path} has no .dist-info/METADATA; replace it with a good wheel")
+
+
+def _headers(data: bytes) -> Message:
+    return parse_headers(data.decode("utf-8"))
+
+
+def parse_headers(text: str) -> Message:
+    """METADATA's header block. Only that is parsed: the body (the long description,
+    often most of the file) is never needed, and the email parser walks it line by line.
+    """
+    end = min((i for i in (text.find("\n\n"), text.find("\r\n\r\n")) if i >= 0), default=len(text))
+    return HeaderParser().parsestr(text[:end + 1])
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import pytest
 
 from cros_venv import skeleton, toolchain
 from cros_venv.cache import Cache
-from tests.conftest import OTHER_PYTHONS, PYTHON
+from tests.conftest import OTHER_PYTHONS, PYTHON, REPO
 
 PYTHONS = [PYTHON, *OTHER_PYTHONS, *(["/usr/bin/python3"] if os.path.exists("/usr/bin/python3") else [])]
 
@@ -55,6 +55,40 @@ def test_the_direct_driver_writes_what_virtualenvs_command_line_writes(tmp_path:
         os.rename(dest, tmp_path / driver)
     assert trees["direct"] == trees["cli"]
     assert "bin/activate" in trees["direct"] and "pyvenv.cfg" in trees["direct"]
+
+
+def test_a_forked_template_maker_writes_what_a_started_one_writes(tmp_path: Path, shared_cache: Path) -> None:
+    """create_venv forks the template maker when the target is the interpreter running it;
+    the template must be the one a started child (`python -I -S -B CHILD`) makes.
+    """
+    code = """
+import os, sys
+sys.path.insert(0, sys.argv[1])
+from cros_venv import skeleton, toolchain
+from cros_venv.cache import Cache
+cache = Cache(sys.argv[2])
+cache.ensure_dirs()
+for name, fork in (("forked", True), ("started", False)):
+    job = skeleton.TemplateJob(skeleton.Templates(os.path.join(sys.argv[3], name)), os.path.realpath(sys.executable),
+                               toolchain.VIRTUALENV[0], lambda: [], os.path.join(sys.argv[3], "app-data-" + name),
+                               cache.root)
+    if not fork:
+        skeleton.threading.active_count = lambda: 2  # as if a thread were running: no fork
+    job.launch()
+    print(name, type(job.proc).__name__, job.wait())
+"""
+    base = os.path.realpath(PYTHON)
+    out = subprocess.run([base, "-I", "-S", "-c", code, str(REPO), str(shared_cache), str(tmp_path)],
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out[:2] == ["forked", "Forked"] and out[3:5] == ["started", "Popen"]
+    trees = {}
+    for name, template in (("forked", out[2]), ("started", out[5])):
+        dest = tmp_path / "venv"
+        skeleton.instantiate(template, str(dest))
+        trees[name] = tree(dest)
+        os.rename(dest, tmp_path / f"venv-{name}")
+    assert trees["forked"] == trees["started"]
+    assert "bin/activate" in trees["forked"]
 
 
 def test_the_direct_driver_falls_back_to_the_command_line(tmp_path: Path, shared_cache: Path) -> None:

@@ -171,7 +171,8 @@ class Recorder:
     def __init__(self) -> None:
         self.submitted: list[str] = []
 
-    def submit(self, wheel: str, sha256: str | None = None) -> None:
+    def submit(self, wheel: str, sha256: str | None = None, meta: bool = False) -> None:
+        assert meta  # resolving will want their METADATA
         self.submitted.append(os.path.basename(wheel))
 
 
