@@ -38,6 +38,7 @@ from typing import Iterator, Sequence
 from cros_venv.errors import BuildError
 
 CHUNK = 1 << 20
+TMP_PREFIX = ".tmp-"  # then the extracting process's pid: never trusted, removed by prune
 
 
 def default_root() -> str:
@@ -104,7 +105,7 @@ WHOLE_MEMBER = 4 << 20
 _LOCAL_HEADER = b"PK\x03\x04"
 
 
-def extract_wheel(wheel: str, dest: str) -> None:
+def extract_wheel(wheel: str, dest: str, read: tuple[bytes, zipfile.ZipFile] | None = None) -> None:
     """Unpack `wheel` into the empty directory `dest`, refusing unsafe members.
 
     zipfile reads the central directory; a small member is then taken straight from the
@@ -113,38 +114,45 @@ def extract_wheel(wheel: str, dest: str) -> None:
     of small files, so the Python work and system calls per file are what it costs
     (~25% less CPU than `ZipFile.open` per member, measured on the benchmark set).
     """
-    made = {dest}
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    if read is not None:  # the wheel's bytes and their ZipFile, from the caller
+        _extract(wheel, dest, *read)
+        return
     with open(wheel, "rb") as f:
         data = f.read() if os.fstat(f.fileno()).st_size <= WHOLE else None
-        zf = zipfile.ZipFile(io.BytesIO(data) if data is not None else f)
-        for info in zf.infolist():
-            name = info.filename
-            mode = info.external_attr >> 16
-            if not _safe_member(name):
-                raise BuildError(f"{os.path.basename(wheel)} has an unsafe member {name!r}; rebuild the wheel")
-            if stat.S_ISLNK(mode):
-                raise BuildError(f"{os.path.basename(wheel)} has a symlink member {name!r}; rebuild the wheel")
-            target = os.path.join(dest, name)
-            if name.endswith("/"):
-                os.makedirs(target, exist_ok=True)
-                made.add(target.rstrip("/"))
-                continue
-            parent = os.path.dirname(target)
-            if parent not in made:
-                os.makedirs(parent, exist_ok=True)
-                made.add(parent)
-            fd = os.open(target, flags, 0o755 if mode & 0o111 else 0o644)
-            try:
-                if (data is not None and info.file_size <= WHOLE_MEMBER and info.compress_type in (0, 8)
-                        and not info.flag_bits & 1):
-                    _write_all(fd, _member(data, info))
-                else:
-                    with zf.open(info) as src:
-                        for block in iter(lambda: src.read(CHUNK), b""):
-                            _write_all(fd, block)
-            finally:
-                os.close(fd)
+        _extract(wheel, dest, data, zipfile.ZipFile(io.BytesIO(data) if data is not None else f))
+
+
+def _extract(wheel: str, dest: str, data: bytes | None, zf: zipfile.ZipFile) -> None:
+    """extract_wheel's work; `data` is the wheel's bytes if it was read whole."""
+    made = {dest}
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for info in zf.infolist():
+        name = info.filename
+        mode = info.external_attr >> 16
+        if not _safe_member(name):
+            raise BuildError(f"{os.path.basename(wheel)} has an unsafe member {name!r}; rebuild the wheel")
+        if stat.S_ISLNK(mode):
+            raise BuildError(f"{os.path.basename(wheel)} has a symlink member {name!r}; rebuild the wheel")
+        target = os.path.join(dest, name)
+        if name.endswith("/"):
+            os.makedirs(target, exist_ok=True)
+            made.add(target.rstrip("/"))
+            continue
+        parent = os.path.dirname(target)
+        if parent not in made:
+            os.makedirs(parent, exist_ok=True)
+            made.add(parent)
+        fd = os.open(target, flags, 0o755 if mode & 0o111 else 0o644)
+        try:
+            if (data is not None and info.file_size <= WHOLE_MEMBER and info.compress_type in (0, 8)
+                    and not info.flag_bits & 1):
+                _write_all(fd, _member(data, info))
+            else:
+                with zf.open(info) as src:
+                    for block in iter(lambda: src.read(CHUNK), b""):
+                        _write_all(fd, block)
+        finally:
+            os.close(fd)
 
 
 def _member(data: bytes, info: zipfile.ZipInfo) -> bytes:
@@ -308,16 +316,18 @@ class Cache:
     def has(self, sha256: str) -> bool:
         return os.path.isdir(self.entry(sha256))
 
-    def unpack(self, wheel: str, sha256: str) -> str:
-        """The cache entry for `wheel` (whose hash is `sha256`), extracting it if needed."""
+    def unpack(self, wheel: str, sha256: str, read: tuple[bytes, zipfile.ZipFile] | None = None) -> str:
+        """The cache entry for `wheel` (whose hash is `sha256`), extracting it if needed
+        (`read`: its bytes and ZipFile, if the caller has them).
+        """
         final = self.entry(sha256)
         if os.path.isdir(final):
             with contextlib.suppress(OSError):
                 os.utime(final)
             return final
-        tmp = tempfile.mkdtemp(dir=self.wheels, prefix=f".tmp-{sha256[:16]}-")
+        tmp = tempfile.mkdtemp(dir=self.wheels, prefix=f"{TMP_PREFIX}{os.getpid()}-{sha256[:16]}-")
         try:
-            extract_wheel(wheel, tmp)
+            extract_wheel(wheel, tmp, read)
             os.chmod(tmp, 0o755)
             os.rename(tmp, final)
         except OSError as e:

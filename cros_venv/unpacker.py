@@ -25,6 +25,7 @@ import io
 import json
 import os
 import select
+import shutil
 import signal
 import sys
 import threading
@@ -32,10 +33,11 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
-from cros_venv.cache import Cache
+from cros_venv.cache import TMP_PREFIX, Cache
 from cros_venv.errors import BuildError
 
 IN_FLIGHT = 64  # jobs written to a worker's pipe and not yet answered (keeps both pipes far from full)
+KEEP = 16 << 20  # bytes of wheels a worker keeps in memory between reading METADATA and unpacking
 
 
 # (sha256, the stat of the bytes hashed or None, METADATA text or None)
@@ -129,6 +131,10 @@ class Unpacker:
                     os.close(fd)
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(w.pid, 0)
+            if abort:  # a worker stopped between making its temp dir and its cleanup handler
+                for name in os.listdir(self.cache.wheels):
+                    if name.startswith(f"{TMP_PREFIX}{w.pid}-"):
+                        shutil.rmtree(os.path.join(self.cache.wheels, name), ignore_errors=True)
         self.workers = []
 
     def __enter__(self) -> Unpacker:
@@ -224,13 +230,14 @@ def _write_all(fd: int, data: bytes) -> None:
         data = data[os.write(fd, data):]
 
 
-def _unpack(cache: Cache, wheel: str, sha256: str | None) -> tuple[str, tuple[str, str] | str, list[int] | None]:
+def _unpack(cache: Cache, wheel: str, sha256: str | None, read: tuple[bytes, zipfile.ZipFile] | None = None,
+            ) -> tuple[str, tuple[str, str] | str, list[int] | None]:
     """(wheel, (sha256, entry) or an error message, the stat of what was hashed or None)."""
     stat = None
     try:
         if sha256 is None:
             sha256, stat = _hash(wheel)
-        return wheel, (sha256, cache.unpack(wheel, sha256)), stat
+        return wheel, (sha256, cache.unpack(wheel, sha256, read)), stat
     except BuildError as e:
         return wheel, str(e), None
     except OSError as e:
@@ -251,8 +258,11 @@ def _hash(path: str) -> tuple[str, list[int]]:
             h.update(block)
 
 
-def _meta(wheel: str, sha256: str | None) -> tuple[str, str, list[int] | None, str | None]:
-    """(wheel, sha256, stat of what was hashed or None, METADATA text or None if unreadable)."""
+def _meta(wheel: str, sha256: str | None) -> tuple[tuple[str, str, list[int] | None, str | None],
+                                                   tuple[bytes, zipfile.ZipFile] | None]:
+    """((wheel, sha256, stat of what was hashed or None, METADATA text or None if
+    unreadable), (the wheel's bytes, their ZipFile) or None).
+    """
     stat = None
     with open(wheel, "rb") as f:
         data = f.read()
@@ -260,16 +270,17 @@ def _meta(wheel: str, sha256: str | None) -> tuple[str, str, list[int] | None, s
             st = os.fstat(f.fileno())
             sha256, stat = hashlib.sha256(data).hexdigest(), [st.st_size, st.st_mtime_ns, st.st_ino]
     text = None
+    zf = None
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            for name in zf.namelist():
-                top, _, rest = name.partition("/")
-                if top.endswith(".dist-info") and rest == "METADATA":
-                    text = zf.read(name).decode("utf-8")
-                    break
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        for name in zf.namelist():
+            top, _, rest = name.partition("/")
+            if top.endswith(".dist-info") and rest == "METADATA":
+                text = zf.read(name).decode("utf-8")
+                break
     except (zipfile.BadZipFile, zipfile.LargeZipFile, UnicodeDecodeError, ValueError, EOFError, OSError):
         pass  # the caller reads the zip itself and reports the problem
-    return wheel, sha256, stat, text
+    return (wheel, sha256, stat, text), ((data, zf) if zf is not None else None)
 
 
 def _serve(cache: Cache, jobs: int, results: int) -> None:
@@ -280,6 +291,8 @@ def _serve(cache: Cache, jobs: int, results: int) -> None:
     """
     signal.signal(signal.SIGTERM, _exit_on_term)
     pending: list[tuple[str, str | None, list[int] | None]] = []
+    kept: dict[str, tuple[bytes, zipfile.ZipFile]] = {}  # read for "meta", kept for unpacking
+    room = KEEP
     buffer = b""
     eof = False
     while True:
@@ -294,16 +307,21 @@ def _serve(cache: Cache, jobs: int, results: int) -> None:
                 stat = None
                 if meta:
                     try:
-                        message = _meta(wheel, sha256)
+                        message, read = _meta(wheel, sha256)
                         _, sha256, stat, _ = message
                         _write_all(results, json.dumps(["meta", *message]).encode() + b"\n")
+                        if read is not None and len(read[0]) <= room:
+                            kept[wheel] = read
+                            room -= len(read[0])
                     except OSError:
                         pass  # unreadable: unpacking reports it
                 pending.append((wheel, sha256, stat))
         if not pending:
             return
         wheel, sha256, stat = pending.pop(0)
-        done_wheel, outcome, hashed = _unpack(cache, wheel, sha256)
+        read = kept.pop(wheel, None)
+        room += len(read[0]) if read is not None else 0
+        done_wheel, outcome, hashed = _unpack(cache, wheel, sha256, read)
         _write_all(results, json.dumps(["done", done_wheel, outcome, hashed or stat]).encode() + b"\n")
 
 
