@@ -56,7 +56,8 @@ def _create(request: Request, report: Report, cache: Cache, unpacker: Unpacker) 
     root = venv.resolve_dir(request.venv_dir)
     templates = skeleton.Templates(os.path.join(cache.root, "skeletons"))
     job = None
-    if not os.path.exists(os.path.join(root, venv.MARKER)) and os.path.exists(python):
+    if (not os.path.exists(os.path.join(root, venv.MARKER)) and os.path.exists(python)
+            and (not os.path.lexists(root) or venv.is_ours(root))):
         # No marker: a build is likely. Start unpacking what it will need before resolving:
         # the tool's libraries, the wheels the requirements name, and (if this interpreter
         # has no skeleton template yet) virtualenv, whose child then runs beside the build.
