@@ -357,6 +357,32 @@ def test_builds_for_other_interpreters(wheelhouse: ToolRepo, tmp_path: Path, pyt
     assert marker(tmp_path / "a")["spec"]["interpreter"]["path"] == PYTHON
 
 
+ALL_PYTHONS = [PYTHON, *OTHER_PYTHONS, *(["/usr/bin/python3"] if os.path.exists("/usr/bin/python3") else [])]
+
+
+@pytest.mark.parametrize("python", ALL_PYTHONS, ids=[p.split("/")[-3] for p in ALL_PYTHONS])
+def test_a_cold_build_on_each_interpreter(wheelhouse: ToolRepo, tmp_path: Path, python: str) -> None:
+    """An empty cache: forked workers hash and unpack (METADATA first), virtualenv's
+    template is made beside them (a fork of the tool's process), all on this interpreter.
+    """
+    reqs = wheelhouse.requirements("r.txt", "alpha==1.0\nbeta==1.0\n")
+    cache = tmp_path / "cold-cache"
+    out = wheelhouse.run("-v", str(tmp_path / "v"), str(reqs), python=python, env=wheelhouse.env(CROS_VENV_CACHE=str(cache)))
+    assert out.returncode == 0, out.stderr
+    assert "made the venv skeleton from the virtualenv template" in out.stderr
+    assert_complete(tmp_path / "v", {"alpha": "1.0", "beta": "1.0"})
+    assert len(os.listdir(cache / "skeletons")) == 1
+    entries = os.listdir(cache / "wheels")
+    assert not [e for e in entries if e.startswith(".tmp-")]
+    # alpha, beta, pip, packaging, installer and virtualenv's four wheels, each once
+    assert len(entries) == 9
+    # A second directory reuses all of it: the cached resolution, the entries, the template.
+    again = wheelhouse.run("-v", str(tmp_path / "v2"), str(reqs), python=python,
+                           env=wheelhouse.env(CROS_VENV_CACHE=str(cache)))
+    assert again.returncode == 0 and "resolved" not in again.stderr
+    assert sorted(os.listdir(cache / "wheels")) == sorted(entries)
+
+
 @pytest.mark.skipif(not os.path.exists("/usr/bin/python3"), reason="no system python3")
 def test_a_system_python_with_nothing_installed(wheelhouse: ToolRepo, tmp_path: Path) -> None:
     reqs = wheelhouse.requirements("r.txt", "alpha==1.0\nbeta==1.0\n")
