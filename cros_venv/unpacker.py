@@ -8,13 +8,18 @@ workers are processes: forks of this one, made while it has no other thread (for
 then safe), each fed through its own pipe. Where fork is unavailable, or a thread is
 already running, the work is done in this process when its result is asked for.
 
-A job is a wheel path and, if known, its sha256; a worker without the hash computes it
-from the bytes it reads. The worker unpacks into the cache (atomically, see cache.py)
-unless the entry is there already, and answers with the hash and the entry. Jobs are
-dealt out largest-first-fit by size, so that the caller can take results in its own
-order while both workers stay busy. Workers leave when their pipe closes (also when this
-process dies), and die at once on Ctrl-C: an unfinished extraction is a temp directory
-that nothing trusts.
+A job is a wheel path, its sha256 if known (else the worker computes it from the bytes
+it reads) and whether the caller wants its METADATA early. The worker unpacks into the
+cache (atomically, see cache.py) unless the entry is there already, and answers with the
+hash and the entry; a job that asked for METADATA is answered twice, first with the hash
+and METADATA as soon as the job is read (every job that has arrived gets that answer
+before the next wheel is unpacked), so that resolving never waits behind unpacking. Each
+job goes to the worker with the fewest bytes queued, so both stay busy while the caller
+takes results in its own order.
+
+Workers leave when their pipe closes (also when this process dies), after the job in
+hand. Ctrl-C and SIGTERM unwind through cache.unpack, which removes its temp directory;
+after an abort the parent also removes any temp directory left by a worker it stopped.
 """
 
 from __future__ import annotations
