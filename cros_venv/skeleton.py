@@ -19,12 +19,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import traceback
 from typing import Callable, Mapping
 
 from cros_venv.errors import BuildError
-from cros_venv.unpacker import close_all_but
+from cros_venv.unpacker import can_fork, close_all_but, fork
 
 # shlex.quote's test: paths made only of these appear unquoted in the activation scripts.
 UNSAFE = re.compile(r"[^\w@%+=:,./-]", re.ASCII)
@@ -66,32 +65,31 @@ class Forked:
 
     def __init__(self, python: str, args: str) -> None:
         read, write = os.pipe()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:  # the child: never returns
-            status = 1
+
+        def run() -> int:
+            os.dup2(write, 1)
+            os.dup2(write, 2)
+            close_all_but()
+            sys.executable = python
+            sys.dont_write_bytecode = True
             try:
-                os.dup2(write, 1)
-                os.dup2(write, 2)
-                close_all_but()
-                sys.executable = python
-                sys.dont_write_bytecode = True
                 from cros_venv import skeleton_child
 
                 skeleton_child.main([args])
-                status = 0
+                return 0
             except SystemExit as e:
-                status = e.code if isinstance(e.code, int) else 1
                 if e.code is not None and not isinstance(e.code, int):
                     print(e.code, file=sys.stderr)
+                return e.code if isinstance(e.code, int) else 1
             except BaseException:
                 traceback.print_exc()
+                return 1
             finally:
                 with contextlib.suppress(BaseException):
                     sys.stdout.flush()
                     sys.stderr.flush()
-                os._exit(status)
+
+        pid = fork(run)
         os.close(write)
         self.pid = pid
         self.output = read
@@ -204,7 +202,7 @@ class TemplateJob:
         self.staging, dest = self.templates.staging()
         cmd = command(dest, self.python, roots, self.app_data, self.cache_root)
         try:
-            if ours and sys.prefix == sys.base_prefix and hasattr(os, "fork") and threading.active_count() == 1:
+            if ours and sys.prefix == sys.base_prefix and can_fork():
                 self.proc = Forked(self.python, cmd[-1])
             else:
                 self.proc = start(cmd, os.environ, None)

@@ -36,7 +36,7 @@ import sys
 import threading
 import zipfile
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from cros_venv.cache import TMP_PREFIX, Cache
 from cros_venv.errors import BuildError
@@ -151,23 +151,19 @@ class Unpacker:
     # -- plumbing ------------------------------------------------------------------------------
 
     def _start(self) -> list[_Worker]:
-        if self.wanted < 1 or not hasattr(os, "fork") or threading.active_count() > 1:
+        if self.wanted < 1 or not can_fork():
             return []
         workers = []
         for _ in range(self.wanted):
             job_r, job_w = os.pipe()
             res_r, res_w = os.pipe()
-            sys.stdout.flush()
-            sys.stderr.flush()
-            pid = os.fork()
-            if pid == 0:  # the worker: never returns
-                status = 1
-                try:
-                    close_all_but(job_r, res_w)
-                    _serve(self.cache, job_r, res_w)
-                    status = 0
-                finally:
-                    os._exit(status)
+
+            def work(job_r: int = job_r, res_w: int = res_w) -> int:
+                close_all_but(job_r, res_w)
+                _serve(self.cache, job_r, res_w)
+                return 0
+
+            pid = fork(work)
             os.close(job_r)
             os.close(res_w)
             os.set_inheritable(job_w, False)
@@ -213,6 +209,27 @@ class Unpacker:
                 self._record(*message)
                 worker.in_flight -= 1
         self._feed(worker)
+
+
+def can_fork() -> bool:
+    """fork() is safe only while this process runs a single thread."""
+    return hasattr(os, "fork") and threading.active_count() == 1
+
+
+def fork(child: Callable[[], int]) -> int:
+    """Fork; the child runs `child` and exits with its status (it never returns from here,
+    nor runs this process's atexit handlers or flushes its buffers twice). Returns the pid.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            status = child()
+        finally:
+            os._exit(status)
+    return pid
 
 
 def close_all_but(*keep: int) -> None:

@@ -73,7 +73,7 @@ for name, fork in (("forked", True), ("started", False)):
                                toolchain.VIRTUALENV[0], lambda: [], os.path.join(sys.argv[3], "app-data-" + name),
                                cache.root)
     if not fork:
-        skeleton.threading.active_count = lambda: 2  # as if a thread were running: no fork
+        skeleton.can_fork = lambda: False  # as if a thread were running: no fork
     job.launch()
     print(name, type(job.proc).__name__, job.wait())
 """
