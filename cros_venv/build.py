@@ -78,7 +78,8 @@ def _prefetch_named(cache: Cache, unpacker: Unpacker, arguments: list[str], ours
     """Start unpacking the wheels that the requirements files pin, as far as a quick look
     can tell (`name==version` lines; when several wheels match, the one for this
     interpreter if `ours`). Only a head start: resolving decides what is installed, and a
-    wheel unpacked here but not needed is just a cache entry.
+    wheel unpacked here but not needed is just a cache entry. (A regex and the filenames,
+    not `packaging`: that is itself being unpacked at this moment.)
     """
     try:
         names = sorted(os.listdir(toolchain.PIP_PACKAGES))
@@ -190,14 +191,15 @@ def _build(plan: resolution.Resolution, layout: venv.Layout, cache: Cache, unpac
             job = _template_job(templates, plan.python, cache, unpacker)
         job.launch()
     try:
-        todo = [i for i in plan.installs if not cache.has(i.sha256)]
-        for i in todo:
-            unpacker.submit(i.wheel, i.sha256)
+        todo = {i.wheel for i in plan.installs if not cache.has(i.sha256)}
+        for i in plan.installs:
+            if i.wheel in todo:
+                unpacker.submit(i.wheel, i.sha256)
         plans_dir = os.path.join(cache.root, "plans")
         linker = install.Linker()
         for n, i in enumerate(plan.installs, 1):
             report(f"installing {os.path.basename(i.wheel)} ({n}/{len(plan.installs)})")
-            if i in todo:
+            if i.wheel in todo:
                 sha256, entry = unpacker.result(i.wheel)
                 if sha256 != i.sha256:
                     raise BuildError(f"{i.wheel} changed during the build; run create_venv again")

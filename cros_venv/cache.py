@@ -146,11 +146,11 @@ def _extract(wheel: str, dest: str, data: bytes | None, zf: zipfile.ZipFile) -> 
         try:
             if (data is not None and info.file_size <= WHOLE_MEMBER and info.compress_type in (0, 8)
                     and not info.flag_bits & 1):
-                _write_all(fd, _member(data, info))
+                write_all(fd, _member(data, info))
             else:
                 with zf.open(info) as src:
                     for block in iter(lambda: src.read(CHUNK), b""):
-                        _write_all(fd, block)
+                        write_all(fd, block)
         finally:
             os.close(fd)
 
@@ -172,7 +172,8 @@ def _member(data: bytes, info: zipfile.ZipInfo) -> bytes:
     return body
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
+    """os.write until all of `data` is written."""
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]

@@ -38,7 +38,7 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Sequence, Tuple
 
-from cros_venv.cache import TMP_PREFIX, Cache
+from cros_venv.cache import TMP_PREFIX, Cache, write_all
 from cros_venv.errors import BuildError
 
 IN_FLIGHT = 64  # jobs written to a worker's pipe and not yet answered (keeps both pipes far from full)
@@ -188,7 +188,7 @@ class Unpacker:
     def _feed(self, worker: _Worker) -> None:
         while worker.queue and worker.in_flight < IN_FLIGHT:
             job = worker.queue.pop(0)
-            _write_all(worker.jobs, json.dumps(job).encode() + b"\n")
+            write_all(worker.jobs, json.dumps(job).encode() + b"\n")
             worker.in_flight += 1
 
     def _read(self, worker: _Worker) -> None:
@@ -245,11 +245,6 @@ def close_all_but(*keep: int) -> None:
         if fd > 2 and fd not in keep:
             with contextlib.suppress(OSError):
                 os.close(fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    while data:
-        data = data[os.write(fd, data):]
 
 
 def _unpack(cache: Cache, wheel: str, sha256: str | None, read: tuple[bytes, zipfile.ZipFile] | None = None,
@@ -331,7 +326,7 @@ def _serve(cache: Cache, jobs: int, results: int) -> None:
                     try:
                         message, read = _meta(wheel, sha256)
                         _, sha256, stat, _ = message
-                        _write_all(results, json.dumps(["meta", *message]).encode() + b"\n")
+                        write_all(results, json.dumps(["meta", *message]).encode() + b"\n")
                         if read is not None and len(read[0]) <= room:
                             kept[wheel] = read
                             room -= len(read[0])
@@ -344,7 +339,7 @@ def _serve(cache: Cache, jobs: int, results: int) -> None:
         read = kept.pop(wheel, None)
         room += len(read[0]) if read is not None else 0
         done_wheel, outcome, hashed = _unpack(cache, wheel, sha256, read)
-        _write_all(results, json.dumps(["done", done_wheel, outcome, hashed or stat]).encode() + b"\n")
+        write_all(results, json.dumps(["done", done_wheel, outcome, hashed or stat]).encode() + b"\n")
 
 
 def _exit_on_term(signum: int, frame: object) -> None:
