@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from cros_venv import build, toolchain
+from cros_venv import unpacker as unpacker_mod
 from cros_venv.cache import Cache, file_sha256
 from cros_venv.errors import BuildError
 from cros_venv.unpacker import Unpacker
@@ -193,3 +195,41 @@ def test_prefetch_guesses_the_pinned_wheels(cache: Cache, tmp_path: Path, monkey
     build._prefetch_named(cache, recorder, [str(reqs)], ours=True)  # type: ignore[arg-type]
     assert recorder.submitted == ["Foo_Bar-1.0-py3-none-any.whl", f"baz-2.0-{ours}-{ours}-manylinux_2_17_x86_64.whl",
                                   "qux-2.0-py3-none-any.whl", toolchain.PIP]
+
+
+@pytest.mark.parametrize("with_proc", [True, False], ids=["proc", "no-proc"])
+def test_a_forked_child_keeps_only_the_descriptors_it_is_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                with_proc: bool) -> None:
+    """Workers and the template maker must not hold the venv's lock (or anything else)."""
+    if not with_proc:
+        listdir = os.listdir
+
+        def no_proc(path: str = ".") -> list[str]:
+            if path == "/proc/self/fd":
+                raise FileNotFoundError(path)
+            return listdir(path)
+
+        monkeypatch.setattr(os, "listdir", no_proc)
+    lock = os.open(tmp_path / "venv.lock", os.O_RDWR | os.O_CREAT)
+    read, write = os.pipe()
+
+    def child() -> int:
+        unpacker_mod.close_all_but(write)
+        still_open = []
+        for fd in (lock, read):
+            try:
+                os.fstat(fd)
+                still_open.append(fd)
+            except OSError:
+                pass
+        os.write(write, json.dumps(still_open).encode())
+        return 0
+
+    pid = unpacker_mod.fork(child)
+    os.close(write)
+    answer = os.read(read, 1000)
+    _, status = os.waitpid(pid, 0)
+    os.close(read)
+    os.close(lock)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert json.loads(answer) == []
