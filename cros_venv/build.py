@@ -112,10 +112,7 @@ def _prefetch_named(cache: Cache, unpacker: Unpacker, arguments: list[str], ours
             wanted.append(os.path.join(toolchain.PIP_PACKAGES, found[0]))
     if not named_pip:
         wanted.append(os.path.join(toolchain.PIP_PACKAGES, toolchain.PIP))
-    known = cache.known_hashes(wanted)
-    for path in wanted:
-        if path not in known or not cache.has(known[path]):
-            unpacker.submit(path, known.get(path), meta=True)
+    unpacker.submit_missing(wanted, meta=True)
 
 
 _PIN = re.compile(r"^[ \t]*([A-Za-z0-9][A-Za-z0-9._-]*)[ \t]*(?:\[[^\]\n]*\])?[ \t]*===?[ \t]*([A-Za-z0-9.!+_-]+)",

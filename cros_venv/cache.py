@@ -280,33 +280,17 @@ class Cache:
         """sha256 of each wheel: from the stat index when size, mtime and inode match,
         else computed (in parallel) and recorded.
         """
-        by_dir: dict[str, list[str]] = {}
-        for p in wheel_paths:
-            by_dir.setdefault(os.path.dirname(p), []).append(p)
-        result: dict[str, str] = {}
-        for wheel_dir, paths in by_dir.items():
-            index_path = self.stat_index_path(wheel_dir)
-            index = self._read_index(index_path)
-            todo: list[tuple[str, list[int]]] = []
-            for p in paths:
-                st = os.stat(p)
-                now = [st.st_size, st.st_mtime_ns, st.st_ino]
-                known = index.get(os.path.basename(p))
-                if isinstance(known, list) and known[:3] == now:
-                    result[p] = str(known[3])
-                else:
-                    todo.append((p, now))
-            if not todo:
-                continue
+        result = self.known_hashes(wheel_paths)
+        todo = [p for p in dict.fromkeys(wheel_paths) if p not in result]
+        if todo:
+            stats = [os.stat(p) for p in todo]  # before hashing: what the recorded hash is of
             from concurrent.futures import ThreadPoolExecutor  # here: its import costs ~6 ms a run
 
             with ThreadPoolExecutor(max_workers=min(4, len(todo))) as pool:
-                digests = list(pool.map(file_sha256, [p for p, _ in todo]))
-            for (p, now), digest in zip(todo, digests):
-                result[p] = digest
-                index[os.path.basename(p)] = [*now, digest]
-            with contextlib.suppress(OSError):
-                atomic_write(index_path, json.dumps(index, sort_keys=True).encode(), durable=False)
+                digests = list(pool.map(file_sha256, todo))
+            result.update(zip(todo, digests))
+            self.record_hashes({p: [st.st_size, st.st_mtime_ns, st.st_ino, digest]
+                                for p, st, digest in zip(todo, stats, digests)})
         return result
 
     # -- unpacked wheels -------------------------------------------------------------------

@@ -48,12 +48,9 @@ def unpack(cache: Cache, filenames: tuple[str, ...], unpacker: Unpacker | None =
     (on `unpacker`'s workers if given, else here).
     """
     paths = [wheel_path(f) for f in filenames]
-    known = cache.known_hashes(paths)
-    todo = [p for p in paths if p not in known or not cache.has(known[p])]
     if unpacker is None:
         unpacker = Unpacker(cache, workers=0)
-    for p in todo:
-        unpacker.submit(p, known.get(p))
+    known, todo = unpacker.submit_missing(paths)
     results = {p: unpacker.result(p) for p in todo}
     hashed = {p: unpacker.hashed[p] for p in todo if p in unpacker.hashed}
     if hashed:
@@ -63,11 +60,7 @@ def unpack(cache: Cache, filenames: tuple[str, ...], unpacker: Unpacker | None =
 
 def prefetch(cache: Cache, filenames: tuple[str, ...], unpacker: Unpacker) -> None:
     """Start unpacking the tool's wheels `filenames` that the cache lacks."""
-    paths = [wheel_path(f) for f in filenames]
-    known = cache.known_hashes(paths)
-    for p in paths:
-        if p not in known or not cache.has(known[p]):
-            unpacker.submit(p, known.get(p))
+    unpacker.submit_missing([wheel_path(f) for f in filenames])
 
 
 def activate(cache: Cache, unpacker: Unpacker | None = None) -> list[str]:

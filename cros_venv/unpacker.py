@@ -101,6 +101,16 @@ class Unpacker:
         self.owner[wheel] = worker
         self._feed(worker)
 
+    def submit_missing(self, wheels: Sequence[str], meta: bool = False) -> tuple[dict[str, str], list[str]]:
+        """Submit the wheels the cache has no entry for (by the stat index: nothing is
+        hashed here). Returns (the hashes the index knew, the wheels submitted).
+        """
+        known = self.cache.known_hashes(wheels)
+        missing = [w for w in wheels if w not in known or not self.cache.has(known[w])]
+        for wheel in missing:
+            self.submit(wheel, known.get(wheel), meta)
+        return known, missing
+
     def metadata(self, wheel: str) -> Meta | None:
         """(sha256, stat hashed or None, METADATA text or None) of a wheel submitted with
         `meta`, as soon as its worker has read it (before unpacking it); else None.

@@ -169,8 +169,11 @@ def test_tool_wheels_hashed_by_workers_go_into_the_stat_index(cache: Cache) -> N
         assert unpacker.jobs == {}
 
 
-class Recorder:
-    def __init__(self) -> None:
+class Recorder(Unpacker):
+    """An Unpacker that only notes what it is asked to unpack."""
+
+    def __init__(self, cache: Cache) -> None:
+        super().__init__(cache, workers=0)
         self.submitted: list[str] = []
 
     def submit(self, wheel: str, sha256: str | None = None, meta: bool = False) -> None:
@@ -191,8 +194,8 @@ def test_prefetch_guesses_the_pinned_wheels(cache: Cache, tmp_path: Path, monkey
     reqs = tmp_path / "requirements.txt"
     reqs.write_text("# pins\nfoo.bar == 1.0  # comment\nbaz[extra]==2.0 ; python_version >= '3'\n"
                     "qux==2.0\nmissing==1.0\n-r other.txt\n")
-    recorder = Recorder()
-    build._prefetch_named(cache, recorder, [str(reqs)], ours=True)  # type: ignore[arg-type]
+    recorder = Recorder(cache)
+    build._prefetch_named(cache, recorder, [str(reqs)], ours=True)
     assert recorder.submitted == ["Foo_Bar-1.0-py3-none-any.whl", f"baz-2.0-{ours}-{ours}-manylinux_2_17_x86_64.whl",
                                   "qux-2.0-py3-none-any.whl", toolchain.PIP]
 
