@@ -193,3 +193,14 @@ def snapshot(directory: Path) -> dict[str, tuple[int, int]]:
             st = os.lstat(p)
             out[os.path.relpath(p, directory)] = (st.st_size, st.st_mtime_ns)
     return out
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--slow", action="store_true", default=False,
+                     help="run the long fault-injection loops (tests/reliability) and write docs/RELIABILITY.md")
+
+
+@pytest.fixture(scope="session")
+def slow(request: pytest.FixtureRequest) -> bool:
+    """True under `bin/run_tests --slow`: long loops run their full number of rounds."""
+    return bool(request.config.getoption("--slow"))
