@@ -17,6 +17,19 @@ from cros_venv.unpacker import Unpacker
 
 Report = Callable[[str], None]
 
+# Test-only fault injection: CROS_VENV_TEST_KILL=STEP[:SIGNAL] makes the build send itself
+# SIGNAL (default KILL) right after STEP, one of STEPS. Used by tests/reliability.
+STEPS = ("locked", "wiped", "signed", "installed", "skeleton", "configured", "marked", "cleaned")
+
+
+def checkpoint(step: str) -> None:
+    """The build has just finished `step` (a no-op unless a test asked for a fault here)."""
+    want = os.environ.get("CROS_VENV_TEST_KILL")
+    if want and want.partition(":")[0] == step:
+        import signal
+
+        os.kill(os.getpid(), getattr(signal, "SIG" + (want.partition(":")[2] or "KILL")))
+
 
 @dataclass(frozen=True)
 class Request:
@@ -154,16 +167,21 @@ def _update(request: Request, python: str, arguments: list[str], root: str, cach
     lock_file = lock.lock_path(layout.root)
     fd = lock.acquire(lock_file, request.lock_timeout, lambda pid: report(f"waiting for {lock_file} (pid {pid})"))
     try:
+        checkpoint("locked")
         if current():  # checked again under the lock: another process may have just built it
             report(f"{layout.root} is up to date")
             return "up to date"
         report(f"building {layout.root}")
         trash = venv.wipe(layout.root)
+        checkpoint("wiped")
         venv.start(layout)
+        checkpoint("signed")
         _build(plan, layout, cache, unpacker, fd, templates, job, report)
         if request.compile:
             _compile(layout, fd, report)
+        checkpoint("configured")
         venv.write_marker(layout, marker)
+        checkpoint("marked")
         report(f"wrote {layout.marker}")
     except OSError as e:
         raise BuildError(f"building {layout.root} failed: {e}") from None
@@ -171,6 +189,7 @@ def _update(request: Request, python: str, arguments: list[str], root: str, cach
         lock.release(fd)
     if trash:
         venv.empty_trash(layout.root)
+    checkpoint("cleaned")
     return "built"
 
 
@@ -206,12 +225,14 @@ def _build(plan: resolution.Resolution, layout: venv.Layout, cache: Cache, unpac
             install.apply(how, entry, layout, i.requested, linker)
         report(f"installed {len(plan.installs)} wheels from {cache.wheels} "
                f"({'copied' if linker.copy else 'hard-linked'})")
+        checkpoint("installed")
     finally:
         if child is not None:
             skeleton.finish(child)
     if child is None:
         assert job is not None
         skeleton.instantiate(job.wait(), layout.root)
+    checkpoint("skeleton")
     venv.configure(layout, [toolchain.PIP_PACKAGES], f"cros_venv = {__version__}\n")
     report("made the venv skeleton" + (" with virtualenv" if child else " from the virtualenv template"))
 
