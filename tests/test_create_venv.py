@@ -418,11 +418,17 @@ def test_prune_cache_then_build_again(wheelhouse: ToolRepo, tmp_path: Path) -> N
     env = wheelhouse.env(CROS_VENV_CACHE=str(tmp_path / "cache"))
     reqs = wheelhouse.requirements("r.txt", "alpha==1.0\nbeta==1.0\n")
     assert wheelhouse.run(str(tmp_path / "v1"), str(reqs), env=env).returncode == 0
-    entries = len(list((tmp_path / "cache" / "wheels").iterdir()))
+    cache = tmp_path / "cache"
+    subdirs = ["wheels", "plans", "resolutions", "skeletons", "stat", "interpreters"]
+    (cache / "skeletons" / ".tmp-1-killed").mkdir()  # left by a killed template maker
+    entries = sum(len(list((cache / d).iterdir())) for d in subdirs) - 1
+    assert all(any((cache / d).iterdir()) for d in subdirs)
     kept = wheelhouse.run("--prune-cache", env=env)
-    assert kept.returncode == 0 and kept.stderr == f"create_venv: removed 0 cache entries, kept {entries}\n"
+    assert not (cache / "skeletons" / ".tmp-1-killed").exists()
+    assert kept.returncode == 0 and kept.stderr == f"create_venv: removed 1 cache entries, kept {entries}\n"
     pruned = wheelhouse.run("--prune-cache", "--max-age", "0", env=env)
     assert pruned.returncode == 0 and pruned.stderr == f"create_venv: removed {entries} cache entries, kept 0\n"
+    assert not any(any((cache / d).iterdir()) for d in subdirs)
     assert_complete(tmp_path / "v1", {"alpha": "1.0", "beta": "1.0"})  # venvs do not need the cache
     assert wheelhouse.run(str(tmp_path / "v2"), str(reqs), env=env).returncode == 0
     assert_complete(tmp_path / "v2", {"alpha": "1.0", "beta": "1.0"})
