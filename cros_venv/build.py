@@ -188,6 +188,8 @@ def _update(request: Request, python: str, arguments: list[str], sources: fastpa
             return "up to date"
         raise InputError(f"cannot lock {lock_file} ({e.strerror}): {root} is not writable by this user; "
                          "ask its owner to run create_venv, or choose another venv directory") from None
+    outcome = ""
+    held = True
     try:
         checkpoint("locked")
         why = _state(layout, plan)  # again, under the lock: another process may have just built it
@@ -198,14 +200,19 @@ def _update(request: Request, python: str, arguments: list[str], sources: fastpa
             report(f"building {root}: {why}")
             _rebuild(request, plan, layout, arguments, cache, unpacker, fd, templates, job, report)
             outcome = "built"
-    finally:
+            checkpoint("marked")
+        held = False
         lock.release(fd)
-    try:
         venv.empty_trash(root)
+        checkpoint("cleaned")
     except KeyboardInterrupt as e:
-        raise Interrupted(getattr(e, "signum", signal.SIGINT),
-                          f"{root} is complete; the rest of the old venv is removed by the next run") from None
-    checkpoint("cleaned")
+        if outcome and not isinstance(e, Interrupted):  # the venv is complete; only old files are left
+            raise Interrupted(getattr(e, "signum", signal.SIGINT),
+                              f"{root} is complete; the rest of the old venv is removed by the next run") from None
+        raise
+    finally:
+        if held:
+            lock.release(fd)
     return outcome
 
 
@@ -265,7 +272,6 @@ def _rebuild(request: Request, plan: resolution.Resolution, layout: venv.Layout,
         with _signals_blocked():
             put_back = wiped.restore()
         raise _after_failure(e, layout.root, put_back, wiped.aside is not None) from None
-    checkpoint("marked")
     report(f"wrote {layout.marker}")
 
 

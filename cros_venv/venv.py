@@ -120,6 +120,8 @@ class Wiped:
                     shutil.rmtree(self.root)
             if self.aside is not None:
                 os.rename(self.aside, self.root)
+                with contextlib.suppress(OSError):
+                    os.rmdir(os.path.dirname(self.aside))  # the trash, if nothing else is in it
             return True
         except OSError:
             return False
