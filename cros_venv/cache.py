@@ -227,11 +227,8 @@ def _member(data: bytes, info: zipfile.ZipInfo) -> bytes:
     start = at + 30 + name_len + extra_len
     raw = data[start:start + info.compress_size]
     try:
-        if info.compress_type == 8:
-            # Never more than one byte past the declared size: a lying size is a zip bomb.
-            body = zlib.decompressobj(-15).decompress(raw, info.file_size + 1)
-        else:
-            body = raw
+        # Never more than one byte past the declared size: a lying size is a zip bomb.
+        body = zlib.decompressobj(-15).decompress(raw, info.file_size + 1) if info.compress_type == 8 else raw
     except zlib.error as e:
         raise zipfile.BadZipFile(f"{info.filename!r} does not inflate: {e}") from None
     if len(body) != info.file_size or zlib.crc32(body) != info.CRC:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
-import signal
 from typing import Mapping, NoReturn, Sequence, TextIO
 
 from cros_venv import __version__

@@ -199,7 +199,8 @@ def empty_trash(path: str) -> None:
     (and a trash name planted as a symlink is unlinked, not followed).
     """
     parent, name = os.path.split(path)
-    for entry in [f".{name}{TRASH_SUFFIX}"] + [e for e in _listdir(parent) if e.startswith(f".{name}{LEGACY_TRASH_INFIX}")]:
+    legacy = [e for e in _listdir(parent) if e.startswith(f".{name}{LEGACY_TRASH_INFIX}")]
+    for entry in [f".{name}{TRASH_SUFFIX}", *legacy]:
         target = os.path.join(parent, entry)
         if os.path.islink(target):
             with contextlib.suppress(OSError):

@@ -71,4 +71,4 @@ def test_errors_naming_non_utf8_paths_are_written_as_their_bytes() -> None:
     out = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
     name = os.fsdecode(b"/tmp/r\xff.txt")
     cli.write_error(f"create_venv: error: {name}:0: cannot read requirements file", out)
-    assert out.buffer.getvalue() == b"create_venv: error: /tmp/r\xff.txt:0: cannot read requirements file\n"  # type: ignore[attr-defined]
+    assert out.buffer.getvalue() == b"create_venv: error: /tmp/r\xff.txt:0: cannot read requirements file\n"

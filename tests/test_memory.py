@@ -10,12 +10,13 @@ import json
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
-from cros_venv import fastpath, install, interpreter, resolution, skeleton, toolchain
+from cros_venv import __version__, fastpath, install, interpreter, resolution, skeleton, toolchain
 from cros_venv.cache import MANIFEST, Cache, file_sha256
 from cros_venv.spec import Spec
 from tests.conftest import WheelSpec, build_wheel
@@ -99,7 +100,7 @@ CHANGES: dict[str, Callable[[dict[str, Path]], object]] = {
     "wheel-added-beside": lambda w: (w["home"] / "beta-1.0-py3-none-any.whl").write_bytes(b"x"),
     "venv-replaced-by-a-copy": lambda w: w["venv"].rename(w["venv"].with_name("moved")) or w["venv"].with_name("moved").rename(
         w["venv"].with_name("other")) or shutil.copytree(w["venv"].with_name("other"), w["venv"], symlinks=True),
-    "venv-lib-changed": lambda w: (w["venv"] / "lib" / "x").mkdir() or os.utime(w["venv"] / "lib", ns=(1, 1)),
+    "venv-lib-changed": lambda w: (w["venv"] / "lib" / "x").mkdir(),
     "venv-bin-entry-added": lambda w: (w["venv"] / "bin" / "pip").write_text(""),
     "venv-python-gone": lambda w: (w["venv"] / "bin" / "python").unlink(),
     "marker-gone": lambda w: (w["venv"] / fastpath.MARKER_NAME).unlink(),
@@ -179,7 +180,7 @@ def resolved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Cache, Pa
     req.write_bytes(b"alpha==1.0\n")
     cache = Cache(str(tmp_path / "cache"))
     cache.ensure_dirs()
-    key = fastpath.make_key(resolution.__version__, PYTHON, [str(req)], [(str(req), req.read_bytes())],
+    key = fastpath.make_key(__version__, PYTHON, [str(req)], [(str(req), req.read_bytes())],
                             [str(home)], [str(wheel)])
     spec = Spec.build({"path": PYTHON}, ["alpha==1.0"], {wheel.name: "0" * 64})
     found = resolution.Resolution(PYTHON, "3.11", spec, key, (resolution.Install(str(wheel), "0" * 64, True),))
@@ -264,11 +265,20 @@ def entry(tmp_path: Path) -> tuple[Cache, Path]:
     return cache, path
 
 
+def edit_in_place(path: Path, data: bytes) -> None:
+    """What an editor writing through a hard link does (as root, read-only bits do not stop it),
+    a moment after the entry was made (mtimes move in clock ticks of a few ms).
+    """
+    time.sleep(0.02)
+    with open(path, "r+b") as f:
+        f.truncate()
+        f.write(data)
+
+
 ENTRY_DAMAGE: dict[str, Callable[[Path], object]] = {
-    "edited-in-place": lambda e: rewrite_keeping_size_and_mtime(e / "alpha/__init__.py", b"X = 2\n") or os.utime(
-        e / "alpha/__init__.py"),
-    "appended": lambda e: (e / "alpha/__init__.py").chmod(0o644) or open(e / "alpha/__init__.py", "a").write("#\n"),
-    "truncated": lambda e: (e / "alpha/__init__.py").chmod(0o644) or open(e / "alpha/__init__.py", "w").close(),
+    "edited-same-size": lambda e: edit_in_place(e / "alpha/__init__.py", b"X = 2\n"),
+    "appended": lambda e: edit_in_place(e / "alpha/__init__.py", b"X = 1\n#\n"),
+    "truncated": lambda e: edit_in_place(e / "alpha/__init__.py", b""),
     "deleted": lambda e: (e / "alpha/b.py").unlink(),
     "manifest-gone": lambda e: (e / MANIFEST).unlink(),
     "manifest-corrupt": lambda e: (e / MANIFEST).write_text("[1, 2"),
@@ -369,7 +379,7 @@ def test_the_virtualenv_id_is_its_wheels_bytes_and_the_tool(tmp_path: Path) -> N
     cache = Cache(str(tmp_path / "cache"))
     cache.ensure_dirs()
     ident = toolchain.virtualenv_id(cache)
-    assert ident.split(",") == [toolchain.__version__, *(file_sha256(toolchain.wheel_path(w))
+    assert ident.split(",") == [__version__, *(file_sha256(toolchain.wheel_path(w))
                                                          for w in toolchain.VIRTUALENV)]
 
 
