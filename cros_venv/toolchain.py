@@ -63,9 +63,14 @@ def virtualenv_id(cache: Cache) -> str:
     """What a skeleton template depends on besides the interpreter: virtualenv's wheels
     (by their bytes' sha256, from the stat index) and this tool's version (its driver).
     """
-    paths = [wheel_path(f) for f in VIRTUALENV]
-    hashes = cache.hashes(paths)
-    return ",".join([__version__, *(hashes[p] for p in paths)])
+    if cache.root not in _VIRTUALENV_IDS:
+        paths = [wheel_path(f) for f in VIRTUALENV]
+        hashes = cache.hashes(paths)
+        _VIRTUALENV_IDS[cache.root] = ",".join([__version__, *(hashes[p] for p in paths)])
+    return _VIRTUALENV_IDS[cache.root]
+
+
+_VIRTUALENV_IDS: dict[str, str] = {}  # per run: the wheels do not change under a build
 
 
 def prefetch(cache: Cache, filenames: tuple[str, ...], unpacker: Unpacker) -> None:
