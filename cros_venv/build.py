@@ -254,9 +254,11 @@ def _rebuild(request: Request, plan: resolution.Resolution, layout: venv.Layout,
     the old venv is put back as it was; only SIGKILL leaves a partial venv (no marker) for
     the next run to rebuild.
     """
-    wiped = venv.wipe(layout.root)
-    checkpoint("wiped")
+    wiped = None
     try:
+        with _signals_blocked():  # once the old venv is moved, `wiped` knows how to put it back
+            wiped = venv.wipe(layout.root)
+        checkpoint("wiped")
         venv.start(layout)
         checkpoint("signed")
         dist_infos = _build(plan, layout, cache, unpacker, lock_fd, templates, job, report)
@@ -268,6 +270,8 @@ def _rebuild(request: Request, plan: resolution.Resolution, layout: venv.Layout,
         venv.write_marker(layout, spec.marker_bytes(
             plan.spec, fastpath.venv_key(plan.key, layout.root, layout.trees), built))
     except BaseException as e:
+        if wiped is None:
+            raise
         with _signals_blocked():
             put_back = wiped.restore()
         raise _after_failure(e, layout.root, put_back, wiped.aside is not None) from None

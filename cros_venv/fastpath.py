@@ -43,10 +43,19 @@ def sha256_hex(data: bytes) -> str:
     return factory(data).hexdigest()  # type: ignore[attr-defined,no-any-return]
 
 
+def running_python() -> str:
+    """Real path of the interpreter running this. Not sys.executable alone: without -E,
+    PYTHONEXECUTABLE sets it to anything.
+    """
+    if "PYTHONEXECUTABLE" in os.environ and not sys.flags.ignore_environment and os.path.exists("/proc/self/exe"):
+        return os.path.realpath("/proc/self/exe")
+    return os.path.realpath(sys.executable)
+
+
 def resolve_python(arg: str | None) -> str:
     """Real path of the target interpreter: `--python ARG` (a path or a name on PATH) or ours."""
     if arg is None:
-        return os.path.realpath(sys.executable)
+        return running_python()
     if os.sep in arg:
         return os.path.realpath(arg)
     for entry in os.environ.get("PATH", os.defpath).split(os.pathsep):
