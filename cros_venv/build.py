@@ -70,7 +70,7 @@ def _create(request: Request, report: Report, cache: Cache, unpacker: Unpacker) 
     sources = fastpath.Sources()  # each requirements file is read once (it may be a pipe)
     templates = skeleton.Templates(os.path.join(cache.root, "skeletons"))
     job = None
-    ours = python == os.path.realpath(sys.executable)
+    ours = python == fastpath.running_python()
     if (not os.path.exists(os.path.join(root, venv.MARKER)) and cache.writable
             and (not os.path.lexists(root) or venv.is_ours(root))):
         # No marker: a build is likely. Start unpacking what it will need before resolving:

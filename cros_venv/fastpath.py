@@ -44,12 +44,13 @@ def sha256_hex(data: bytes) -> str:
 
 
 def running_python() -> str:
-    """Real path of the interpreter running this. Not sys.executable alone: without -E,
-    PYTHONEXECUTABLE sets it to anything.
+    """Real path of the interpreter running this: the kernel's answer where there is one.
+    sys.executable comes from PYTHONEXECUTABLE if that is set, even under -I.
     """
-    if "PYTHONEXECUTABLE" in os.environ and not sys.flags.ignore_environment and os.path.exists("/proc/self/exe"):
-        return os.path.realpath("/proc/self/exe")
-    return os.path.realpath(sys.executable)
+    try:
+        return os.path.realpath(os.readlink("/proc/self/exe"))
+    except OSError:
+        return os.path.realpath(sys.executable)
 
 
 def resolve_python(arg: str | None) -> str:
