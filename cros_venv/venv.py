@@ -252,6 +252,9 @@ def configure(layout: Layout, wheel_dirs: list[str], provenance: str) -> None:
         f.write("\n".join(lines) + "\n")
     with open(os.path.join(layout.root, "pyvenv.cfg"), "a", encoding="utf-8") as f:
         f.write(provenance)
+    # Made now, so that the first import writing bytecode for a top-level module does not
+    # change site-packages itself, whose mtime the no-op key records (fastpath.venv_key).
+    os.makedirs(os.path.join(layout.site_packages, "__pycache__"), exist_ok=True)
 
 
 def read_marker(layout: Layout) -> bytes | None:
