@@ -490,3 +490,14 @@ def test_an_interrupted_build_puts_the_old_venv_back(built: tuple[ToolRepo, Path
         assert not list(venv_dir.parent.glob(".venv.cros_venv-trash*"))
     assert repo.run(str(venv_dir), str(reqs)).returncode == 0
     assert_complete(venv_dir, {"beta": "2.0"})
+
+
+def test_using_the_venv_does_not_stale_its_no_op_key(built: tuple[ToolRepo, Path, Path]) -> None:
+    """Python writing bytecode for a top-level module must not change what the key records."""
+    repo, venv_dir, reqs = built
+    marker_bytes = (venv_dir / ".cros_venv.json").read_bytes()
+    assert venv_python(venv_dir, "import alpha, beta").returncode == 0
+    assert list((venv_dir / "lib").glob("python*/site-packages/__pycache__/alpha.*.pyc"))
+    out = repo.run(str(venv_dir), str(reqs))
+    assert (out.returncode, out.stderr) == (0, "")
+    assert (venv_dir / ".cros_venv.json").read_bytes() == marker_bytes  # the no-op path answered
