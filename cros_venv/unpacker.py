@@ -233,13 +233,22 @@ def fork(child: Callable[[], int]) -> int:
     """
     sys.stdout.flush()
     sys.stderr.flush()
+    # No signal may land while fork runs its at-fork callbacks (an exception raised there is
+    # printed and swallowed). The child ignores Ctrl-C: the parent handles it, and stops its
+    # children itself (SIGTERM); a child that died of the same Ctrl-C would look like a
+    # failed build to a parent that had not yet seen its own interrupt.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     pid = os.fork()
     if pid == 0:
         status = 1
         try:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             status = child()
         finally:
             os._exit(status)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     return pid
 
 
