@@ -20,8 +20,24 @@ import pytest
 from tests.conftest import ToolRepo, WheelSpec, snapshot
 from tests.reliability.conftest import Faults
 from tests.reliability.helpers import (
-    assert_no_crash, assert_nothing_outside, base_dir, assert_one_error, assert_venv, bulky_wheel, finish, gate,
-    marked_packages, marker, reap_group, start, tiny_wheels, tool_copy, trash, wait_stopped, waiters, watch,
+    assert_no_crash,
+    assert_nothing_outside,
+    assert_one_error,
+    assert_venv,
+    base_dir,
+    bulky_wheel,
+    finish,
+    gate,
+    marked_packages,
+    marker,
+    reap_group,
+    start,
+    tiny_wheels,
+    tool_copy,
+    trash,
+    wait_stopped,
+    waiters,
+    watch,
     workdir,
 )
 
@@ -88,8 +104,8 @@ def test_eight_creators_on_one_dir(kit: Kit, faults: Faults, slow: bool) -> None
         outs = race(repo, venv_dir, [kit.reqs[n]] * 8, ("-v",))
         faults.round(8)
         faults.inject()
-        for out in outs:
-            assert_no_crash(out)
+        for result in outs:
+            assert_no_crash(result)
         assert [rc for rc, _ in outs] == [0] * 8, outs
         builders = sum(f"building {venv_dir}" in err for _, err in outs)
         assert builders == 1, f"{builders} of 8 creators built {venv_dir}"
@@ -111,8 +127,8 @@ def test_racing_requirement_sets(kit: Kit, faults: Faults, slow: bool) -> None:
         outs = race(repo, venv_dir, kit.reqs * 3)
         faults.round(9)
         faults.inject()
-        for out in outs:
-            assert_no_crash(out)
+        for result in outs:
+            assert_no_crash(result)
         assert [rc for rc, _ in outs] == [0] * 9, outs
         held = marked_packages(venv_dir)
         if held not in SETS:
@@ -236,8 +252,8 @@ def test_prune_cache_during_builds(tmp_path: Path, shared_cache: Path, faults: F
                     reap_group(p)
             faults.round(2)
             faults.inject()
-            for out in outs:
-                assert_no_crash(out)
+            for result in outs:
+                assert_no_crash(result)
             assert [rc for rc, _ in outs] == [0, 0], outs
             for k, d in enumerate(dirs):
                 want = SETS[(i + k) % 2]
@@ -294,7 +310,7 @@ def test_a_stopped_lock_holder(kit: Kit, faults: Faults, holder: str) -> None:
         assert snapshot(venv_dir) == before  # the waiter changed nothing
         if holder == "create_venv":
             os.kill(proc.pid, signal.SIGCONT)
-            rc, err = finish(proc)  # type: ignore[arg-type]
+            rc, err = finish(proc)
             assert_no_crash((rc, err))
             assert rc == 0, err
             want = 1  # the next run asks for what the resumed build made
@@ -309,4 +325,4 @@ def test_a_stopped_lock_holder(kit: Kit, faults: Faults, holder: str) -> None:
         assert trash(venv_dir) == []
         assert_nothing_outside(outside, faults)
     finally:
-        reap_group(proc)  # type: ignore[arg-type]
+        reap_group(proc)

@@ -23,8 +23,23 @@ import pytest
 from tests.conftest import PYTHON, ToolRepo, snapshot
 from tests.reliability.conftest import Faults
 from tests.reliability.helpers import (
-    Namespace, assert_no_crash, assert_nothing_outside, assert_one_error, assert_venv, base_dir, bulky_wheel,
-    fill, finish, marked_packages, reap_group, start, tiny_wheels, tool_copy, trash, wait_stopped, watch,
+    Namespace,
+    assert_no_crash,
+    assert_nothing_outside,
+    assert_one_error,
+    assert_venv,
+    base_dir,
+    bulky_wheel,
+    fill,
+    finish,
+    marked_packages,
+    reap_group,
+    start,
+    tiny_wheels,
+    tool_copy,
+    trash,
+    wait_stopped,
+    watch,
     workdir,
 )
 
@@ -164,16 +179,19 @@ def test_read_only(kit: Kit, ns: Namespace, faults: Faults, what: str) -> None:
     target = {"venv": venv_dir, "parent": venv_dir.parent, "cache": kit.repo.cache}[what]
     ns.read_only(target)
     before = snapshot(venv_dir)
+    outside = watch(kit.repo, venv_dir, root=ns.root)
     out = run_in(ns, kit.repo, str(venv_dir), str(kit.reqs))
     faults.round()
     faults.inject()
     assert_no_crash(out)
     assert (out.returncode, out.stderr) == (0, ""), f"read-only {what}: an up-to-date venv: {out.stderr}"
     assert snapshot(venv_dir) == before
+    assert_nothing_outside(outside, faults)
     # A build that cannot write (with a wheel the cache does not have yet).
     name = f"fresh{os.urandom(3).hex()}"
     bulky_wheel(kit.repo, name, files=3)
     kit.write({**OLD, name: "1.0"})
+    outside.reset()
     out = run_in(ns, kit.repo, str(venv_dir), str(kit.reqs))
     faults.round()
     assert out.returncode == 1, f"read-only {what}: exit {out.returncode}: {out.stderr}"
@@ -181,6 +199,7 @@ def test_read_only(kit: Kit, ns: Namespace, faults: Faults, what: str) -> None:
                                   "cache": "CROS_VENV_CACHE"}[what])
     assert snapshot(venv_dir) == before
     assert marked_packages(venv_dir) == OLD
+    assert_nothing_outside(outside, faults)
 
 
 def as_nobody() -> None:

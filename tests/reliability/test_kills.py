@@ -26,8 +26,22 @@ from cros_venv.build import STEPS
 from tests.conftest import ToolRepo, snapshot
 from tests.reliability.conftest import Faults
 from tests.reliability.helpers import (
-    Outside, assert_no_crash, assert_nothing_outside, assert_venv, bulky_wheel, check_marked, finish,
-    has_marker, marked_packages, reap_group, start, tiny_wheels, tool_copy, trash, wait_group_gone, watch,
+    Outside,
+    assert_no_crash,
+    assert_nothing_outside,
+    assert_venv,
+    bulky_wheel,
+    check_marked,
+    finish,
+    has_marker,
+    marked_packages,
+    reap_group,
+    start,
+    tiny_wheels,
+    tool_copy,
+    trash,
+    wait_group_gone,
+    watch,
     workdir,
 )
 
@@ -200,7 +214,7 @@ def test_random_sigterm(kit: Kit, faults: Faults, slow: bool) -> None:
 HOOKS = [
     *(pytest.param(step, "KILL", id=f"{step}-KILL") for step in STEPS),
     *(pytest.param(step, "INT", id=f"{step}-INT") for step in ("wiped", "configured", "marked")),
-    *(pytest.param(step, "TERM", id=f"{step}-TERM") for step in ("installed", "cleaned")),
+    *(pytest.param(step, "TERM", id=f"{step}-TERM") for step in ("installed",)),
 ]
 CODES = {"KILL": -signal.SIGKILL, "INT": 130, "TERM": 143}
 
@@ -246,7 +260,7 @@ def test_kill_the_parent_while_its_workers_unpack(kit: Kit, faults: Faults) -> N
     """
     venv_dir = workdir("kills-orphans") / "venv"
     want = {"alpha": "1.0", "beta": "1.0", "huge": "1.0"}
-    bulky_wheel(kit.repo, "huge", files=3000)
+    bulky_wheel(kit.repo, "huge", files=1500)
     kit.write(want)
     outside = watch(kit.repo, venv_dir)
     proc = start(kit.repo, str(venv_dir), str(kit.reqs), env=kit.repo.env(CROS_VENV_TEST_KILL="locked"))
