@@ -310,6 +310,12 @@ def assert_no_crash(result: subprocess.CompletedProcess[str] | tuple[int | None,
     assert "internal error" not in stderr, stderr
 
 
+def assert_ok(result: subprocess.CompletedProcess[str]) -> None:
+    """create_venv succeeded: exit 0, and no traceback or 'internal error' on stderr."""
+    assert_no_crash(result)
+    assert result.returncode == 0, result.stderr
+
+
 def assert_one_error(stderr: str, *needles: str) -> str:
     """Exactly one line, `create_venv: error: ...`, containing each of `needles`."""
     assert "Traceback" not in stderr and "internal error" not in stderr, stderr

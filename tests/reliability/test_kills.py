@@ -29,6 +29,7 @@ from tests.reliability.helpers import (
     Outside,
     assert_no_crash,
     assert_nothing_outside,
+    assert_ok,
     assert_venv,
     bulky_wheel,
     check_marked,
@@ -78,7 +79,7 @@ class Kit:
         self.write(packages)
         out = self.repo.run(str(self.venv_dir), str(self.reqs))
         assert_no_crash(out)
-        assert out.returncode == 0, out.stderr
+        assert_ok(out)
 
     def clean_run(self, packages: dict[str, str], faults: Faults, outside: Outside | None = None) -> None:
         """Invariants 2 and 5 (and 3, given `outside`): a run without a fault exits 0, the venv
@@ -86,7 +87,7 @@ class Kit:
         self.write(packages)
         out = self.repo.run(str(self.venv_dir), str(self.reqs))
         assert_no_crash(out)
-        assert out.returncode == 0, out.stderr
+        assert_ok(out)
         assert out.stderr == ""
         assert_venv(self.venv_dir, packages, SCRIPTS if "alpha" in packages else None, faults)
         left = trash(self.venv_dir)
@@ -145,7 +146,8 @@ def test_random_sigkill(kit: Kit, faults: Faults, slow: bool) -> None:
 
 
 def signal_rounds(kit: Kit, faults: Faults, rounds: int, sig: signal.Signals, times: int, code: int) -> None:
-    """Rebuilds interrupted at a random point by `sig` (`times` times, 0.05-0.2 s apart): to the
+    """Rebuilds interrupted at a random point (0.1-0.5 s in: Python's own start-up, where a
+    Ctrl-C can only give a traceback, is over) by `sig` (`times` times, 0.05-0.2 s apart): to the
     whole process group for SIGINT (as a terminal's Ctrl-C), to create_venv alone for
     SIGTERM (as `kill PID`). Exit `code`, or 0 if it had finished; with one signal the old
     venv is back as it was (or, once its marker was written, the new one is complete); with
@@ -168,7 +170,7 @@ def signal_rounds(kit: Kit, faults: Faults, rounds: int, sig: signal.Signals, ti
         sent = 0
         try:
             try:
-                proc.wait(timeout=rng.uniform(0.05, 0.5))
+                proc.wait(timeout=rng.uniform(0.1, 0.5))
             except subprocess.TimeoutExpired:
                 for n in range(times):
                     if n:
@@ -213,7 +215,7 @@ def test_random_sigterm(kit: Kit, faults: Faults, slow: bool) -> None:
 
 HOOKS = [
     *(pytest.param(step, "KILL", id=f"{step}-KILL") for step in STEPS),
-    *(pytest.param(step, "INT", id=f"{step}-INT") for step in ("wiped", "configured", "marked")),
+    *(pytest.param(step, "INT", id=f"{step}-INT") for step in ("wiped", "marked")),
     *(pytest.param(step, "TERM", id=f"{step}-TERM") for step in ("installed",)),
 ]
 CODES = {"KILL": -signal.SIGKILL, "INT": 130, "TERM": 143}
@@ -260,7 +262,7 @@ def test_kill_the_parent_while_its_workers_unpack(kit: Kit, faults: Faults) -> N
     """
     venv_dir = workdir("kills-orphans") / "venv"
     want = {"alpha": "1.0", "beta": "1.0", "huge": "1.0"}
-    bulky_wheel(kit.repo, "huge", files=1500)
+    bulky_wheel(kit.repo, "huge", files=1000)
     kit.write(want)
     outside = watch(kit.repo, venv_dir)
     proc = start(kit.repo, str(venv_dir), str(kit.reqs), env=kit.repo.env(CROS_VENV_TEST_KILL="locked"))
