@@ -149,9 +149,9 @@ def signal_rounds(kit: Kit, faults: Faults, rounds: int, sig: signal.Signals, ti
     """Rebuilds interrupted at a random point (0.1-0.5 s in: Python's own start-up, where a
     Ctrl-C can only give a traceback, is over) by `sig` (`times` times, 0.05-0.2 s apart): to the
     whole process group for SIGINT (as a terminal's Ctrl-C), to create_venv alone for
-    SIGTERM (as `kill PID`). Exit `code`, or 0 if it had finished; with one signal the old
-    venv is back as it was (or, once its marker was written, the new one is complete); with
-    two, at least invariant 1. Then a clean run.
+    SIGTERM (as `kill PID`). Exit `code` (or death by the signal), or 0 if it had finished;
+    with one signal the old venv is back as it was (or, once its marker was written, the new
+    one is complete); with two, at least invariant 1. Then a clean run.
     """
     seed = int.from_bytes(os.urandom(4), "big")
     print(f"seed {seed}")
@@ -185,13 +185,8 @@ def signal_rounds(kit: Kit, faults: Faults, rounds: int, sig: signal.Signals, ti
             assert_no_crash((rc, err))
             if not sent:
                 assert rc == 0, err
-            elif rc == -sig:
-                # Killed by the signal before create_venv could handle it: only acceptable
-                # if it had changed nothing yet.
-                unchanged = snapshot(kit.venv_dir) == before and trash(kit.venv_dir) == []
-                assert unchanged, f"create_venv died of {sig.name} (not exit {code}) after changing {kit.venv_dir}"
-            else:
-                assert rc in (0, code), f"exit {rc} after {sig.name}, not {code}: {err}"
+            else:  # exit 130/143, or death by the signal (which a shell reports as the same)
+                assert rc in (0, code, -sig), f"exit {rc} after {sig.name}, not {code}: {err}"
             held = check_marked(kit.venv_dir, [current, want], faults, SCRIPTS)  # invariant 1
             if sent and times == 1 and rc != 0 and held != want:
                 # Invariant 4: the old venv is back exactly as it was.
@@ -218,7 +213,9 @@ HOOKS = [
     *(pytest.param(step, "INT", id=f"{step}-INT") for step in ("wiped", "marked")),
     *(pytest.param(step, "TERM", id=f"{step}-TERM") for step in ("installed",)),
 ]
-CODES = {"KILL": -signal.SIGKILL, "INT": 130, "TERM": 143}
+# Exit 130/143, or death by the signal (re-raised after putting the old venv back, as Unix
+# tools do): a shell's $? is 130/143 for both.
+CODES = {"KILL": (-signal.SIGKILL,), "INT": (130, -signal.SIGINT), "TERM": (143, -signal.SIGTERM)}
 
 
 @pytest.mark.parametrize(("step", "sig"), HOOKS)
@@ -239,7 +236,7 @@ def test_signal_after_each_step_of_a_rebuild(kit: Kit, faults: Faults, step: str
     faults.round()
     faults.inject()
     assert_no_crash(out)
-    assert out.returncode == CODES[sig], f"exit {out.returncode}, not {CODES[sig]} after {step}:{sig}: {out.stderr}"
+    assert out.returncode in CODES[sig], f"exit {out.returncode}, not {CODES[sig]} after {step}:{sig}: {out.stderr}"
     held = check_marked(kit.venv_dir, [old, new], faults, SCRIPTS)  # invariant 1
     assert_nothing_outside(outside, faults)  # invariant 3
     if sig != "KILL":
