@@ -23,7 +23,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import pytest
 
-from tests.conftest import PYTHON, REPO, TOOL_WHEELS, ToolRepo, WheelSpec, build_wheel, link_or_copy
+from tests.conftest import PYTHON, REPO, TOOL_WHEELS, ToolRepo, WheelSpec, link_or_copy
 
 MARKER = ".cros_venv.json"
 TRASH_INFIX = ".cros_venv-trash"
@@ -589,11 +589,3 @@ def fill(path: Path) -> int:
         os.close(fd)
     return written
 
-
-__all__ = [
-    "MARKER", "Namespace", "Outside", "WheelSpec", "assert_no_crash", "assert_nothing_outside",
-    "assert_one_error", "assert_venv", "base_dir", "build_wheel", "bulky_wheel", "check_marked", "check_venv",
-    "fill", "finish", "gate", "group_alive", "has_marker", "marked_packages", "marker", "reap_group", "start",
-    "tiny_wheels", "tool_copy", "trash", "venv_problems", "wait_group_gone", "wait_stopped", "waiters",
-    "workdir",
-]

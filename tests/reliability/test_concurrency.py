@@ -94,14 +94,14 @@ def test_eight_creators_on_one_dir(kit: Kit, faults: Faults, slow: bool) -> None
     """8 creators released at once: one builds, all exit 0, one working venv; on a new DIR
     (even rounds) and on an existing venv whose requirements changed (odd rounds).
     """
-    venv_dir = workdir("concurrency") / "venv"
     repo = kit.repo
+    venv_dir = Path()
     for i in range(12 if slow else 1):
         n = (i // 2) % len(SETS)
         if i % 2 == 0:
-            venv_dir = workdir("concurrency") / "venv"
+            venv_dir = workdir("concurrency") / "venv"  # a new DIR
         else:
-            n = (n + 1) % len(SETS)
+            n = (n + 1) % len(SETS)  # the venv of the previous round, other requirements
         outside = watch(repo, venv_dir)
         outs = race(repo, venv_dir, [kit.reqs[n]] * 8, ("-v",))
         faults.round(8)
