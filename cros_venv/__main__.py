@@ -22,13 +22,15 @@ def main(argv: Sequence[str], script: str | None = None) -> int:
 def _main(argv: Sequence[str], script: str | None) -> int:
     from cros_venv import __version__, fastpath
 
-    # The no-op check imports only os and sys, so it is safe before isolation.
-    if fastpath.up_to_date(argv, __version__):
+    # The no-op check imports only os and sys, so it is safe before isolation (but not in
+    # PYTHONINSPECT's mode, where even exit 0 ends in a traceback and a prompt).
+    if not sys.flags.inspect and fastpath.up_to_date(argv, __version__):
         return 0
     if script is not None and not (sys.flags.isolated and sys.flags.no_site):
         # Started as `python create_venv` without -I -S: restart isolated, so that neither
         # PYTHONPATH, the user site nor .pth files reach the tool.
-        os.execv(sys.executable, [sys.executable, "-I", "-S", os.path.abspath(script), *argv])
+        python = fastpath.running_python()
+        os.execv(python, [python, "-I", "-S", os.path.abspath(script), *argv])
     from cros_venv import cli
 
     return cli.main(argv)

@@ -70,7 +70,7 @@ def _create(request: Request, report: Report, cache: Cache, unpacker: Unpacker) 
     sources = fastpath.Sources()  # each requirements file is read once (it may be a pipe)
     templates = skeleton.Templates(os.path.join(cache.root, "skeletons"))
     job = None
-    ours = python == os.path.realpath(sys.executable)
+    ours = python == fastpath.running_python()
     if (not os.path.exists(os.path.join(root, venv.MARKER)) and cache.writable
             and (not os.path.lexists(root) or venv.is_ours(root))):
         # No marker: a build is likely. Start unpacking what it will need before resolving:
@@ -254,9 +254,11 @@ def _rebuild(request: Request, plan: resolution.Resolution, layout: venv.Layout,
     the old venv is put back as it was; only SIGKILL leaves a partial venv (no marker) for
     the next run to rebuild.
     """
-    wiped = venv.wipe(layout.root)
-    checkpoint("wiped")
+    wiped = None
     try:
+        with _signals_blocked():  # once the old venv is moved, `wiped` knows how to put it back
+            wiped = venv.wipe(layout.root)
+        checkpoint("wiped")
         venv.start(layout)
         checkpoint("signed")
         dist_infos = _build(plan, layout, cache, unpacker, lock_fd, templates, job, report)
@@ -268,6 +270,8 @@ def _rebuild(request: Request, plan: resolution.Resolution, layout: venv.Layout,
         venv.write_marker(layout, spec.marker_bytes(
             plan.spec, fastpath.venv_key(plan.key, layout.root, layout.trees), built))
     except BaseException as e:
+        if wiped is None:
+            raise
         with _signals_blocked():
             put_back = wiped.restore()
         raise _after_failure(e, layout.root, put_back, wiped.aside is not None) from None

@@ -148,6 +148,11 @@ def main(argv: Sequence[str]) -> int:
 
     # SIGTERM unwinds like Ctrl-C: a build in progress puts the old venv back.
     signal.signal(signal.SIGTERM, _terminate)
+    try:
+        lock_timeout(None, os.environ)  # a bad $CROS_VENV_LOCK_TIMEOUT is an error even with --help
+    except InputError as e:
+        write_error(f"{PROG}: error: {e.problems[0]}")
+        return e.exit_code
     args = parser().parse_args(argv)
     build.clean_environment(os.environ)
     reporter = Reporter(args.verbose)

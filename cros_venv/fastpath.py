@@ -43,10 +43,20 @@ def sha256_hex(data: bytes) -> str:
     return factory(data).hexdigest()  # type: ignore[attr-defined,no-any-return]
 
 
+def running_python() -> str:
+    """Real path of the interpreter running this: the kernel's answer where there is one.
+    sys.executable comes from PYTHONEXECUTABLE if that is set, even under -I.
+    """
+    try:
+        return os.path.realpath(os.readlink("/proc/self/exe"))
+    except OSError:
+        return os.path.realpath(sys.executable)
+
+
 def resolve_python(arg: str | None) -> str:
     """Real path of the target interpreter: `--python ARG` (a path or a name on PATH) or ours."""
     if arg is None:
-        return os.path.realpath(sys.executable)
+        return running_python()
     if os.sep in arg:
         return os.path.realpath(arg)
     for entry in os.environ.get("PATH", os.defpath).split(os.pathsep):

@@ -20,6 +20,7 @@ from packaging.tags import Tag
 
 from cros_venv.cache import atomic_write, load_json
 from cros_venv.errors import InputError
+from cros_venv.fastpath import running_python
 
 PROBE_FORMAT = 1
 
@@ -77,7 +78,7 @@ def probe_running() -> dict[str, Any]:
     ordered = [str(t) for t in tags.sys_tags()]
     return {
         "format": PROBE_FORMAT,
-        "path": os.path.realpath(sys.executable),
+        "path": running_python(),
         "version": ".".join(map(str, sys.version_info[:3])),
         "implementation": sys.implementation.name,
         "abi": next(iter(tags.sys_tags())).abi,
@@ -143,7 +144,7 @@ def find(python: str, cache_dir: str, import_roots: list[str]) -> Target:
             return Target.from_probe(cached["probe"])
         except (KeyError, TypeError, ValueError, AttributeError):
             pass
-    ours = python == os.path.realpath(sys.executable)
+    ours = python == running_python()
     probe = probe_running() if ours else _probe_other(python, import_roots)
     target = Target.from_probe(probe)
     with contextlib.suppress(OSError):

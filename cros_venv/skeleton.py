@@ -24,6 +24,7 @@ from typing import Callable, Mapping
 
 from cros_venv.cache import WRITE_ERRNOS, load_json, not_writable
 from cros_venv.errors import BuildError
+from cros_venv.fastpath import running_python
 from cros_venv.unpacker import can_fork, close_all_but, fork
 
 # shlex.quote's test: paths made only of these appear unquoted in the activation scripts.
@@ -263,7 +264,7 @@ class TemplateJob:
         # interpreter, whose description virtualenv would resolve differently): that saves
         # starting Python and importing the cache code again. Another interpreter gets the
         # unpacked wheels from us.
-        ours = self.python == os.path.realpath(sys.executable)
+        ours = self.python == running_python()
         roots = [] if ours else self.roots()
         self.staging, dest = self.templates.staging()
         cmd = command(dest, self.python, roots, self.app_data, self.cache_root)
