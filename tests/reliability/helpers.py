@@ -41,18 +41,8 @@ def base_dir() -> Path:
     if _BASE is None:
         _BASE = Path(tempfile.mkdtemp(prefix="cros-venv-rel-"))
         _BASE.chmod(0o755)
-        atexit.register(_remove_later, _BASE)
+        atexit.register(shutil.rmtree, str(_BASE), True)
     return _BASE
-
-
-def _remove_later(path: Path) -> None:
-    """Delete `path` in a detached `rm -rf`: tens of thousands of files (venvs, cache copies)
-    take seconds on ext4, and nothing here needs to wait for that."""
-    try:
-        subprocess.Popen(["rm", "-rf", "--one-file-system", str(path)], start_new_session=True,
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    except OSError:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def workdir(name: str) -> Path:
