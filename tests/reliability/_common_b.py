@@ -40,6 +40,14 @@ BASE_REQS = "alpha==1.0\nbeta==1.0\n"
 BASE_PKGS = {"alpha": "1.0", "beta": "1.0"}
 
 
+def slow_only(case: str, cases: Iterable[str], slow: bool) -> None:
+    """Skip `case` in the default run if it is one of `cases` (they run under --slow)."""
+    import pytest
+
+    if case in cases and not slow:
+        pytest.skip("runs under --slow")
+
+
 def sha256_file(path: Path | str) -> str:
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
@@ -122,6 +130,7 @@ want = json.loads(sys.argv[1])
 canon = lambda n: re.sub(r"[-_.]+", "-", n).lower()
 site = [p for p in sys.path if p.endswith("site-packages") and os.path.realpath(p).startswith(os.path.realpath(sys.prefix))]
 dists = {}
+tokens = {}
 for d in md.distributions(path=site):
     dists[canon(d.metadata["Name"])] = d.version
 problems = []
@@ -130,6 +139,7 @@ for name, version in want.items():
         problems.append(f"{name}: installed {dists.get(canon(name))}, pinned {version}")
     try:
         mod = importlib.import_module(name.replace("-", "_"))
+        tokens[name] = getattr(mod, "TOKEN", None)
         v = getattr(mod, "VERSION", version)
         if v != version:
             problems.append(f"{name}: module says VERSION {v}, pinned {version}")
@@ -145,7 +155,7 @@ for d in md.distributions(path=site):
         have = dists.get(canon(r.name))
         if have is None or not r.specifier.contains(have, prereleases=True):
             problems.append(f"{d.metadata['Name']} needs {r}, has {have}")
-print(json.dumps({"prefix": os.path.realpath(sys.prefix), "dists": dists, "problems": problems}))
+print(json.dumps({"prefix": os.path.realpath(sys.prefix), "dists": dists, "tokens": tokens, "problems": problems}))
 """
 
 
@@ -156,7 +166,7 @@ def clean_env() -> dict[str, str]:
 
 
 def venv_problems(venv_dir: Path, packages: dict[str, str], pip_check: bool = False,
-                  scripts: bool = True) -> list[str]:
+                  scripts: bool = True, tokens: dict[str, str | None] | None = None) -> list[str]:
     """Why the venv at `venv_dir` does not work as built from `packages` (empty: it works).
 
     Exactly the pinned packages (and pip) are installed, each imports at its pinned version,
@@ -173,6 +183,8 @@ def venv_problems(venv_dir: Path, packages: dict[str, str], pip_check: bool = Fa
         return [f"{python} failed: {out.stderr.strip()[-400:]}"]
     data = json.loads(out.stdout)
     problems += data["problems"]
+    if tokens is not None:
+        tokens.update(data["tokens"])
     if data["prefix"] != os.path.realpath(venv_dir):
         problems.append(f"sys.prefix is {data['prefix']}, not {os.path.realpath(venv_dir)}")
     extra = set(data["dists"]) - {n.lower() for n in packages} - {"pip"}
@@ -195,17 +207,19 @@ def venv_problems(venv_dir: Path, packages: dict[str, str], pip_check: bool = Fa
 
 
 def check_venv(faults: Faults, venv_dir: Path, packages: dict[str, str], pip_check: bool = False,
-               scripts: bool = True) -> None:
+               scripts: bool = True) -> dict[str, str | None]:
     """Contract item 1: the venv has its marker and works; a marker on a venv that does not
-    work is counted as a broken venv.
+    work is counted as a broken venv. Returns each package module's TOKEN (see token_wheel).
     """
     has_marker = (venv_dir / MARKER).is_file()
-    problems = venv_problems(venv_dir, packages, pip_check, scripts)
+    tokens: dict[str, str | None] = {}
+    problems = venv_problems(venv_dir, packages, pip_check, scripts, tokens)
     if has_marker and problems:
         faults.broken += 1
         faults.notes.append(f"broken venv {venv_dir}: {problems}")
     assert has_marker, f"{venv_dir} has no marker"
     assert not problems, f"{venv_dir} has a marker but does not work: {problems}"
+    return tokens
 
 
 def marker_wheels(venv_dir: Path) -> dict[str, str]:

@@ -26,6 +26,7 @@ from tests.reliability._common_b import (
     clean_env,
     expect_error,
     site_packages,
+    slow_only,
     tree_state,
 )
 from tests.reliability.conftest import Faults
@@ -98,7 +99,8 @@ def test_odd_venv_directories(runner: Runner, reqs: Path, tmp_path: Path, faults
 
 @pytest.mark.parametrize("form", [("./-venv",), ("--", "-venv")], ids=["dot-slash", "double-dash"])
 def test_a_venv_directory_starting_with_a_dash(runner: Runner, reqs: Path, tmp_path: Path, faults: Faults,
-                                               form: tuple[str, ...]) -> None:
+                                               slow: bool, form: tuple[str, ...]) -> None:
+    slow_only(form[0], ["--"], slow)
     outside = Outside(faults, [tmp_path], [tmp_path / "-venv"])
     build_and_recheck(runner, faults, form[-1], tmp_path / "-venv", reqs, cwd=tmp_path, args=form[:-1])
     outside.check()
@@ -205,7 +207,8 @@ MARKERS = ["rebuild", "key-refresh", "foreign-file-in-empty-dir"]
 
 @pytest.mark.parametrize("case", MARKERS, ids=MARKERS)
 def test_a_marker_planted_as_a_symlink_is_never_written_through(runner: Runner, reqs: Path, tmp_path: Path,
-                                                                faults: Faults, case: str) -> None:
+                                                                faults: Faults, slow: bool, case: str) -> None:
+    slow_only(case, ["foreign-file-in-empty-dir"], slow)
     venv_dir = tmp_path / "venv"
     elsewhere = tmp_path / "elsewhere.json"
     expected = BASE_PKGS
@@ -239,7 +242,8 @@ def test_a_marker_planted_as_a_symlink_is_never_written_through(runner: Runner, 
 
 @pytest.mark.parametrize("run", ["up-to-date", "rebuild"])
 def test_trash_planted_as_a_symlink_is_not_followed(built: tuple[ToolRepo, Path, Path], tmp_path: Path,
-                                                    faults: Faults, run: str) -> None:
+                                                    faults: Faults, slow: bool, run: str) -> None:
+    slow_only(run, ["rebuild"], slow)
     repo, venv_dir, reqs = built
     runner = Runner(repo, tmp_path)
     keep = tmp_path / "keep"
@@ -269,7 +273,8 @@ REQ_NAMES = {"spaces": b"my reqs.txt", "unicode": "réqs 日本.txt".encode(), "
 
 @pytest.mark.parametrize("kind", list(REQ_NAMES), ids=list(REQ_NAMES))
 def test_odd_requirements_file_names(runner: Runner, wheelhouse: ToolRepo, tmp_path: Path, faults: Faults,
-                                     kind: str) -> None:
+                                     slow: bool, kind: str) -> None:
+    slow_only(kind, ["spaces"], slow)
     path = os.fsdecode(os.path.join(os.fsencode(wheelhouse.root), REQ_NAMES[kind]))
     Path(path).write_text(BASE_REQS)
     venv_dir = tmp_path / "venv"

@@ -46,6 +46,7 @@ from tests.reliability._common_b import (
     same_size_variant,
     sha256_file,
     site_packages,
+    slow_only,
     token_wheel,
     tree_state,
     wheel_members,
@@ -269,16 +270,12 @@ def test_an_honest_big_member(built: tuple[ToolRepo, Path, Path], tmp_path: Path
 CHANGES = ["in-place-same-size-and-mtime", "renamed-over-same-size-and-mtime", "appended"]
 
 
-def module_attr(venv_dir: Path, module: str, attr: str) -> str:
-    out = subprocess.run([str(venv_dir / "bin" / "python"), "-c", f"import {module}; print({module}.{attr})"],
-                         capture_output=True, text=True, env=clean_env(), timeout=60)
-    return out.stdout.strip() or out.stderr.strip()[-200:]
-
-
 @pytest.mark.parametrize("hashed", [False, True], ids=["no-hash", "hash"])
 @pytest.mark.parametrize("how", CHANGES, ids=CHANGES)
 def test_a_wheel_changed_after_the_build_is_noticed(wheelhouse: ToolRepo, tmp_path: Path, faults: Faults,
-                                                    how: str, hashed: bool) -> None:
+                                                    slow: bool, how: str, hashed: bool) -> None:
+    if hashed and how != CHANGES[0] and not slow:
+        pytest.skip("under --slow (the in-place change is the one a stat check misses)")
     repo = wheelhouse
     runner = Runner(repo, tmp_path)
     first = "first".ljust(24, "-")  # as long as same_size_variant's tokens
@@ -292,8 +289,7 @@ def test_a_wheel_changed_after_the_build_is_noticed(wheelhouse: ToolRepo, tmp_pa
     venv_dir = tmp_path / "venv"
     assert runner.run(str(venv_dir), str(reqs)).returncode == 0
     pkgs = {**BASE_PKGS, NAME: "1.0"}
-    check_venv(faults, venv_dir, pkgs)
-    assert module_attr(venv_dir, NAME, "TOKEN") == first
+    assert check_venv(faults, venv_dir, pkgs)[NAME] == first
     before = tree_state(venv_dir)
 
     st = wheel.stat()
@@ -320,27 +316,26 @@ def test_a_wheel_changed_after_the_build_is_noticed(wheelhouse: ToolRepo, tmp_pa
     if hashed:  # the wheel no longer matches its --hash: bad input, nothing changed
         expect_error(result, {2}, [FILENAME])
         assert_same_tree(before, venv_dir)
-        check_venv(faults, venv_dir, pkgs)
         outside.check()
         replace_file(wheel, good)
         outside.rebase()
         result = runner.run(str(venv_dir), str(reqs))
         assert result.returncode == 0, result.stderr
-        check_venv(faults, venv_dir, pkgs)
-        assert module_attr(venv_dir, NAME, "TOKEN") == first
+        assert check_venv(faults, venv_dir, pkgs)[NAME] == first
     elif result.returncode == 0:  # rebuilt with the new bytes
-        check_venv(faults, venv_dir, pkgs)
+        tokens = check_venv(faults, venv_dir, pkgs)
         assert marker_wheels(venv_dir)[FILENAME] == changed, "the marker still records the old wheel"
         if token is not None:
-            assert module_attr(venv_dir, NAME, "TOKEN") == token, "the venv still has the old wheel's files"
+            assert tokens[NAME] == token, "the venv still has the old wheel's files"
     else:
         assert how == "appended", f"a valid changed wheel was refused: {result.stderr}"
         expect_error(result, {1, 2}, [FILENAME])
         assert_same_tree(before, venv_dir)
     outside.check()
-    again = runner.run(str(venv_dir), str(reqs))  # and then a run with no new fault is fine
+    state = tree_state(venv_dir)
+    again = runner.run(str(venv_dir), str(reqs))  # then a run with no new fault is fine
     assert again.returncode in (0, 2), again.stderr
-    if again.returncode == 0:
+    if again.returncode == 0 and tree_state(venv_dir) != state:
         check_venv(faults, venv_dir, pkgs)
 
 
@@ -366,7 +361,8 @@ EDITS = ["overwrite-same-size", "append", "truncate"]
 
 @pytest.mark.parametrize("edit", EDITS, ids=EDITS)
 def test_an_edit_in_a_venv_never_reaches_a_later_venv(wheelhouse: ToolRepo, tmp_path: Path, faults: Faults,
-                                                      edit: str) -> None:
+                                                      slow: bool, edit: str) -> None:
+    slow_only(edit, ["append"], slow)
     runner = Runner(wheelhouse, tmp_path)
     first, reqs, original, module = unique_eta(wheelhouse, runner, faults, tmp_path)
     with open(module, "r+b") as f:  # in place: through the hard link, if it is one
@@ -391,7 +387,8 @@ DAMAGE = ["file-deleted", "read-only", "file-truncated", "entry-emptied", "metad
 
 @pytest.mark.parametrize("damage", DAMAGE, ids=DAMAGE)
 def test_a_damaged_cache_entry_is_not_trusted(wheelhouse: ToolRepo, tmp_path: Path, faults: Faults,
-                                              damage: str) -> None:
+                                              slow: bool, damage: str) -> None:
+    slow_only(damage, ["read-only", "entry-emptied"], slow)
     runner = Runner(wheelhouse, tmp_path)
     first, reqs, original, module = unique_eta(wheelhouse, runner, faults, tmp_path)
     cached = cache_file_for(wheelhouse.cache, module)
