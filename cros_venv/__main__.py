@@ -13,9 +13,10 @@ if TYPE_CHECKING:
 def main(argv: Sequence[str], script: str | None = None) -> int:
     try:
         return _main(argv, script)
-    except KeyboardInterrupt:
-        sys.stderr.write("create_venv: interrupted; the next run rebuilds the venv\n")
-        return 130
+    except KeyboardInterrupt as e:  # before the CLI took over (it handles its own)
+        from cros_venv.cli import interrupted
+
+        return interrupted(e)
 
 
 def _main(argv: Sequence[str], script: str | None) -> int:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 from cros_venv import __version__, fastpath, install, lock, resolution, skeleton, spec, toolchain, venv
-from cros_venv.cache import Cache, default_root
-from cros_venv.errors import BuildError
+from cros_venv.cache import WRITE_ERRNOS, Cache, default_root
+from cros_venv.errors import BuildError, CrosVenvError, InputError, Interrupted
 from cros_venv.unpacker import Unpacker
 
 Report = Callable[[str], None]
@@ -26,8 +28,6 @@ def checkpoint(step: str) -> None:
     """The build has just finished `step` (a no-op unless a test asked for a fault here)."""
     want = os.environ.get("CROS_VENV_TEST_KILL")
     if want and want.partition(":")[0] == step:
-        import signal
-
         os.kill(os.getpid(), getattr(signal, "SIG" + (want.partition(":")[2] or "KILL")))
 
 
@@ -67,27 +67,31 @@ def _create(request: Request, report: Report, cache: Cache, unpacker: Unpacker) 
     python = fastpath.resolve_python(request.python)
     arguments = [os.path.abspath(r) for r in request.requirements]
     root = venv.resolve_dir(request.venv_dir)
+    sources = fastpath.Sources()  # each requirements file is read once (it may be a pipe)
     templates = skeleton.Templates(os.path.join(cache.root, "skeletons"))
     job = None
-    if (not os.path.exists(os.path.join(root, venv.MARKER)) and os.path.exists(python)
+    ours = python == os.path.realpath(sys.executable)
+    if (not os.path.exists(os.path.join(root, venv.MARKER)) and cache.writable
             and (not os.path.lexists(root) or venv.is_ours(root))):
         # No marker: a build is likely. Start unpacking what it will need before resolving:
         # the tool's libraries, the wheels the requirements name, and (if this interpreter
         # has no skeleton template yet) virtualenv, whose child then runs beside the build.
+        # Only for our own interpreter: another must first prove it is a Python (resolving
+        # asks it), so that nothing is started or cached for `--python /bin/true`.
         toolchain.prefetch(cache, toolchain.LIBRARIES, unpacker)
-        if (skeleton.is_plain(root) and skeleton.is_plain(templates.root)
-                and not os.path.isdir(templates.path_for(python, toolchain.VIRTUALENV[0]))):
+        if ours and skeleton.is_plain(root) and skeleton.is_plain(templates.root):
             job = _template_job(templates, python, cache, unpacker)
             job.launch()
-        _prefetch_named(cache, unpacker, arguments, request.python is None)
+        _prefetch_named(cache, unpacker, arguments, sources, ours)
     try:
-        return _update(request, python, arguments, root, cache, unpacker, templates, job, report)
+        return _update(request, python, arguments, sources, root, cache, unpacker, templates, job, report)
     finally:
         if job is not None:
             job.settle()
 
 
-def _prefetch_named(cache: Cache, unpacker: Unpacker, arguments: list[str], ours: bool) -> None:
+def _prefetch_named(cache: Cache, unpacker: Unpacker, arguments: list[str], sources: fastpath.Sources,
+                    ours: bool) -> None:
     """Start unpacking the wheels that the requirements files pin, as far as a quick look
     can tell (`name==version` lines; when several wheels match, the one for this
     interpreter if `ours`). Only a head start: resolving decides what is installed, and a
@@ -106,12 +110,10 @@ def _prefetch_named(cache: Cache, unpacker: Unpacker, arguments: list[str], ours
     pins: list[tuple[str, str]] = []
     named_pip = False
     for path in arguments:
-        try:
-            with open(path, encoding="utf-8", errors="replace") as f:
-                text = f.read()
-        except OSError:
+        data = sources.get(path)
+        if data is None:
             continue
-        for m in _PIN.finditer(text):
+        for m in _PIN.finditer(data.decode("utf-8", "replace")):
             pins.append((_norm(m.group(1)), m.group(2)))
             named_pip = named_pip or _norm(m.group(1)) == "pip"
     abi = f"cp{sys.version_info[0]}{sys.version_info[1]}"
@@ -121,7 +123,7 @@ def _prefetch_named(cache: Cache, unpacker: Unpacker, arguments: list[str], ours
         if len(found) > 1 and ours:
             found = [n for n in found if n.split("-")[-2] in (abi, "abi3", "none")
                      and n.split("-")[-1].startswith(("any", "linux", "manylinux"))]
-        if len(found) == 1:
+        if len(found) == 1 and os.path.isfile(os.path.join(toolchain.PIP_PACKAGES, found[0])):
             wanted.append(os.path.join(toolchain.PIP_PACKAGES, found[0]))
     if not named_pip:
         wanted.append(os.path.join(toolchain.PIP_PACKAGES, toolchain.PIP))
@@ -138,64 +140,173 @@ def _norm(name: str) -> str:
 
 def _template_job(templates: skeleton.Templates, python: str, cache: Cache,
                   unpacker: Unpacker) -> skeleton.TemplateJob:
-    return skeleton.TemplateJob(templates, python, toolchain.VIRTUALENV[0],
+    return skeleton.TemplateJob(templates, python, toolchain.virtualenv_id(cache),
                                 lambda: toolchain.unpack(cache, toolchain.VIRTUALENV, unpacker),
                                 os.path.join(cache.root, "virtualenv"), cache.root)
 
 
-def _update(request: Request, python: str, arguments: list[str], root: str, cache: Cache, unpacker: Unpacker,
-            templates: skeleton.Templates, job: skeleton.TemplateJob | None, report: Report) -> str:
+def _state(layout: venv.Layout, plan: resolution.Resolution) -> str | None:
+    """Why the venv at `layout` is not what `plan` makes, or None if it is.
+
+    Not only the spec: the venv must be where it was built (its scripts name that path),
+    by this checkout (its pip.conf names our pip_packages/), and whole.
+    """
+    data = venv.read_marker(layout)
+    found = spec.read_marker(data) if data is not None else None
+    if found is None:
+        return "it has no readable marker"
+    if found.spec != plan.spec:
+        return "its requirements, wheels or interpreter differ"
+    if found.venv != layout.root:
+        return f"it was built at {found.venv} (moved or copied)"
+    if found.wheel_dir != toolchain.PIP_PACKAGES:
+        return f"it was built from {found.wheel_dir}"
+    return venv.intact(layout, list(found.dist_info))
+
+
+def _update(request: Request, python: str, arguments: list[str], sources: fastpath.Sources, root: str,
+            cache: Cache, unpacker: Unpacker, templates: skeleton.Templates, job: skeleton.TemplateJob | None,
+            report: Report) -> str:
     # requirements -> pins -> wheels -> spec (cached while nothing it depends on changes)
-    plan = (resolution.cached(cache, python, arguments)
-            or resolution.resolve(cache, python, arguments, report, unpacker))
+    plan = (resolution.cached(cache, python, arguments, sources)
+            or resolution.resolve(cache, python, arguments, sources, report, unpacker))
     layout = venv.Layout(root, plan.python_version)
-    marker = spec.marker_bytes(plan.spec, plan.key, {
-        "tool": f"cros_venv {__version__}", "requirements": arguments,
-        "wheel_dir": toolchain.PIP_PACKAGES, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    })
-
-    def current() -> bool:
-        """The marker's spec is ours: nothing to build (refresh the no-op key if stale)."""
-        if spec.spec_from_marker(venv.read_marker(layout) or b"") != plan.spec:
-            return False
-        if fastpath.read_key(layout.root) != plan.key:
-            venv.write_marker(layout, marker)
-        return True
-
-    if spec.spec_from_marker(venv.read_marker(layout) or b"") != plan.spec:
-        venv.check_replaceable(layout.root)  # fail before waiting for the lock
-    lock_file = lock.lock_path(layout.root)
-    fd = lock.acquire(lock_file, request.lock_timeout, lambda pid: report(f"waiting for {lock_file} (pid {pid})"))
+    why = _state(layout, plan)
+    if why is None and not (request.compile or venv.has_trash(root) or _stale_key(layout, plan)):
+        report(f"{root} is up to date")
+        return "up to date"
+    if why is not None:
+        venv.check_replaceable(root)  # fail before waiting for the lock
+        _make_parent(root)
+    lock_file = lock.lock_path(root)
+    try:
+        fd = lock.acquire(lock_file, request.lock_timeout, lambda pid: report(f"waiting for {lock_file} (pid {pid})"))
+    except OSError as e:
+        if why is None and e.errno in WRITE_ERRNOS and not request.compile:
+            report(f"{root} is up to date (its no-op key is stale, but {lock_file} is not ours to write)")
+            return "up to date"
+        raise InputError(f"cannot lock {lock_file} ({e.strerror}): {root} is not writable by this user; "
+                         "ask its owner to run create_venv, or choose another venv directory") from None
+    outcome = ""
+    held = True
     try:
         checkpoint("locked")
-        if current():  # checked again under the lock: another process may have just built it
-            report(f"{layout.root} is up to date")
-            return "up to date"
-        report(f"building {layout.root}")
-        trash = venv.wipe(layout.root)
-        checkpoint("wiped")
+        why = _state(layout, plan)  # again, under the lock: another process may have just built it
+        if why is None:
+            _refresh(request, layout, plan, fd, report)
+            outcome = "up to date"
+        else:
+            report(f"building {root}: {why}")
+            _rebuild(request, plan, layout, arguments, cache, unpacker, fd, templates, job, report)
+            outcome = "built"
+            checkpoint("marked")
+        held = False
+        lock.release(fd)
+        venv.empty_trash(root)
+        checkpoint("cleaned")
+    except KeyboardInterrupt as e:
+        if outcome and not isinstance(e, Interrupted):  # the venv is complete; only old files are left
+            raise Interrupted(getattr(e, "signum", signal.SIGINT),
+                              f"{root} is complete; the rest of the old venv is removed by the next run") from None
+        raise
+    finally:
+        if held:
+            lock.release(fd)
+    return outcome
+
+
+def _stale_key(layout: venv.Layout, plan: resolution.Resolution) -> bool:
+    return fastpath.read_key(layout.root) != fastpath.venv_key(plan.key, layout.root, layout.trees)
+
+
+def _make_parent(root: str) -> None:
+    """Create DIR's missing parents (as `python -m venv` and virtualenv do): DIR.lock goes there."""
+    try:
+        os.makedirs(os.path.dirname(root), exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot create {os.path.dirname(root)} for the venv: {e.strerror}; "
+                         "choose another venv directory") from None
+
+
+def _refresh(request: Request, layout: venv.Layout, plan: resolution.Resolution, lock_fd: int,
+             report: Report) -> None:
+    """The venv is current: compile if asked, and refresh a stale no-op key if we may."""
+    if request.compile:
+        _compile(layout, lock_fd, report)
+    if _stale_key(layout, plan):
+        data = venv.read_marker(layout)
+        found = spec.read_marker(data) if data is not None else None
+        assert found is not None
+        try:
+            venv.write_marker(layout, spec.marker_bytes(
+                plan.spec, fastpath.venv_key(plan.key, layout.root, layout.trees), found.built))
+        except OSError as e:
+            if e.errno not in WRITE_ERRNOS:
+                raise
+            report(f"cannot refresh the no-op key of {layout.root}: {e.strerror}")
+    report(f"{layout.root} is up to date")
+
+
+def _rebuild(request: Request, plan: resolution.Resolution, layout: venv.Layout, arguments: list[str],
+             cache: Cache, unpacker: Unpacker, lock_fd: int, templates: skeleton.Templates,
+             job: skeleton.TemplateJob | None, report: Report) -> None:
+    """Wipe, build, marker last. On any failure (a bad wheel, a full disk, Ctrl-C, SIGTERM)
+    the old venv is put back as it was; only SIGKILL leaves a partial venv (no marker) for
+    the next run to rebuild.
+    """
+    wiped = venv.wipe(layout.root)
+    checkpoint("wiped")
+    try:
         venv.start(layout)
         checkpoint("signed")
-        _build(plan, layout, cache, unpacker, fd, templates, job, report)
+        dist_infos = _build(plan, layout, cache, unpacker, lock_fd, templates, job, report)
         if request.compile:
-            _compile(layout, fd, report)
+            _compile(layout, lock_fd, report)
         checkpoint("configured")
-        venv.write_marker(layout, marker)
-        checkpoint("marked")
-        report(f"wrote {layout.marker}")
-    except OSError as e:
-        raise BuildError(f"building {layout.root} failed: {e}") from None
+        built = {"tool": f"cros_venv {__version__}", "requirements": arguments, "wheel_dir": toolchain.PIP_PACKAGES,
+                 "venv": layout.root, "dist_info": dist_infos, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        venv.write_marker(layout, spec.marker_bytes(
+            plan.spec, fastpath.venv_key(plan.key, layout.root, layout.trees), built))
+    except BaseException as e:
+        with _signals_blocked():
+            put_back = wiped.restore()
+        raise _after_failure(e, layout.root, put_back, wiped.aside is not None) from None
+    report(f"wrote {layout.marker}")
+
+
+@contextlib.contextmanager
+def _signals_blocked() -> Iterator[None]:
+    """A second Ctrl-C (or SIGTERM) must not interrupt putting the old venv back."""
+    wanted = {signal.SIGINT, signal.SIGTERM}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
+    try:
+        yield
     finally:
-        lock.release(fd)
-    if trash:
-        venv.empty_trash(layout.root)
-    checkpoint("cleaned")
-    return "built"
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _after_failure(e: BaseException, root: str, put_back: bool, had_old: bool) -> BaseException:
+    """The error to report for a failed build, saying what state DIR was left in."""
+    if put_back:
+        state = f"{root} is as it was before" if had_old else f"nothing was left at {root}"
+    else:
+        state = f"the next run rebuilds {root}"
+    if isinstance(e, KeyboardInterrupt):
+        return Interrupted(getattr(e, "signum", signal.SIGINT), state)
+    if isinstance(e, CrosVenvError):
+        problems = list(e.problems) or ["the build failed"]
+        problems[-1] += f" ({state})"
+        return type(e)(*problems)
+    if isinstance(e, OSError):
+        return BuildError(f"building {root} failed: {e} ({state})")
+    return e
 
 
 def _build(plan: resolution.Resolution, layout: venv.Layout, cache: Cache, unpacker: Unpacker, lock_fd: int,
-           templates: skeleton.Templates, job: skeleton.TemplateJob | None, report: Report) -> None:
-    """The wheels, each installed as soon as it is unpacked; then the skeleton."""
+           templates: skeleton.Templates, job: skeleton.TemplateJob | None, report: Report) -> list[str]:
+    """The wheels, each installed as soon as it is unpacked; then the skeleton. Returns the
+    installed .dist-info directories.
+    """
     child = None
     if not skeleton.is_plain(layout.root) or not skeleton.is_plain(templates.root):
         # A path the shells would quote: virtualenv writes this venv itself (holding the lock).
@@ -203,9 +314,10 @@ def _build(plan: resolution.Resolution, layout: venv.Layout, cache: Cache, unpac
         child = skeleton.start(skeleton.command(layout.root, plan.python, roots, os.path.join(
             cache.root, "virtualenv")), os.environ, lock_fd)
     else:
-        if job is None or job.path != templates.path_for(plan.python, toolchain.VIRTUALENV[0]):
+        if job is None or job.path != templates.path_for(plan.python, toolchain.virtualenv_id(cache)):
             job = _template_job(templates, plan.python, cache, unpacker)
         job.launch()
+    dist_infos = []
     try:
         todo = {i.wheel for i in plan.installs if not cache.has(i.sha256)}
         for i in plan.installs:
@@ -221,8 +333,23 @@ def _build(plan: resolution.Resolution, layout: venv.Layout, cache: Cache, unpac
                     raise BuildError(f"{i.wheel} changed during the build; run create_venv again")
             else:
                 entry = cache.touch(cache.entry(i.sha256))
-            how = install.plan_for(entry, plans_dir, i.sha256, lambda: toolchain.activate(cache, unpacker))
-            install.apply(how, entry, layout, i.requested, linker)
+            how = None
+            for attempt in range(3):
+                # An entry is checked before it is linked from: a file edited or deleted through
+                # a venv (hard links) sets it aside, and the wheel is unpacked again.
+                if not cache.intact(entry):
+                    report(f"the cache entry of {os.path.basename(i.wheel)} was changed; unpacking it again")
+                    cache.set_aside(entry)
+                    entry = cache.unpack(i.wheel, i.sha256)
+                how = install.plan_for(entry, plans_dir, i.sha256, lambda: toolchain.activate(cache, unpacker))
+                try:
+                    install.apply(how, entry, layout, i.requested, linker)
+                    break
+                except install.SourceMissing:
+                    if attempt == 2:
+                        raise BuildError(f"the cache entry {entry} keeps disappearing; run create_venv again") from None
+            assert how is not None
+            dist_infos.append(how.dist_info)
         report(f"installed {len(plan.installs)} wheels from {cache.wheels} "
                f"({'copied' if linker.copy else 'hard-linked'})")
         checkpoint("installed")
@@ -231,15 +358,19 @@ def _build(plan: resolution.Resolution, layout: venv.Layout, cache: Cache, unpac
             skeleton.finish(child)
     if child is None:
         assert job is not None
-        skeleton.instantiate(job.wait(), layout.root)
+        skeleton.instantiate_or_remake(job, layout.root, lambda: _template_job(templates, plan.python, cache, unpacker))
     checkpoint("skeleton")
     venv.configure(layout, [toolchain.PIP_PACKAGES], f"cros_venv = {__version__}\n")
     report("made the venv skeleton" + (" with virtualenv" if child else " from the virtualenv template"))
+    return dist_infos
 
 
 def _compile(layout: venv.Layout, lock_fd: int, report: Report) -> None:
     """Byte-compile site-packages in a child that holds the venv's lock (see lock.py)."""
     report("compiling bytecode")
+    if not os.access(layout.site_packages, os.W_OK):
+        raise InputError(f"cannot compile {layout.site_packages}: not writable by this user; "
+                         "ask the venv's owner to run create_venv --compile")
     result = subprocess.run(
         [layout.python, "-I", "-m", "compileall", "-q", "-j0", layout.site_packages],
         pass_fds=(lock_fd,), stdin=subprocess.DEVNULL, capture_output=True, check=False,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
-from typing import NoReturn, Sequence, TextIO
+from typing import Mapping, NoReturn, Sequence, TextIO
 
 from cros_venv import __version__
-from cros_venv.errors import CrosVenvError
+from cros_venv.errors import CrosVenvError, InputError, Interrupted
 
 PROG = "create_venv"
 EPILOG = """\
@@ -19,7 +20,7 @@ exit codes:
   2    bad input: requirements, a missing wheel, an unclosed dependency set, arguments,
        or DIR is not a venv create_venv made; an existing venv is left as it was
   3    timed out waiting for another create_venv building the same DIR
-  130  interrupted; the partial venv is rebuilt by the next run
+  130  interrupted (SIGINT; 143: SIGTERM); an old venv is put back as it was
 
 Requirements files use pip's format; every requirement is pinned with ==, every wheel
 comes from pip_packages/. The venv is complete when DIR/.cros_venv.json exists: it is
@@ -75,7 +76,49 @@ class Reporter:
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         """One line, no usage dump: wrappers show stderr to people."""
-        self.exit(2, f"{PROG}: error: {message}; see {PROG} --help\n")
+        write_error(f"{PROG}: error: {message}; see {PROG} --help")
+        self.exit(2)
+
+
+def _seconds(text: str) -> float:
+    """A timeout: a number of seconds, 0 or more (inf: wait for ever)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 0:  # also nan
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
+    return value
+
+
+def lock_timeout(arg: float | None, environ: Mapping[str, str]) -> float:
+    """--lock-timeout, else $CROS_VENV_LOCK_TIMEOUT, else 600 (checked only when used)."""
+    if arg is not None:
+        return arg
+    text = environ.get("CROS_VENV_LOCK_TIMEOUT") or "600"
+    try:
+        return _seconds(text)
+    except argparse.ArgumentTypeError as e:
+        raise InputError(f"CROS_VENV_LOCK_TIMEOUT={e}; set it to a number of seconds or unset it") from None
+
+
+def write_error(line: str, stream: TextIO | None = None) -> None:
+    """One line on stderr, whatever bytes a path in it holds (a surrogate-escaped non-UTF-8
+    file name is written back as its bytes, never a UnicodeEncodeError).
+    """
+    out = stream or sys.stderr
+    out.flush()
+    data = (line + "\n").encode("utf-8", "surrogateescape")
+    buffer = getattr(out, "buffer", None)
+    if buffer is not None:
+        buffer.write(data)
+        buffer.flush()
+    else:
+        out.write(data.decode("utf-8", "replace"))
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Interrupted(signum)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -89,9 +132,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("dir", nargs="?", metavar="DIR", help="the venv directory (created if missing)")
     p.add_argument("requirements", nargs="*", metavar="REQUIREMENTS", help="requirements files (pip format)")
     p.add_argument("--python", metavar="PATH", help="interpreter to build for (default: the one running this)")
-    p.add_argument("--lock-timeout", type=float, metavar="SECONDS",
-                   default=float(os.environ.get("CROS_VENV_LOCK_TIMEOUT") or 600),
-                   help="how long to wait for another build of DIR (default: %(default)g)")
+    p.add_argument("--lock-timeout", type=_seconds, metavar="SECONDS", default=None,
+                   help="how long to wait for another build of DIR (default: $CROS_VENV_LOCK_TIMEOUT or 600)")
     p.add_argument("--compile", action="store_true", help="byte-compile the venv now (default: on first import)")
     p.add_argument("-v", "--verbose", action="store_true", help="show each step on stderr")
     p.add_argument("--prune-cache", action="store_true",
@@ -104,6 +146,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str]) -> int:
     from cros_venv import build
 
+    # SIGTERM unwinds like Ctrl-C: a build in progress puts the old venv back.
+    signal.signal(signal.SIGTERM, _terminate)
     args = parser().parse_args(argv)
     build.clean_environment(os.environ)
     reporter = Reporter(args.verbose)
@@ -116,22 +160,30 @@ def main(argv: Sequence[str]) -> int:
             return 0
         if not args.dir or not args.requirements:
             parser().error("DIR and at least one REQUIREMENTS file are required")
-        request = build.Request(args.dir, tuple(args.requirements), args.python, args.lock_timeout, args.compile)
+        timeout = lock_timeout(args.lock_timeout, os.environ)
+        request = build.Request(args.dir, tuple(args.requirements), args.python, timeout, args.compile)
         with reporter:
             build.create(request, reporter)
         return 0
     except CrosVenvError as e:
         for problem in e.problems:
-            print(f"{PROG}: error: {problem}", file=sys.stderr)
+            write_error(f"{PROG}: error: {problem}")
         return e.exit_code
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; the next run rebuilds the venv", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        return interrupted(e)
     except OSError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        write_error(f"{PROG}: error: {e}")
         return 1
     except Exception as e:  # a bug: still one line, unless -v asks for the traceback
         if args.verbose:
             raise
-        print(f"{PROG}: error: internal error {type(e).__name__}: {e}; rerun with -v and report it", file=sys.stderr)
+        write_error(f"{PROG}: error: internal error {type(e).__name__}: {e}; rerun with -v and report it")
         return 1
+
+
+def interrupted(e: KeyboardInterrupt) -> int:
+    """Say what an interrupt left behind; exit 130 (SIGINT) or 143 (SIGTERM)."""
+    state = getattr(e, "state", "") or "nothing was changed"
+    name = "terminated" if getattr(e, "signum", signal.SIGINT) == signal.SIGTERM else "interrupted"
+    write_error(f"{PROG}: {name}; {state}")
+    return int(getattr(e, "exit_code", 130))

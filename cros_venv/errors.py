@@ -29,3 +29,16 @@ class LockTimeout(CrosVenvError):
     """Another process held the venv's lock for longer than the timeout."""
 
     exit_code = 3
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT, exit 130) or SIGTERM (exit 143); `state` says what DIR was left as."""
+
+    def __init__(self, signum: int = 2, state: str = "") -> None:
+        super().__init__(signum, state)
+        self.signum = signum
+        self.state = state
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum

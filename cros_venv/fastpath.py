@@ -21,9 +21,13 @@ TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~10 ms
 if TYPE_CHECKING:
     from typing import Callable, Iterable, Sequence
 
-KEY_FORMAT = "cv1"
+KEY_FORMAT = "cv2"
 MARKER_NAME = ".cros_venv.json"
 KEY_FIELD = b'"noop": "'
+TRASH_SUFFIX = ".cros_venv-trash"  # `.NAME` + this, beside the venv: old venvs being deleted
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+WHEEL_DIR = os.path.join(os.path.dirname(_PACKAGE), "pip_packages")  # the wheels of this checkout
+_REGULAR = 0o100000  # stat.S_IFREG, without importing stat
 
 
 def sha256_hex(data: bytes) -> str:
@@ -52,23 +56,86 @@ def resolve_python(arg: str | None) -> str:
     return os.path.realpath(arg)
 
 
+def read_regular(path: str) -> bytes | None:
+    """The bytes of a regular file, or None: a pipe or FIFO is never opened here (its
+    bytes can be read only once, and a FIFO with no writer would block).
+    """
+    try:
+        if os.stat(path).st_mode & 0o170000 != _REGULAR:
+            return None
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+class Sources:
+    """Requirements files, each read once per run (a pipe such as /dev/stdin, or a FIFO,
+    can be read only once); the bytes are shared by the no-op key, the prefetch guess and
+    the parser.
+    """
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+
+    def read(self, path: str) -> bytes:
+        """The file's bytes; raises OSError as open() does."""
+        key = os.path.abspath(path)
+        if key not in self.data:
+            with open(path, "rb") as f:
+                self.data[key] = f.read()
+        return self.data[key]
+
+    def get(self, path: str) -> bytes | None:
+        try:
+            return self.read(path)
+        except OSError:
+            return None
+
+
 def _hex(path: str) -> str:
     return os.fsencode(path).hex()
 
 
+def _stamp(st: os.stat_result) -> str:
+    """git's index fields: inode, size, mtime, ctime (a user can restore mtime, not ctime)."""
+    return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
+
 def _stat_token(kind: str, path: str) -> str:
     try:
-        st = os.stat(path)
+        return f"{kind}={_hex(path)}:{_stamp(os.stat(path))}"
     except OSError:
         return f"{kind}={_hex(path)}:missing"
-    return f"{kind}={_hex(path)}:{st.st_size}:{st.st_mtime_ns}"
 
 
-def _dir_token(path: str) -> str:
+def _dir_token(kind: str, path: str) -> str:
+    """A directory's inode and mtime: an entry added, removed or renamed in it changes them."""
     try:
-        return f"dir={_hex(path)}:{os.stat(path).st_mtime_ns}"
+        st = os.stat(path)
+        return f"{kind}={_hex(path)}:{st.st_ino}:{st.st_mtime_ns}"
     except OSError:
-        return f"dir={_hex(path)}:missing"
+        return f"{kind}={_hex(path)}:missing"
+
+
+def _tool_token(tool_version: str) -> str:
+    """The tool's version and its code directory (a checkout, a pull or an edit that
+    replaces files changes the directory's mtime).
+    """
+    try:
+        code = os.stat(_PACKAGE).st_mtime_ns
+    except OSError:
+        code = 0
+    return f"tool={tool_version}:{code}"
+
+
+def _venv_token(root: str) -> str:
+    """The venv's path and identity: a venv moved, copied or replaced is another venv."""
+    try:
+        st = os.stat(root)
+        return f"venv={_hex(root)}:{st.st_dev}:{st.st_ino}"
+    except OSError:
+        return f"venv={_hex(root)}:missing"
 
 
 def make_key(
@@ -79,19 +146,27 @@ def make_key(
     wheel_dirs: Iterable[str],
     wheels: Iterable[str],
 ) -> str:
-    """The no-op key for a build.
+    """The no-op key for a resolution (`venv_key` adds the venv's own part).
 
     python: the target interpreter's real path; arguments: the requirement files named on
     the command line (absolute); files: every requirements file read, with the bytes read;
     wheel_dirs: the wheelhouses searched (their mtime changes when a wheel is added, which
     may change the selection); wheels: the absolute paths of the installed wheels.
     """
-    tokens = [KEY_FORMAT, f"tool={tool_version}", _stat_token("py", python)]
+    tokens = [KEY_FORMAT, _tool_token(tool_version), f"home={_hex(WHEEL_DIR)}", _stat_token("py", python)]
     tokens += [f"arg={_hex(a)}" for a in arguments]
     tokens += [f"req={_hex(p)}:{sha256_hex(data)}" for p, data in files]
-    tokens += [_dir_token(d) for d in wheel_dirs]
+    tokens += [_dir_token("dir", d) for d in wheel_dirs]
     tokens += [_stat_token("whl", w) for w in wheels]
     return " ".join(tokens)
+
+
+def venv_key(key: str, root: str, trees: Iterable[str]) -> str:
+    """The marker's no-op key: the resolution's `key`, the venv's path and identity, and
+    the inode and mtime of `trees` (bin/ and site-packages/: `pip uninstall`, a deleted
+    package or a deleted `bin/python` changes them).
+    """
+    return " ".join([key, _venv_token(root), *(_dir_token("tree", t) for t in trees)])
 
 
 def read_key(venv_dir: str) -> str | None:
@@ -111,33 +186,39 @@ def read_key(venv_dir: str) -> str | None:
     return data[start:end].decode("ascii", "replace")
 
 
-def key_matches(key: str, tool_version: str, python: str, arguments: Sequence[str]) -> bool:
-    """Does the stored `key` still describe the world as it is now?"""
+def key_matches(key: str, tool_version: str, python: str, arguments: Sequence[str],
+                read: Callable[[str], bytes | None] = read_regular, venv_root: str | None = None) -> bool:
+    """Does the stored `key` still describe the world as it is now?
+
+    `read` gives a requirements file's bytes (None: unreadable, or not to be read here).
+    With `venv_root`, the key must be a marker's key for that venv.
+    """
     tokens = key.split(" ")
-    if tokens[0] != KEY_FORMAT or tokens[1] != f"tool={tool_version}":
-        return False
-    if tokens[2] != _stat_token("py", python):
+    if tokens[:4] != [KEY_FORMAT, _tool_token(tool_version), f"home={_hex(WHEEL_DIR)}", _stat_token("py", python)]:
         return False
     recorded_args = [t[4:] for t in tokens if t.startswith("arg=")]
     if recorded_args != [_hex(a) for a in arguments]:
         return False
-    for token in tokens[3:]:
+    venv_tokens = [t for t in tokens if t.startswith("venv=")]
+    if venv_root is not None and venv_tokens != [_venv_token(venv_root)]:
+        return False
+    for token in tokens[4:]:
         kind, _, rest = token.partition("=")
         if kind == "req":
             hex_path, _, digest = rest.partition(":")
             try:
-                with open(bytes.fromhex(hex_path), "rb") as f:
-                    if sha256_hex(f.read()) != digest:
-                        return False
-            except (OSError, ValueError):
+                data = read(os.fsdecode(bytes.fromhex(hex_path)))
+            except ValueError:
                 return False
-        elif kind in ("whl", "dir"):
+            if data is None or sha256_hex(data) != digest:
+                return False
+        elif kind in ("whl", "dir", "tree"):
             hex_path = rest.partition(":")[0]
             try:
                 path = os.fsdecode(bytes.fromhex(hex_path))
             except ValueError:
                 return False
-            now = _stat_token("whl", path) if kind == "whl" else _dir_token(path)
+            now = _stat_token(kind, path) if kind == "whl" else _dir_token(kind, path)
             if now != token:
                 return False
     return True
@@ -177,5 +258,9 @@ def up_to_date(argv: Sequence[str], tool_version: str) -> bool:
     key = read_key(venv_dir)
     if key is None or not os.path.exists(os.path.join(venv_dir, "bin", "python")):
         return False
+    root = os.path.realpath(venv_dir)
+    parent, name = os.path.split(root)
+    if os.path.lexists(os.path.join(parent, f".{name}{TRASH_SUFFIX}")):
+        return False  # an old venv is left to delete: the full path does that
     arguments = [os.path.abspath(r) for r in requirements]
-    return key_matches(key, tool_version, resolve_python(python_arg), arguments)
+    return key_matches(key, tool_version, resolve_python(python_arg), arguments, venv_root=root)

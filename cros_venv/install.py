@@ -11,9 +11,11 @@ Two steps: `plan` works out, once per wheel, where each file goes (this is where
 `installer` is used; the plan is cached beside the unpacked wheel), and `apply` carries a
 plan out for one venv: links, launchers with this venv's python, RECORD.
 
-Files are hard links to the cache (the cache is never written through: pip and Python
-replace files rather than editing them); across filesystems they are copied. Bytecode is
-not compiled here: Python writes it on first import (or pass --compile).
+Files are hard links to the cache; across filesystems they are copied. pip and Python
+replace files rather than edit them, but a person debugging may edit one in place: the
+cache's files are read-only, and each entry is checked before it is linked from (see
+cache.py). Bytecode is not compiled here: Python writes it on first import (or pass
+--compile).
 """
 
 from __future__ import annotations
@@ -30,14 +32,15 @@ from base64 import urlsafe_b64encode
 from dataclasses import dataclass
 from typing import Callable
 
-from cros_venv.cache import atomic_write
+from cros_venv import toolchain
+from cros_venv.cache import atomic_write, load_json
 from cros_venv.errors import BuildError
 from cros_venv.venv import Layout
 
 INSTALLER = b"cros_venv\n"
 # Installation-specific files in a wheel's dist-info that we write ourselves.
 GENERATED = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
-PLAN_FORMAT = 1
+PLAN_FORMAT = 2
 SCHEMES = ("purelib", "platlib", "scripts", "headers", "data")
 
 
@@ -58,6 +61,35 @@ class Plan:
     def to_json(self) -> dict[str, object]:
         return {"format": PLAN_FORMAT, "dist_info": self.dist_info,
                 "files": [list(f) for f in self.files], "scripts": [list(s) for s in self.scripts]}
+
+    @classmethod
+    def from_json(cls, data: object) -> Plan | None:
+        """The plan in `data`, or None unless every field has its shape and every path
+        stays inside its scheme's directory (a plan file is data from the cache, not code).
+        """
+        if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
+            return None
+        dist_info, files, scripts = data.get("dist_info"), data.get("files"), data.get("scripts")
+        if not (isinstance(dist_info, str) and _inside(dist_info) and "/" not in dist_info
+                and isinstance(files, list) and isinstance(scripts, list)
+                and all(_strings(f, 5) and f[0] in SCHEMES and _inside(f[1]) and _inside(f[2]) for f in files)
+                and all(_strings(sc, 3) and sc[0] in SCHEMES and _inside(sc[1]) for sc in scripts)):
+            return None
+        return cls(dist_info, tuple((f[0], f[1], f[2], f[3], f[4]) for f in files),
+                   tuple((sc[0], sc[1], sc[2]) for sc in scripts))
+
+
+def _strings(row: object, n: int) -> bool:
+    return isinstance(row, list) and len(row) == n and all(isinstance(x, str) for x in row)
+
+
+def _inside(path: str) -> bool:
+    """A relative path that stays below its directory."""
+    return bool(path) and not path.startswith("/") and "\0" not in path and ".." not in path.split("/")
+
+
+class SourceMissing(BuildError):
+    """A file of the cache entry vanished while it was being linked (set aside as damaged)."""
 
 
 def _dist_info_dir(entry: str) -> str:
@@ -117,17 +149,16 @@ def make_plan(entry: str) -> Plan:
 def plan_for(entry: str, plans_dir: str, sha256: str, libraries: Callable[[], object]) -> Plan:
     """The plan for an entry: from `plans_dir` if made before, else made now and saved.
 
-    `libraries` makes the tool's libraries (installer) importable; called only when needed.
+    A plan depends on the wheel's bytes (`sha256`), the plan format and `installer`, which
+    makes it (its wheel's name: a release's files never change on an index); all three
+    are in its file name. `libraries` makes the tool's libraries (installer) importable;
+    called only when needed.
     """
-    path = os.path.join(plans_dir, f"{sha256}.json")
-    try:
-        with open(path, "rb") as f:
-            data = json.load(f)
-        if data["format"] == PLAN_FORMAT:
-            return Plan(data["dist_info"], tuple(tuple(x) for x in data["files"]),
-                        tuple(tuple(x) for x in data["scripts"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+    installer = next(w for w in toolchain.LIBRARIES if w.startswith("installer-"))[:-4]
+    path = os.path.join(plans_dir, f"{sha256}-{PLAN_FORMAT}-{installer}.json")
+    found = Plan.from_json(load_json(path))
+    if found is not None:
+        return found
     libraries()
     plan = make_plan(entry)
     try:
@@ -202,7 +233,12 @@ def apply(plan: Plan, entry: str, layout: Layout, requested: bool, linker: Linke
     prefix = {s: "" if d == sp else os.path.relpath(d, sp) + "/" for s, d in dirs.items()}
     written: list[tuple[str, str, str]] = []
     for scheme, dst, src, hash_, size in plan.files:
-        linker.place(os.path.join(entry, src), os.path.join(dirs[scheme], dst))
+        try:
+            linker.place(os.path.join(entry, src), os.path.join(dirs[scheme], dst))
+        except FileNotFoundError:
+            if not os.path.lexists(os.path.join(entry, src)):
+                raise SourceMissing(f"{os.path.join(entry, src)} vanished") from None
+            raise
         written.append((prefix[scheme] + dst, hash_, size))
     if plan.scripts:
         line = shebang(layout.python) + b"\n"

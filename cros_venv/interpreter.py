@@ -6,6 +6,7 @@ running it) and cached keyed by the interpreter's real path, size and mtime.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -17,7 +18,8 @@ from typing import Any, Mapping
 
 from packaging.tags import Tag
 
-from cros_venv.errors import BuildError, InputError
+from cros_venv.cache import atomic_write, load_json
+from cros_venv.errors import InputError
 
 PROBE_FORMAT = 1
 
@@ -85,6 +87,14 @@ def probe_running() -> dict[str, Any]:
     }
 
 
+def _not_python(path: str, why: str) -> InputError:
+    """The one error for an interpreter that is not a usable Python (the same whether or not
+    DIR exists: nothing about the venv is looked at before the interpreter is known).
+    """
+    return InputError(f"{path} is not a usable Python interpreter ({why}); "
+                      "pass --python PATH to CPython 3.9 or newer")
+
+
 def _probe_other(path: str, import_roots: list[str]) -> dict[str, Any]:
     code = (
         "import sys, json; sys.path[:0] = json.loads(sys.argv[1]); "
@@ -97,15 +107,19 @@ def _probe_other(path: str, import_roots: list[str]) -> dict[str, Any]:
             capture_output=True, text=True, timeout=120, check=False,
         )
     except OSError as e:
-        raise InputError(f"cannot run the interpreter {path}: {e.strerror}; check --python") from None
+        raise _not_python(path, f"cannot run it: {e.strerror}") from None
+    except subprocess.TimeoutExpired:
+        raise _not_python(path, "it did not answer in 120 s") from None
     if out.returncode != 0:
         last = (out.stderr.strip().splitlines() or ["no output"])[-1]
-        raise InputError(f"the interpreter {path} failed to describe itself ({last}); "
-                         "it must be CPython 3.9 or newer")
+        raise _not_python(path, f"it failed to describe itself: {last[:200]}")
     try:
         data: dict[str, Any] = json.loads(out.stdout)
-    except ValueError:
-        raise BuildError(f"the interpreter {path} gave an unreadable description") from None
+        if not isinstance(data, dict) or data.get("format") != PROBE_FORMAT:
+            raise ValueError
+        Target.from_probe(data)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise _not_python(path, "it gave no description of itself") from None
     return data
 
 
@@ -115,22 +129,23 @@ def find(python: str, cache_dir: str, import_roots: list[str]) -> Target:
         st = os.stat(python)
     except OSError:
         raise InputError(f"no interpreter at {python}; pass --python PATH to an existing python") from None
-    key = f"{PROBE_FORMAT}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+    if not os.path.isfile(python):
+        raise _not_python(python, "it is not a file")
+    # The answer depends on the interpreter's file (git's index fields) and on the code
+    # that asks (packaging computes the tags and markers; this module's probe format).
+    from packaging import __version__ as packaging_version
+
+    key = f"{PROBE_FORMAT}:{packaging_version}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
     cache_file = os.path.join(cache_dir, hashlib.sha256(os.fsencode(python)).hexdigest()[:24] + ".json")
-    try:
-        with open(cache_file, encoding="utf-8") as f:
-            cached = json.load(f)
-        if cached.get("key") == key:
+    cached = load_json(cache_file)
+    if isinstance(cached, dict) and cached.get("key") == key:
+        try:
             return Target.from_probe(cached["probe"])
-    except (OSError, ValueError, KeyError, AttributeError):
-        pass
+        except (KeyError, TypeError, ValueError, AttributeError):
+            pass
     ours = python == os.path.realpath(sys.executable)
     probe = probe_running() if ours else _probe_other(python, import_roots)
     target = Target.from_probe(probe)
-    try:
-        from cros_venv.cache import atomic_write
-
+    with contextlib.suppress(OSError):
         atomic_write(cache_file, json.dumps({"key": key, "probe": probe}).encode(), durable=False)
-    except OSError:
-        pass
     return target

@@ -9,12 +9,14 @@ The file is never deleted, for the same reason.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import stat
 import time
 from typing import Callable
 
-from cros_venv.errors import LockTimeout
+from cros_venv.errors import InputError, LockTimeout
 
 
 def lock_path(venv_dir: str) -> str:
@@ -30,12 +32,31 @@ def holder(path: str) -> str:
         return "unknown"
 
 
+def open_lock(path: str) -> int:
+    """Open (or create) the lock file, never following a symlink planted in its place and
+    never blocking on a FIFO. Raises InputError for anything but a regular file, and
+    OSError (EACCES, EROFS) where this user cannot write.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise InputError(f"{path} is a symlink, not create_venv's lock file; remove it") from None
+        if e.errno in (errno.ENXIO, errno.EISDIR):
+            raise InputError(f"{path} is not a regular file; remove it (create_venv's lock file goes there)") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise InputError(f"{path} is not a regular file; remove it (create_venv's lock file goes there)")
+    return fd
+
+
 def acquire(path: str, timeout: float, on_wait: Callable[[str], None] | None = None) -> int:
     """Take the lock at `path`; returns the (inheritable) descriptor that holds it.
 
     Polls with back-off so that a timeout can name the holder; raises LockTimeout.
     """
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_lock(path)
     deadline = time.monotonic() + timeout
     delay = 0.002
     waited = False
@@ -56,8 +77,9 @@ def acquire(path: str, timeout: float, on_wait: Callable[[str], None] | None = N
                 ) from None
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
+    if os.fstat(fd).st_uid == os.geteuid():  # the holder's pid, for messages; never in another's file
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
     os.set_inheritable(fd, True)
     return fd
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping
 
 from packaging.markers import Marker
 from packaging.requirements import InvalidRequirement, Requirement
@@ -169,14 +169,19 @@ def parse_requirement(line: str, where: str, constraint: bool, problems: list[st
     )
 
 
-def _load(parser: _Parser, path: str, shown: str, constraint: bool, stack: tuple[str, ...]) -> None:
+def _read_file(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _load(parser: _Parser, path: str, shown: str, constraint: bool, stack: tuple[str, ...],
+          read: Callable[[str], bytes] = _read_file) -> None:
     real = os.path.realpath(path)
     if real in stack:
         parser.problems.append(f"{shown}:0: includes itself (via -r/-c); remove the cycle")
         return
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read(path)
     except OSError as e:
         parser.problems.append(f"{shown}:0: cannot read requirements file: {e.strerror}")
         return
@@ -200,7 +205,7 @@ def _load(parser: _Parser, path: str, shown: str, constraint: bool, stack: tuple
                 continue
             base = os.path.dirname(path)
             _load(parser, os.path.join(base, value), os.path.join(os.path.dirname(shown), value),
-                  constraint or opt in ("-c", "--constraint"), (*stack, real))
+                  constraint or opt in ("-c", "--constraint"), (*stack, real), read)
         elif opt == "--require-hashes":
             parser.require_hashes = True
         elif opt in HARMLESS_OPTIONS:
@@ -222,11 +227,11 @@ def pin_for_wheel(path: str) -> Pin:
     return Pin(name, version, frozenset(), None, frozenset(), f"{path}:0", tool=True)
 
 
-def load(paths: list[str]) -> RequirementFiles:
-    """Read and parse requirements files (and their -r/-c includes)."""
+def load(paths: list[str], read: Callable[[str], bytes] = _read_file) -> RequirementFiles:
+    """Read and parse requirements files (and their -r/-c includes), each with `read`."""
     parser = _Parser()
     for path in paths:
-        _load(parser, path, path, constraint=False, stack=())
+        _load(parser, path, path, constraint=False, stack=(), read=read)
     if parser.problems:
         raise InputError(*parser.problems)
     return RequirementFiles(tuple(parser.pins), tuple(parser.files), parser.require_hashes)

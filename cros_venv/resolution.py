@@ -2,9 +2,11 @@
 
 Resolving imports `packaging` (its import compiles ~90 regexes: ~50 ms) and reads each
 selected wheel's METADATA. The outcome depends only on what the no-op key covers (the
-requirements files' bytes, the wheelhouse's listing, the selected wheels' stats, the
-interpreter), so it is cached per (interpreter, requirements files) and reused for as
-long as its key matches: a warm build of a new venv never imports `packaging`.
+tool and its checkout's pip_packages/, the interpreter, the requirements files' bytes,
+the wheelhouse's listing, the selected wheels' stamps), so it is cached per (checkout,
+interpreter, requirements files) and reused for as long as its key matches: a warm
+build of a new venv never imports `packaging`. Requirements with `--hash` are never
+answered from the cache: their hashes are checked against the wheels' bytes each time.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from cros_venv import __version__, fastpath, toolchain
-from cros_venv.cache import Cache, atomic_write
+from cros_venv.cache import Cache, atomic_write, load_json
 from cros_venv.spec import Spec
 
 if TYPE_CHECKING:
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
     from cros_venv.unpacker import Unpacker
     from cros_venv.wheels import Wheel
 
-FORMAT = 1
+FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -46,37 +48,40 @@ class Resolution:
     spec: Spec
     key: str  # the no-op key
     installs: tuple[Install, ...]  # in install order
+    hash_checked: bool = False  # the requirements carry --hash: never reused from the cache
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, "python": self.python, "python_version": self.python_version,
-                "spec": self.spec.to_json(), "key": self.key,
+                "spec": self.spec.to_json(), "key": self.key, "hash_checked": self.hash_checked,
                 "installs": [[i.wheel, i.sha256, i.requested] for i in self.installs]}
 
     @classmethod
     def from_json(cls, data: Any) -> Resolution | None:
+        """The resolution in `data`, or None unless it has exactly the expected shape."""
         try:
             spec = Spec.from_json(data["spec"])
             if data["format"] != FORMAT or spec is None:
                 return None
-            return cls(str(data["python"]), str(data["python_version"]), spec, str(data["key"]),
-                       tuple(Install(str(w), str(h), bool(r)) for w, h, r in data["installs"]))
+            installs = tuple(Install(w, h, r) for w, h, r in data["installs"])
+            fields = (data["python"], data["python_version"], data["key"], *(i.wheel for i in installs),
+                      *(i.sha256 for i in installs))
+            if not all(isinstance(x, str) for x in fields) or not isinstance(data["hash_checked"], bool):
+                return None
+            return cls(data["python"], data["python_version"], spec, data["key"], installs, data["hash_checked"])
         except (KeyError, TypeError, ValueError):
             return None
 
 
 def _cache_file(cache: Cache, python: str, arguments: list[str]) -> str:
-    ident = hashlib.sha256("\0".join([python, *arguments]).encode()).hexdigest()[:32]
+    ident = hashlib.sha256(os.fsencode("\0".join([fastpath.WHEEL_DIR, python, *arguments]))).hexdigest()[:32]
     return os.path.join(cache.root, "resolutions", ident + ".json")
 
 
-def cached(cache: Cache, python: str, arguments: list[str]) -> Resolution | None:
+def cached(cache: Cache, python: str, arguments: list[str], sources: fastpath.Sources) -> Resolution | None:
     """The cached resolution for these requirements files, if nothing it depends on changed."""
-    try:
-        with open(_cache_file(cache, python, arguments), "rb") as f:
-            found = Resolution.from_json(json.load(f))
-    except (OSError, ValueError):
-        return None
-    if found is None or not fastpath.key_matches(found.key, __version__, python, arguments):
+    found = Resolution.from_json(load_json(_cache_file(cache, python, arguments)))
+    if (found is None or found.hash_checked
+            or not fastpath.key_matches(found.key, __version__, python, arguments, sources.get)):
         return None
     return found
 
@@ -90,8 +95,8 @@ def _save(cache: Cache, arguments: list[str], resolution: Resolution) -> None:
         pass  # only a cache
 
 
-def resolve(cache: Cache, python: str, arguments: list[str], report: Callable[[str], None],
-            unpacker: Unpacker | None = None) -> Resolution:
+def resolve(cache: Cache, python: str, arguments: list[str], sources: fastpath.Sources,
+            report: Callable[[str], None], unpacker: Unpacker | None = None) -> Resolution:
     """Parse, select and check everything (raises InputError listing every problem)."""
     roots = toolchain.activate(cache, unpacker)
     # Imported only now: they need the tool's libraries, which `activate` put on sys.path.
@@ -99,7 +104,7 @@ def resolve(cache: Cache, python: str, arguments: list[str], report: Callable[[s
 
     target = interpreter.find(python, os.path.join(cache.root, "interpreters"), roots)
     report(f"target: {target.describe()}")
-    reqs = requirements.load(arguments)
+    reqs = requirements.load(arguments, read=sources.read)
     wanted, constraints = requirements.applicable(reqs, target.environment)
     house = wheels.Wheelhouse.scan(toolchain.PIP_PACKAGES)
     if "pip" not in wanted and "pip" not in constraints:
@@ -114,7 +119,9 @@ def resolve(cache: Cache, python: str, arguments: list[str], report: Callable[[s
     early = {p: m for p in paths if unpacker is not None and (m := unpacker.metadata(p)) is not None}
     if unpacker is not None and any(p in unpacker.hashed for p in early):
         cache.record_hashes({p: unpacker.hashed[p] for p in early if p in unpacker.hashed})
-    hashes = cache.hashes(paths)
+    # With --hash, the hashes checked are of the bytes as they are now, not remembered ones.
+    hash_checked = reqs.require_hashes or any(p.hashes for p in reqs.pins)
+    hashes = cache.hashes(paths, trust_index=not hash_checked)
 
     def metadata(w: Wheel) -> Message:
         text = early[w.path][2] if w.path in early and early[w.path][0] == hashes.get(w.path) else None
@@ -133,6 +140,6 @@ def resolve(cache: Cache, python: str, arguments: list[str], report: Callable[[s
     key = fastpath.make_key(__version__, python, arguments, reqs.files, [toolchain.PIP_PACKAGES],
                             sorted(r.wheel.path for r in ordered))
     result = Resolution(python, target.python_version, spec, key,
-                        tuple(Install(r.wheel.path, hashes[r.wheel.path], r.direct) for r in ordered))
+                        tuple(Install(r.wheel.path, hashes[r.wheel.path], r.direct) for r in ordered), hash_checked)
     _save(cache, arguments, result)
     return result

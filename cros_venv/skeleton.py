@@ -22,12 +22,14 @@ import tempfile
 import traceback
 from typing import Callable, Mapping
 
+from cros_venv.cache import WRITE_ERRNOS, load_json, not_writable
 from cros_venv.errors import BuildError
 from cros_venv.unpacker import can_fork, close_all_but, fork
 
 # shlex.quote's test: paths made only of these appear unquoted in the activation scripts.
 UNSAFE = re.compile(r"[^\w@%+=:,./-]", re.ASCII)
 PLACEHOLDER_FILE = "placeholder"
+MANIFEST_FILE = "manifest.json"  # {file under venv/: size}, checked on every copy
 
 CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "skeleton_child.py")
 
@@ -115,27 +117,49 @@ def finish(proc: subprocess.Popen[bytes] | Forked) -> None:
         raise BuildError(f"virtualenv failed to create the venv: {lines[-1]}")
 
 
+class TemplateDamaged(BuildError):
+    """A template in the cache is not as it was made: it is removed and made again."""
+
+
 class Templates:
-    """Skeleton templates in `root`, one per interpreter (by real path and stat) and virtualenv."""
+    """Skeleton templates in `root`, one per interpreter (by real path and stamp) and
+    virtualenv (its wheels' hashes and this tool's version: see toolchain.virtualenv_id).
+    """
 
     def __init__(self, root: str) -> None:
         self.root = root
 
-    def path_for(self, python: str, virtualenv_wheel: str) -> str:
+    def path_for(self, python: str, virtualenv: str) -> str:
         st = os.stat(python)
-        ident = f"{python}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0{virtualenv_wheel}"
-        return os.path.join(self.root, hashlib.sha256(ident.encode()).hexdigest()[:32])
+        ident = f"{python}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{virtualenv}"
+        return os.path.join(self.root, hashlib.sha256(os.fsencode(ident)).hexdigest()[:32])
 
     def staging(self) -> tuple[str, str]:
         """(temp dir, venv path inside it) to run virtualenv into, or raise if not plain."""
-        os.makedirs(self.root, exist_ok=True)
-        tmp = tempfile.mkdtemp(dir=self.root, prefix=".tmp-")
+        try:
+            os.makedirs(self.root, exist_ok=True)
+            tmp = tempfile.mkdtemp(dir=self.root, prefix=".tmp-")
+        except OSError as e:
+            if e.errno in WRITE_ERRNOS:
+                raise not_writable(os.path.dirname(self.root), e) from None
+            raise
         return tmp, os.path.join(tmp, "venv")
 
     def commit(self, tmp: str, final: str) -> None:
-        """Record the placeholder path and move the template into place (losers discard theirs)."""
+        """Record the placeholder path and each file's size, and move the template into place
+        (losers discard theirs).
+        """
         with open(os.path.join(tmp, PLACEHOLDER_FILE), "w", encoding="utf-8") as f:
             f.write(os.path.join(tmp, "venv"))
+        sizes = {}
+        src_root = os.path.join(tmp, "venv")
+        for dirpath, _, filenames in os.walk(src_root):
+            for name in filenames:
+                path = os.path.join(dirpath, name)
+                if not os.path.islink(path):
+                    sizes[os.path.relpath(path, src_root)] = os.path.getsize(path)
+        with open(os.path.join(tmp, MANIFEST_FILE), "w", encoding="utf-8") as f:
+            json.dump(sizes, f)
         try:
             os.rename(tmp, final)
         except OSError:
@@ -146,11 +170,44 @@ class Templates:
     def discard(self, tmp: str) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
+    def discard_final(self, final: str) -> None:
+        """Take a damaged template out of use (rename, atomic), then delete it."""
+        aside = os.path.join(self.root, f".tmp-damaged-{os.getpid()}-{os.urandom(4).hex()}")
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(final, aside)
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def _check(template: str) -> bytes:
+    """The template's placeholder, once every file it was made with is there at its size.
+
+    Raises TemplateDamaged otherwise (a file deleted or changed, its manifest unreadable).
+    """
+    try:
+        with open(os.path.join(template, PLACEHOLDER_FILE), encoding="utf-8") as f:
+            placeholder = os.fsencode(f.read())
+    except (OSError, ValueError):
+        raise TemplateDamaged(f"the skeleton template {template} has no placeholder") from None
+    sizes = load_json(os.path.join(template, MANIFEST_FILE))
+    if not isinstance(sizes, dict) or not placeholder:
+        raise TemplateDamaged(f"the skeleton template {template} has no readable manifest")
+    for rel, size in sizes.items():
+        try:
+            if os.lstat(os.path.join(template, "venv", rel)).st_size != size:
+                raise TemplateDamaged(f"the skeleton template {template} has a changed {rel}")
+        except OSError:
+            raise TemplateDamaged(f"the skeleton template {template} has lost {rel}") from None
+    return placeholder
+
 
 def instantiate(template: str, dest: str) -> None:
-    """Copy the template's venv into `dest`, replacing the template's path with `dest`."""
-    with open(os.path.join(template, PLACEHOLDER_FILE), encoding="utf-8") as f:
-        placeholder = os.fsencode(f.read())
+    """Copy the template's venv into `dest`, replacing the template's path with `dest`.
+
+    Raises TemplateDamaged, before copying anything, if the template is not whole.
+    """
+    placeholder = _check(template)
+    with contextlib.suppress(OSError):
+        os.utime(template)  # used now: prune keeps it
     replacement = os.fsencode(dest)
     src_root = os.path.join(template, "venv")
     for dirpath, dirnames, filenames in os.walk(src_root):
@@ -172,16 +229,25 @@ def instantiate(template: str, dest: str) -> None:
         dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
 
 
+def instantiate_or_remake(job: TemplateJob, dest: str, new_job: Callable[[], TemplateJob]) -> None:
+    """instantiate(job's template); a damaged template is removed, made again, and used."""
+    try:
+        instantiate(job.wait(), dest)
+    except TemplateDamaged:
+        job.templates.discard_final(job.path)
+        instantiate(new_job().wait(), dest)
+
+
 class TemplateJob:
     """Make the template for `python` beside the build: `launch` starts the virtualenv child
     (once its wheels are unpacked), `wait` collects it and returns the template's path.
     """
 
-    def __init__(self, templates: Templates, python: str, virtualenv_wheel: str,
+    def __init__(self, templates: Templates, python: str, virtualenv: str,
                  virtualenv_roots: Callable[[], list[str]], app_data: str, cache_root: str) -> None:
         self.templates = templates
         self.python = python
-        self.path = templates.path_for(python, virtualenv_wheel)
+        self.path = templates.path_for(python, virtualenv)
         self.roots = virtualenv_roots
         self.app_data = app_data
         self.cache_root = cache_root

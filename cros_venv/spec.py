@@ -59,8 +59,30 @@ def marker_bytes(spec: Spec, noop_key: str, provenance: Mapping[str, Any]) -> by
     return (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode()
 
 
-def spec_from_marker(data: bytes) -> Spec | None:
+@dataclass(frozen=True)
+class Marker:
+    """What a marker says: the spec, and where and how the venv was built."""
+
+    spec: Spec
+    venv: str  # the venv's real path when it was built
+    wheel_dir: str  # the pip_packages/ it was built from (its pip.conf names it)
+    dist_info: tuple[str, ...]  # the .dist-info directories installed
+    built: Mapping[str, Any]  # the whole "built" object, kept when the no-op key is refreshed
+
+
+def read_marker(data: bytes) -> Marker | None:
+    """The marker in `data`, or None if any part of it is missing or not as written:
+    a marker the tool cannot fully read means the venv is rebuilt.
+    """
     try:
-        return Spec.from_json(json.loads(data)["spec"])
-    except (ValueError, KeyError, TypeError):
+        doc = json.loads(data)
+        found = Spec.from_json(doc["spec"])
+        built = doc["built"]
+        venv, wheel_dir, dist_info = built["venv"], built["wheel_dir"], built["dist_info"]
+    except (ValueError, KeyError, TypeError, RecursionError):
         return None
+    if (found is None or not isinstance(venv, str) or not isinstance(wheel_dir, str)
+            or not isinstance(dist_info, list) or not all(isinstance(d, str) for d in dist_info)):
+        return None
+    return Marker(found, venv, wheel_dir, tuple(dist_info), built)
+

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
+from cros_venv import __version__
 from cros_venv.cache import Cache
 from cros_venv.errors import BuildError
 from cros_venv.unpacker import Unpacker
@@ -56,6 +57,20 @@ def unpack(cache: Cache, filenames: tuple[str, ...], unpacker: Unpacker | None =
     if hashed:
         cache.record_hashes(hashed)
     return [results[p][1] if p in todo else cache.touch(cache.entry(known[p])) for p in paths]
+
+
+def virtualenv_id(cache: Cache) -> str:
+    """What a skeleton template depends on besides the interpreter: virtualenv's wheels
+    (by their bytes' sha256, from the stat index) and this tool's version (its driver).
+    """
+    if cache.root not in _VIRTUALENV_IDS:
+        paths = [wheel_path(f) for f in VIRTUALENV]
+        hashes = cache.hashes(paths)
+        _VIRTUALENV_IDS[cache.root] = ",".join([__version__, *(hashes[p] for p in paths)])
+    return _VIRTUALENV_IDS[cache.root]
+
+
+_VIRTUALENV_IDS: dict[str, str] = {}  # per run: the wheels do not change under a build
 
 
 def prefetch(cache: Cache, filenames: tuple[str, ...], unpacker: Unpacker) -> None:

@@ -38,8 +38,8 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Sequence, Tuple
 
-from cros_venv.cache import TMP_PREFIX, Cache, write_all
-from cros_venv.errors import BuildError
+from cros_venv.cache import TMP_PREFIX, WHOLE, Cache, stamp, write_all
+from cros_venv.errors import BuildError, CrosVenvError
 
 IN_FLIGHT = 64  # jobs written to a worker's pipe and not yet answered (keeps both pipes far from full)
 KEEP = 16 << 20  # bytes of wheels a worker keeps in memory between reading METADATA and unpacking
@@ -70,7 +70,7 @@ class Unpacker:
         self.jobs: dict[str, str | None] = {}  # wheel path -> sha256 given (None: the worker hashes)
         self.done: dict[str, tuple[str, str] | str] = {}  # wheel path -> (sha256, entry) or error
         self.owner: dict[str, _Worker] = {}
-        # wheel path -> [size, mtime_ns, inode, sha256] of wheels a worker hashed (for the stat index)
+        # wheel path -> [*stamp, sha256] of wheels a worker hashed (for the stat index)
         self.hashed: dict[str, list[object]] = {}
         self.wants_meta: set[str] = set()
         self.meta: dict[str, Meta] = {}
@@ -84,6 +84,7 @@ class Unpacker:
         """
         if wheel in self.jobs:
             return
+        self.cache.require_writable()
         self.jobs[wheel] = sha256
         if self.workers is None:
             self.workers = self._start()
@@ -262,10 +263,12 @@ def _unpack(cache: Cache, wheel: str, sha256: str | None, read: tuple[bytes, zip
     """(wheel, (sha256, entry) or an error message, the stat of what was hashed or None)."""
     stat = None
     try:
-        if sha256 is None:
+        if sha256 is None and read is None and os.path.getsize(wheel) <= WHOLE:
+            (_, sha256, stat, _), read = _meta(wheel, None)  # read once: hashed, then unpacked
+        elif sha256 is None:
             sha256, stat = _hash(wheel)
         return wheel, (sha256, cache.unpack(wheel, sha256, read)), stat
-    except BuildError as e:
+    except CrosVenvError as e:
         return wheel, str(e), None
     except OSError as e:
         return wheel, f"cannot read {wheel}: {e.strerror}; check the file", None
@@ -274,14 +277,14 @@ def _unpack(cache: Cache, wheel: str, sha256: str | None, read: tuple[bytes, zip
 
 
 def _hash(path: str) -> tuple[str, list[int]]:
-    """sha256 of a file and the (size, mtime, inode) of what was read."""
+    """sha256 of a file and the stamp (cache.stamp) of what was read."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         st = os.fstat(f.fileno())
         while True:
             block = f.read(1 << 20)
             if not block:
-                return h.hexdigest(), [st.st_size, st.st_mtime_ns, st.st_ino]
+                return h.hexdigest(), stamp(st)
             h.update(block)
 
 
@@ -289,13 +292,18 @@ def _meta(wheel: str, sha256: str | None) -> tuple[tuple[str, str, list[int] | N
                                                    tuple[bytes, zipfile.ZipFile] | None]:
     """((wheel, sha256, stat of what was hashed or None, METADATA text or None if
     unreadable), (the wheel's bytes, their ZipFile) or None).
+
+    The bytes are always hashed: the hash sent is theirs, whatever the caller thought (the
+    stat index may be older than a change), and an entry is made only under its own hash.
     """
     stat = None
     with open(wheel, "rb") as f:
+        st = os.fstat(f.fileno())
         data = f.read()
-        if sha256 is None:
-            st = os.fstat(f.fileno())
-            sha256, stat = hashlib.sha256(data).hexdigest(), [st.st_size, st.st_mtime_ns, st.st_ino]
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != sha256:
+        stat = stamp(st)
+    sha256 = actual
     text = None
     zf = None
     try:

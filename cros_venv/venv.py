@@ -8,6 +8,8 @@ one, may be wiped; anything else is not ours and is never touched.
 from __future__ import annotations
 
 import contextlib
+import csv
+import errno
 import os
 import shutil
 from dataclasses import dataclass
@@ -18,7 +20,11 @@ from cros_venv.errors import BuildError, InputError
 
 MARKER = fastpath.MARKER_NAME  # written last: the venv is complete
 SIGN = ".cros_venv.owner"  # written first, kept: create_venv made this directory
-TRASH_INFIX = ".cros_venv-trash-"
+TRASH_SUFFIX = fastpath.TRASH_SUFFIX  # `.NAME.cros_venv-trash/`: old venvs of NAME being deleted
+LEGACY_TRASH_INFIX = ".cros_venv-trash-"  # `.NAME.cros_venv-trash-*`, left by older versions
+# A directory that cannot be renamed is cleared in place: a mount point (EBUSY), a parent
+# this user cannot write (EACCES, EPERM), a container volume (EXDEV, EINVAL).
+CANNOT_RENAME = (errno.EBUSY, errno.EACCES, errno.EPERM, errno.EXDEV, errno.EINVAL)
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,11 @@ class Layout:
     def sign(self) -> str:
         return os.path.join(self.root, SIGN)
 
+    @property
+    def trees(self) -> tuple[str, str]:
+        """The directories whose inode and mtime the no-op key records (fastpath.venv_key)."""
+        return self.bin, self.site_packages
+
 
 def resolve_dir(venv_dir: str) -> str:
     return os.path.realpath(venv_dir)
@@ -81,40 +92,151 @@ def check_replaceable(path: str) -> None:
         )
 
 
-def wipe(path: str) -> str | None:
-    """Move the venv at `path` aside (atomic: a rename in the same parent) for later deletion.
+def trash_dir(path: str) -> str:
+    """Where old venvs of `path` wait to be deleted: `.NAME.cros_venv-trash/` beside it, one
+    name, so that the no-op check sees leftovers with one lstat.
+    """
+    parent, name = os.path.split(path)
+    return os.path.join(parent, f".{name}{TRASH_SUFFIX}")
 
-    Returns the trash path, or None if there was nothing to move. Raises if it is not ours.
+
+@dataclass
+class Wiped:
+    """What `wipe` did to the directory, so that a failed build can be undone."""
+
+    root: str
+    in_place: bool  # the build goes into the directory that was there (empty, or cleared)
+    aside: str | None  # where the old venv was moved (None: nothing to put back)
+
+    def restore(self) -> bool:
+        """Put things back as they were before the build (best effort). True if the old
+        venv, or the empty or absent directory, is back.
+        """
+        try:
+            if os.path.lexists(self.root):
+                if self.in_place:
+                    _clear(self.root, keep=())
+                else:
+                    shutil.rmtree(self.root)
+            if self.aside is not None:
+                os.rename(self.aside, self.root)
+                with contextlib.suppress(OSError):
+                    os.rmdir(os.path.dirname(self.aside))  # the trash, if nothing else is in it
+            return True
+        except OSError:
+            return False
+
+
+def wipe(path: str) -> Wiped:
+    """Move the venv at `path` aside (atomic: a rename into the trash beside it), so that it
+    can be put back if the build fails, and deleted once the new venv is complete.
+
+    An empty directory is built in place. One that cannot be renamed (a mount point, a
+    parent this user cannot write) is cleared in place, marker first. Raises if not ours.
     """
     check_replaceable(path)
     if not os.path.lexists(path):
-        return None
-    parent, name = os.path.split(path)
-    trash = os.path.join(parent, f".{name}{TRASH_INFIX}{os.urandom(6).hex()}")
+        return Wiped(path, in_place=False, aside=None)
+    if not os.listdir(path):
+        return Wiped(path, in_place=True, aside=None)
+    trash = trash_dir(path)
+    aside = os.path.join(trash, os.urandom(6).hex())
     try:
-        os.rename(path, trash)
+        _make_trash(trash)
+        os.rename(path, aside)
     except OSError as e:
-        raise BuildError(f"cannot move the old venv {path} aside: {e.strerror}") from None
-    return trash
+        if e.errno not in CANNOT_RENAME:
+            raise BuildError(f"cannot move the old venv {path} aside: {e.strerror}") from None
+        with contextlib.suppress(OSError):
+            os.rmdir(trash)
+        try:
+            _clear(path, keep=(SIGN,))
+        except OSError as e2:
+            raise BuildError(f"cannot remove the old venv in {path}: {e2.strerror}") from None
+        return Wiped(path, in_place=True, aside=None)
+    return Wiped(path, in_place=False, aside=aside)
+
+
+def _make_trash(trash: str) -> None:
+    """The trash directory, as a real directory (a planted symlink is removed, not followed)."""
+    if os.path.islink(trash) or (os.path.lexists(trash) and not os.path.isdir(trash)):
+        os.unlink(trash)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(trash, 0o700)
+
+
+def _clear(path: str, keep: tuple[str, ...]) -> None:
+    """Delete what is in `path` (marker first: from then on it is incomplete), but `keep`."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(path, MARKER))
+    for name in os.listdir(path):
+        if name in keep:
+            continue
+        target = os.path.join(path, name)
+        if os.path.isdir(target) and not os.path.islink(target):
+            shutil.rmtree(target)
+        else:
+            os.unlink(target)
+
+
+def has_trash(path: str) -> bool:
+    parent, name = os.path.split(path)
+    return os.path.lexists(trash_dir(path)) or any(
+        e.startswith(f".{name}{LEGACY_TRASH_INFIX}") for e in _listdir(parent))
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
 
 
 def empty_trash(path: str) -> None:
     """Delete moved-aside venvs of `path` (ours and any left by a killed build).
 
-    rmtree never follows symlinks, so links out of a venv are removed, not their targets.
+    rmtree never follows symlinks, so links out of a venv are removed, not their targets
+    (and a trash name planted as a symlink is unlinked, not followed).
     """
     parent, name = os.path.split(path)
-    prefix = f".{name}{TRASH_INFIX}"
-    with contextlib.suppress(OSError):
-        for entry in os.listdir(parent):
-            if entry.startswith(prefix):
-                shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+    legacy = [e for e in _listdir(parent) if e.startswith(f".{name}{LEGACY_TRASH_INFIX}")]
+    for entry in [f".{name}{TRASH_SUFFIX}", *legacy]:
+        target = os.path.join(parent, entry)
+        if os.path.islink(target):
+            with contextlib.suppress(OSError):
+                os.unlink(target)
+        else:
+            shutil.rmtree(target, ignore_errors=True)
+
+
+def intact(layout: Layout, dist_infos: list[str]) -> str | None:
+    """What is missing from a venv whose marker says it is complete, or None.
+
+    The interpreter, pyvenv.cfg, and every file each installed package's RECORD lists
+    (a package removed with `pip uninstall`, a deleted file, a deleted lib/ or bin/python).
+    """
+    for path in (layout.python, os.path.join(layout.root, "pyvenv.cfg")):
+        if not os.path.exists(path):
+            return f"{path} is missing"
+    for dist_info in dist_infos:
+        record = os.path.join(layout.site_packages, dist_info, "RECORD")
+        try:
+            with open(record, encoding="utf-8", newline="") as f:
+                rows = list(csv.reader(f))
+        except (OSError, UnicodeDecodeError, csv.Error):
+            return f"{record} is missing or unreadable"
+        for row in rows:
+            if row and not os.path.lexists(os.path.join(layout.site_packages, row[0])):
+                return f"{row[0]} of {dist_info} is missing"
+    return None
 
 
 def start(layout: Layout) -> None:
     """Create the venv directory and sign it as ours before anything else goes in."""
     try:
         os.makedirs(layout.root, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(layout.sign)  # a planted symlink must not be written through
         with open(layout.sign, "wb") as f:
             f.write(b"Made by create_venv, which may wipe and rebuild it; complete when .cros_venv.json exists.\n")
     except OSError as e:
@@ -136,7 +258,7 @@ def read_marker(layout: Layout) -> bytes | None:
     try:
         with open(layout.marker, "rb") as f:
             return f.read()
-    except OSError:
+    except (OSError, ValueError):
         return None
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from cros_venv import cache as cache_mod
-from cros_venv.cache import Cache, file_sha256
+from cros_venv.cache import MANIFEST, Cache, file_sha256
 from cros_venv.errors import BuildError
 from tests.conftest import REPO, WheelSpec, build_wheel
 
@@ -33,7 +33,10 @@ def big_wheel(directory: Path, files: int = 3000) -> Path:
 
 
 def entry_files(entry: str) -> set[str]:
-    return {os.path.relpath(os.path.join(d, f), entry) for d, _, fs in os.walk(entry) for f in fs}
+    """The wheel's members in an entry (its MANIFEST, which must be there, aside)."""
+    found = {os.path.relpath(os.path.join(d, f), entry) for d, _, fs in os.walk(entry) for f in fs}
+    assert MANIFEST in found
+    return found - {MANIFEST}
 
 
 def test_unpacks_members_and_executable_bits(cache: Cache, tmp_path: Path) -> None:

@@ -418,11 +418,75 @@ def test_prune_cache_then_build_again(wheelhouse: ToolRepo, tmp_path: Path) -> N
     env = wheelhouse.env(CROS_VENV_CACHE=str(tmp_path / "cache"))
     reqs = wheelhouse.requirements("r.txt", "alpha==1.0\nbeta==1.0\n")
     assert wheelhouse.run(str(tmp_path / "v1"), str(reqs), env=env).returncode == 0
-    entries = len(list((tmp_path / "cache" / "wheels").iterdir()))
+    cache = tmp_path / "cache"
+    subdirs = ["wheels", "plans", "resolutions", "skeletons", "stat", "interpreters"]
+    (cache / "skeletons" / ".tmp-1-killed").mkdir()  # left by a killed template maker
+    entries = sum(len(list((cache / d).iterdir())) for d in subdirs) - 1
+    assert all(any((cache / d).iterdir()) for d in subdirs)
     kept = wheelhouse.run("--prune-cache", env=env)
-    assert kept.returncode == 0 and kept.stderr == f"create_venv: removed 0 cache entries, kept {entries}\n"
+    assert not (cache / "skeletons" / ".tmp-1-killed").exists()
+    assert kept.returncode == 0 and kept.stderr == f"create_venv: removed 1 cache entries, kept {entries}\n"
     pruned = wheelhouse.run("--prune-cache", "--max-age", "0", env=env)
     assert pruned.returncode == 0 and pruned.stderr == f"create_venv: removed {entries} cache entries, kept 0\n"
+    assert not any(any((cache / d).iterdir()) for d in subdirs)
     assert_complete(tmp_path / "v1", {"alpha": "1.0", "beta": "1.0"})  # venvs do not need the cache
     assert wheelhouse.run(str(tmp_path / "v2"), str(reqs), env=env).returncode == 0
     assert_complete(tmp_path / "v2", {"alpha": "1.0", "beta": "1.0"})
+
+
+def test_compile_on_an_up_to_date_venv_compiles_it(built: tuple[ToolRepo, Path, Path]) -> None:
+    repo, venv_dir, reqs = built
+    pycache = list((venv_dir / "lib").glob("python*/site-packages/__pycache__/alpha.*.pyc"))
+    assert not pycache
+    out = repo.run("--compile", str(venv_dir), str(reqs))
+    assert (out.returncode, out.stderr) == (0, "")
+    assert list((venv_dir / "lib").glob("python*/site-packages/__pycache__/alpha.*.pyc"))
+    assert marker(venv_dir)["spec"]["requirements"] == ["alpha==1.0", "beta==1.0", "pip==26.0.1"]
+
+
+def test_a_venv_that_is_a_mount_point_is_built_and_rebuilt_in_place(wheelhouse: ToolRepo, tmp_path: Path) -> None:
+    """An empty DIR that cannot be renamed (a mount point, a container volume) is built in
+    place, and a rebuild clears it in place instead of moving it aside.
+    """
+    if subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
+        pytest.skip("no mount namespaces here")
+    venv_dir = tmp_path / "mnt"
+    venv_dir.mkdir()
+    r1 = wheelhouse.requirements("r1.txt", "beta==1.0\n")
+    r2 = wheelhouse.requirements("r2.txt", "beta==2.0\n")
+    script = (
+        'mount -t tmpfs tmpfs "$1" || exit 99; shift; py=$1; cv=$2; d=$3; shift 3\n'
+        'for r in "$@"; do "$py" "$cv" "$d" "$r" || exit $?; '
+        '"$d/bin/python" -c "import beta; print(beta.VERSION)" || exit 98; done\n'
+    )
+    out = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", str(venv_dir), PYTHON,
+                          str(wheelhouse.root / "create_venv"), str(venv_dir), str(r1), str(r2)],
+                         env=wheelhouse.env(), capture_output=True, text=True, timeout=120)
+    if out.returncode == 99:
+        pytest.skip("cannot mount a tmpfs here")
+    assert (out.returncode, out.stdout.split()) == (0, ["1.0", "2.0"]), out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_an_interrupt_while_the_old_venv_is_deleted_says_the_venv_is_complete(built: tuple[ToolRepo, Path, Path]) -> None:
+    repo, venv_dir, reqs = built
+    reqs.write_text("beta==2.0\n")
+    out = repo.run(str(venv_dir), str(reqs), env=repo.env(CROS_VENV_TEST_KILL="marked:INT"))
+    assert out.returncode == 130 and out.stderr.count("\n") == 1, out.stderr
+    assert f"{venv_dir} is complete" in out.stderr
+    assert_complete(venv_dir, {"beta": "2.0"})
+    assert repo.run(str(venv_dir), str(reqs)).returncode == 0  # the no-op run removes what was left
+    assert not list(venv_dir.parent.glob(".venv.cros_venv-trash*"))
+
+
+def test_an_interrupted_build_puts_the_old_venv_back(built: tuple[ToolRepo, Path, Path]) -> None:
+    repo, venv_dir, reqs = built
+    before = snapshot(venv_dir)
+    reqs.write_text("beta==2.0\n")
+    for signal_name, code in (("INT", 130), ("TERM", 143)):
+        out = repo.run(str(venv_dir), str(reqs), env=repo.env(CROS_VENV_TEST_KILL=f"installed:{signal_name}"))
+        assert out.returncode == code and f"{venv_dir} is as it was before" in out.stderr, out.stderr
+        assert snapshot(venv_dir) == before
+        assert not list(venv_dir.parent.glob(".venv.cros_venv-trash*"))
+    assert repo.run(str(venv_dir), str(reqs)).returncode == 0
+    assert_complete(venv_dir, {"beta": "2.0"})

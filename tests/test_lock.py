@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cros_venv import lock
-from cros_venv.errors import LockTimeout
+from cros_venv.errors import InputError, LockTimeout
 from tests.conftest import REPO
 
 
@@ -67,3 +67,35 @@ def test_an_orphan_child_that_inherited_the_lock_keeps_it(tmp_path: Path) -> Non
     lock.release(fd)
     with pytest.raises(ChildProcessError):
         os.waitpid(child_pid, os.WNOHANG)  # not our child; it is gone or reparented
+
+
+@pytest.mark.parametrize("planted", ["symlink", "fifo", "directory"])
+def test_anything_but_a_regular_lock_file_is_refused_untouched(tmp_path: Path, planted: str) -> None:
+    """A lock planted as a symlink to someone else's file is never followed (nor written)."""
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    path = tmp_path / "venv.lock"
+    if planted == "symlink":
+        path.symlink_to(victim)
+    elif planted == "fifo":
+        os.mkfifo(path)
+    else:
+        path.mkdir()
+    with pytest.raises(InputError, match=r"venv\.lock is (a symlink|not a regular file)"):
+        lock.acquire(str(path), 1)
+    assert victim.read_text() == "precious\n"
+
+
+def test_another_users_lock_file_is_locked_but_never_truncated(tmp_path: Path) -> None:
+    path = tmp_path / "venv.lock"
+    path.write_text("their content\n")
+    os.chown(path, 65534, 65534)
+    fd = lock.acquire(str(path), 1)
+    try:
+        assert path.read_text() == "their content\n"
+    finally:
+        lock.release(fd)
+    mine = tmp_path / "mine.lock"
+    fd = lock.acquire(str(mine), 1)
+    lock.release(fd)
+    assert mine.read_text() == f"{os.getpid()}\n"

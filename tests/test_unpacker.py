@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from cros_venv import build, toolchain
+from cros_venv import build, fastpath, toolchain
 from cros_venv import unpacker as unpacker_mod
-from cros_venv.cache import Cache, file_sha256
+from cros_venv.cache import MANIFEST, Cache, file_sha256
 from cros_venv.errors import BuildError
 from cros_venv.unpacker import Unpacker
 from tests.conftest import WheelSpec, build_wheel
@@ -41,11 +41,13 @@ def members(wheel: str) -> dict[str, bytes]:
 
 
 def tree(entry: str) -> dict[str, bytes]:
+    """The wheel's members in an entry, with their bytes (its MANIFEST aside)."""
     out = {}
     for d, _, fs in os.walk(entry):
         for f in fs:
             path = os.path.join(d, f)
             out[os.path.relpath(path, entry)] = Path(path).read_bytes()
+    assert out.pop(MANIFEST)
     return out
 
 
@@ -97,13 +99,20 @@ def test_a_bad_wheel_fails_alone_with_a_one_line_error(cache: Cache, tmp_path: P
     assert leftovers(cache) == []
 
 
-def test_a_wrong_hash_is_kept_as_given(cache: Cache, tmp_path: Path) -> None:
-    """A hash from the caller is the cache key (the caller checked it); the worker does not re-hash."""
+@pytest.mark.parametrize("meta", [False, True], ids=["unpack", "meta-first"])
+def test_a_wrong_hash_never_names_an_entry(cache: Cache, tmp_path: Path, meta: bool) -> None:
+    """An entry is only made under the hash of the bytes unpacked: a caller's stale hash (a
+    wheel changed since the stat index saw it) is refused, or replaced by the real one.
+    """
     (path,) = wheels(tmp_path, 1)
     with Unpacker(cache, workers=1) as unpacker:
-        unpacker.submit(path, "a" * 64)
-        assert unpacker.result(path) == ("a" * 64, cache.entry("a" * 64))
-        assert path not in unpacker.hashed
+        unpacker.submit(path, "a" * 64, meta=meta)
+        if meta:
+            assert unpacker.result(path) == (file_sha256(path), cache.entry(file_sha256(path)))
+        else:
+            with pytest.raises(BuildError, match="changed during the build"):
+                unpacker.result(path)
+    assert not os.path.exists(cache.entry("a" * 64))
 
 
 def test_a_killed_worker_is_an_error_not_a_hang(cache: Cache, tmp_path: Path) -> None:
@@ -195,7 +204,7 @@ def test_prefetch_guesses_the_pinned_wheels(cache: Cache, tmp_path: Path, monkey
     reqs.write_text("# pins\nfoo.bar == 1.0  # comment\nbaz[extra]==2.0 ; python_version >= '3'\n"
                     "qux==2.0\nmissing==1.0\n-r other.txt\n")
     recorder = Recorder(cache)
-    build._prefetch_named(cache, recorder, [str(reqs)], ours=True)
+    build._prefetch_named(cache, recorder, [str(reqs)], fastpath.Sources(), ours=True)
     assert recorder.submitted == ["Foo_Bar-1.0-py3-none-any.whl", f"baz-2.0-{ours}-{ours}-manylinux_2_17_x86_64.whl",
                                   "qux-2.0-py3-none-any.whl", toolchain.PIP]
 
