@@ -27,7 +27,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from tests.conftest import PYTHON, ToolRepo, WheelSpec, build_wheel
 from tests.reliability.conftest import Faults
@@ -128,7 +128,8 @@ _CHECK = r"""
 import importlib, importlib.metadata as md, json, os, re, sys
 want = json.loads(sys.argv[1])
 canon = lambda n: re.sub(r"[-_.]+", "-", n).lower()
-site = [p for p in sys.path if p.endswith("site-packages") and os.path.realpath(p).startswith(os.path.realpath(sys.prefix))]
+prefix = os.path.realpath(sys.prefix)
+site = [p for p in sys.path if p.endswith("site-packages") and os.path.realpath(p).startswith(prefix)]
 dists = {}
 tokens = {}
 for d in md.distributions(path=site):
@@ -259,7 +260,7 @@ def tree_state(directory: Path) -> dict[str, tuple[Any, ...]]:
     return out
 
 
-def diff_states(before: dict[str, tuple[Any, ...]], after: dict[str, tuple[Any, ...]]) -> list[str]:
+def diff_states(before: Mapping[str, tuple[Any, ...]], after: Mapping[str, tuple[Any, ...]]) -> list[str]:
     changes = [f"removed {p}" for p in sorted(set(before) - set(after))]
     changes += [f"added {p}" for p in sorted(set(after) - set(before))]
     changes += [f"changed {p}: {before[p]} -> {after[p]}" for p in sorted(set(before) & set(after))
@@ -330,7 +331,7 @@ class Outside:
 
     def check(self) -> None:
         """Count and report what changed outside since the picture."""
-        changes = diff_states(self.before, self._snap())  # type: ignore[arg-type]
+        changes = diff_states(self.before, self._snap())
         if changes:
             self.faults.outside += len(changes)
             self.faults.notes.append(f"written outside: {changes}")
@@ -416,7 +417,7 @@ def zeros_deflated(mib: int) -> bytes:
     return block * mib + c.flush(zlib.Z_FINISH)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def zeros_crc(mib: int) -> int:
     crc = 0
     chunk = b"\0" * (1 << 20)

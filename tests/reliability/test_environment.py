@@ -25,6 +25,7 @@ from tests.reliability._common_b import (
     check_venv,
     expect_error,
     site_packages,
+    slow_only,
     token_wheel,
     tree_state,
 )
@@ -180,7 +181,8 @@ def plain_python_run(runner: Runner, *args: str, env: dict[str, str]) -> subproc
 
 @pytest.mark.parametrize("case", list(HOSTILE), ids=list(HOSTILE))
 def test_hostile_variables_do_not_reach_the_build(runner: Runner, reqs: Path, tmp_path: Path, faults: Faults,
-                                                  case: str) -> None:
+                                                  slow: bool, case: str) -> None:
+    slow_only(case, ["VIRTUAL_ENV"], slow)
     extra = HOSTILE[case](tmp_path)
     env = runner.env(drop=[k[1:] for k in extra if k.startswith("-")],
                      **{k: v for k, v in extra.items() if not k.startswith("-")})
@@ -206,8 +208,9 @@ def test_hostile_variables_do_not_reach_the_build(runner: Runner, reqs: Path, tm
 
 
 @pytest.mark.parametrize("how", ["interpreter-runs-create_venv", "--python"])
-def test_a_fake_python3_first_on_path(runner: Runner, reqs: Path, tmp_path: Path, faults: Faults,
+def test_a_fake_python3_first_on_path(runner: Runner, reqs: Path, tmp_path: Path, slow: bool, faults: Faults,
                                       how: str) -> None:
+    slow_only(how, ["--python"], slow)
     fake = tmp_path / "fakebin"
     fake.mkdir()
     for name in ("python3", "python", f"python3.{sys.version_info[1]}", "virtualenv", "pip"):
@@ -249,7 +252,8 @@ def test_umask_077(runner: Runner, wheelhouse: ToolRepo, tmp_path: Path, faults:
 
 @pytest.mark.parametrize("coercion", [True, False], ids=["LC_ALL=C", "LC_ALL=C-no-coercion"])
 def test_the_c_locale_with_unicode_paths(runner: Runner, wheelhouse: ToolRepo, tmp_path: Path, faults: Faults,
-                                         coercion: bool) -> None:
+                                         slow: bool, coercion: bool) -> None:
+    slow_only(str(coercion), ["False"], slow)
     reqs = wheelhouse.requirements("réqs 日本.txt", BASE_REQS)
     drop = ["LANG", "LANGUAGE", "LC_CTYPE", "LC_MESSAGES", "PYTHONIOENCODING", "PYTHONUTF8", "PYTHONCOERCECLOCALE"]
     extra = {"LC_ALL": "C"} if coercion else {"LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
@@ -272,7 +276,8 @@ def test_the_c_locale_with_unicode_paths(runner: Runner, wheelhouse: ToolRepo, t
 
 
 @pytest.mark.parametrize("cache", ["CROS_VENV_CACHE", "XDG_CACHE_HOME"])
-def test_home_unset(runner: Runner, reqs: Path, tmp_path: Path, faults: Faults, cache: str) -> None:
+def test_home_unset(runner: Runner, reqs: Path, tmp_path: Path, faults: Faults, slow: bool, cache: str) -> None:
+    slow_only(cache, ["XDG_CACHE_HOME"], slow)
     venv_dir = tmp_path / "venv"
     drop = ["HOME", "XDG_CACHE_HOME"]
     extra: dict[str, str] = {}
@@ -379,7 +384,8 @@ def test_a_bad_lock_timeout_is_one_line(runner: Runner, reqs: Path, tmp_path: Pa
 
 @pytest.mark.parametrize("how", ["--python", "interpreter-runs-create_venv"])
 def test_a_venvs_own_python_as_the_interpreter(built: tuple[ToolRepo, Path, Path], tmp_path: Path,
-                                               faults: Faults, how: str) -> None:
+                                               faults: Faults, slow: bool, how: str) -> None:
+    slow_only(how, ["interpreter-runs-create_venv"], slow)
     repo, first, reqs = built
     runner = Runner(repo, tmp_path)
     venv_dir = tmp_path / "second"
