@@ -484,43 +484,21 @@ def drop_tree(path: Path) -> None:
 
 # -- measuring a run -------------------------------------------------------------------------------
 
-# Runs a command with a file size limit and writes the largest resident set of any process in
-# its tree (kilobytes) to a file. Python ignores SIGXFSZ, so a write past the limit fails with
-# EFBIG ("File too large") instead of killing the writer.
+# Runs a command under a file size limit and writes, for its whole process tree once reaped,
+# the largest resident set (KiB) and the bytes passed to write() (/proc's wchar: a child's
+# counts are added to its parent's when it is reaped). Python ignores SIGXFSZ, so a write
+# past the limit fails with EFBIG ("File too large") instead of killing the writer.
 MEASURE = r"""
 import resource, subprocess, sys
 out, fsize = sys.argv[1], int(sys.argv[2])
 resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+def wchar():
+    with open("/proc/self/io") as f:
+        return int(next(line for line in f if line.startswith("wchar:")).split()[1])
+before = wchar()
 rc = subprocess.call(sys.argv[3:])
+written = wchar() - before
 with open(out, "w") as f:
-    f.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
+    f.write(f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss} {written}")
 sys.exit(rc if rc >= 0 else 128 - rc)
 """
-
-
-class DiskWatch:
-    """Samples the free space of the file systems of `paths` while a run goes on: the largest
-    drop seen tells whether something wrote a lot, even if it deleted it again.
-    """
-
-    def __init__(self, paths: Sequence[Path]) -> None:
-        import threading
-
-        self.paths = list(paths)
-        self.start = {p: shutil.disk_usage(p).free for p in self.paths}
-        self.drop = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(0.01):
-            for p in self.paths:
-                self.drop = max(self.drop, self.start[p] - shutil.disk_usage(p).free)
-
-    def __enter__(self) -> DiskWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
