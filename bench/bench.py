@@ -13,6 +13,12 @@ Scenarios (pip is installed in every venv):
   warm   the same wheels seen before (caches kept), new venv directory
   no-op  the venv is already up to date (pip: `pip install -r` again; uv: `uv pip sync`)
 
+Two methods, both printed. "Interleaved": each round runs every tool once per scenario,
+with `sync` and a short pause before each run (so that no run pays for another's
+writeback). "Back to back": for uv and create_venv only, the same command run N times in a
+row with nothing in between (as hyperfine or a shell loop would time it: each run also pays
+for the writeback the previous one left, e.g. a journal commit forced by an fsync).
+
 Nothing is deleted until every run is done. ext4's inode allocator skips inodes freed in
 the last minute (fs/ext4/ialloc.c, recently_deleted), so deleting one run's ~8,000 files
 made the next run's file creation several times slower (perf: find_inode_bit and
@@ -56,10 +62,14 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def timed(commands: list[list[str]], env: dict[str, str]) -> tuple[float, float]:
-    """(seconds, peak RSS in MiB of any process) for running `commands` one after another."""
-    os.sync()  # let the previous run's writes and deletes settle: this disk's metadata cost varies a lot
-    time.sleep(0.2)
+def timed(commands: list[list[str]], env: dict[str, str], settle: bool = True) -> tuple[float, float]:
+    """(seconds, peak RSS in MiB of any process) for running `commands` one after another.
+
+    `settle`: sync and pause first, so that this run does not pay for the last one's writeback.
+    """
+    if settle:
+        os.sync()  # let the previous run's writes and deletes settle: this disk's metadata cost varies a lot
+        time.sleep(0.2)
     start = time.perf_counter()
     peak = 0
     for cmd in commands:
@@ -190,6 +200,21 @@ def main() -> int:
                         trash.append(cache)
         print(f"bench: round {rnd + 1}/{args.rounds} done", file=sys.stderr)
 
+    # The second method: back to back, no sync or pause between runs.
+    direct: dict[tuple[str, str], list[float]] = {}
+    for name in ("uv venv + uv pip install --offline", "create_venv"):
+        run = peers[name]
+        cache = runs / f"cache-{abs(hash(name))}"
+        env = clean_env(PATH=env_path, CROS_VENV_CACHE=str(cache))
+        noop_dir = runs / f"noop-{abs(hash(name))}"
+        os.sync()
+        for _ in range(args.rounds * 2):
+            venv_dir = runs / f"direct-{uuid.uuid4().hex[:8]}"
+            direct.setdefault((name, "warm"), []).append(timed(run["build"](venv_dir, cache), env, settle=False)[0])
+            trash.append(venv_dir)
+        for _ in range(args.rounds * 2):
+            direct.setdefault((name, "noop"), []).append(timed(run["noop"](noop_dir, cache), env, settle=False)[0])
+
     # The no-op does not grow with pip_packages/: the same venv, interleaved, from a copy of
     # the repo with 500 unrelated wheels added.
     repo500 = make_repo(scratch / "repo500", wheels)
@@ -235,6 +260,11 @@ def main() -> int:
         print(f"| {label} | " + " | ".join(cells) + f" | {ratio:.2f}× |")
     mem = [f"{med(n, 'cold', 1):.0f} MiB" for n in names]
     print("| peak memory (cold) | " + " | ".join(mem) + " | |")
+    uv_w, cv_w = (statistics.median(direct[(n, "warm")]) for n in (uv_name, "create_venv"))
+    uv_n, cv_n = (statistics.median(direct[(n, "noop")]) for n in (uv_name, "create_venv"))
+    print(f"\nBack to back ({args.rounds * 2} runs each, no sync between, medians): warm {cv_w * 1000:.0f} ms vs "
+          f"uv {uv_w * 1000:.0f} ms ({cv_w / uv_w:.2f}×); no-op {cv_n * 1000:.1f} ms vs uv {uv_n * 1000:.1f} ms "
+          f"({cv_n / uv_n:.2f}×)")
     with_500, without = statistics.median(more), statistics.median(base)
     print(f"\nno-op with 500 unrelated wheels added to pip_packages/: {with_500 * 1000:.1f} ms "
           f"vs {without * 1000:.1f} ms without ({with_500 / without:.2f}×)")
