@@ -12,6 +12,7 @@ import argparse
 import os
 import re
 import sys
+from dataclasses import dataclass
 
 from packaging.tags import Tag, compatible_tags, cpython_tags, mac_platforms
 
@@ -25,11 +26,41 @@ MACHINES = {"x86_64": "x86_64", "amd64": "AMD64", "aarch64": "aarch64", "arm64":
             "win32": "x86", "armv7l": "armv7l", "ppc64le": "ppc64le", "s390x": "s390x", "universal2": "arm64"}
 
 
-def parse_python(version: str) -> tuple[int, int]:
-    m = re.fullmatch(r"3\.(\d+)", version)
-    if not m:
-        raise InputError(f"--python {version}: give a Python version as 3.N, e.g. 3.11")
-    return 3, int(m.group(1))
+# The newest CPython release of each 3.N known to this tool (pyenv's list of 2026-05-08).
+# A declared `--python 3.N` means the newest: a wheel's `Requires-Python: !=3.9.0, !=3.9.1`
+# excludes only releases nobody should still run. Update it with new releases.
+LATEST_PATCH = {6: 15, 7: 17, 8: 20, 9: 25, 10: 20, 11: 15, 12: 13, 13: 13, 14: 4}
+
+
+@dataclass(frozen=True)
+class PythonVersion:
+    """A declared CPython version: `3.N` (its newest known release) or an exact `3.N.P`."""
+
+    minor: int
+    patch: int
+    given: str  # as declared
+
+    @classmethod
+    def parse(cls, text: str) -> PythonVersion:
+        m = re.fullmatch(r"3\.([0-9]+)(?:\.([0-9]+))?", text)
+        if not m:
+            raise InputError(f"--python {text}: give a Python version as 3.N or 3.N.P, e.g. 3.11")
+        minor = int(m.group(1))
+        patch = LATEST_PATCH.get(minor, 0) if m.group(2) is None else int(m.group(2))
+        return cls(minor, patch, text)
+
+    @property
+    def full(self) -> str:
+        return f"3.{self.minor}.{self.patch}"
+
+    @property
+    def label(self) -> str:
+        """`3.9 (3.9.25)` for a declared minor, `3.9.7` for an exact version."""
+        if self.given == self.full:
+            return self.full
+        if self.minor not in LATEST_PATCH:
+            return f"{self.given} ({self.full}: no 3.{self.minor} release known to this tool)"
+        return f"{self.given} ({self.full})"
 
 
 def expand_platform(platform: str) -> list[str]:
@@ -59,9 +90,8 @@ def expand_platform(platform: str) -> list[str]:
                      "macosx_11_0_arm64 or win_amd64")
 
 
-def environment(version: tuple[int, int], platform: str) -> dict[str, str]:
+def environment(version: PythonVersion, platform: str) -> dict[str, str]:
     """The PEP 508 marker environment of CPython `version` on `platform`."""
-    v = f"{version[0]}.{version[1]}"
     if platform.startswith(("manylinux", "musllinux", "linux")):
         os_name, sys_platform, system = "posix", "linux", "Linux"
     elif platform.startswith("macosx"):
@@ -70,21 +100,21 @@ def environment(version: tuple[int, int], platform: str) -> dict[str, str]:
         os_name, sys_platform, system = "nt", "win32", "Windows"
     arch = next((m for key, m in MACHINES.items() if platform.endswith(key)), "")
     return {
-        "implementation_name": "cpython", "implementation_version": f"{v}.0", "os_name": os_name,
+        "implementation_name": "cpython", "implementation_version": version.full, "os_name": os_name,
         "platform_machine": arch, "platform_python_implementation": "CPython", "platform_release": "",
-        "platform_system": system, "platform_version": "", "python_full_version": f"{v}.0",
-        "python_version": v, "sys_platform": sys_platform,
+        "platform_system": system, "platform_version": "", "python_full_version": version.full,
+        "python_version": f"3.{version.minor}", "sys_platform": sys_platform,
     }
 
 
 def declared(python_version: str, platform: str) -> Target:
-    """The Target for CPython `python_version` (3.N) on `platform` (a wheel platform tag)."""
-    version = parse_python(python_version)
+    """The Target for CPython `python_version` (3.N or 3.N.P) on `platform` (a wheel platform tag)."""
+    version = PythonVersion.parse(python_version)
     platforms = expand_platform(platform)
-    abi = f"cp3{version[1]}"
-    tags: list[Tag] = list(cpython_tags(version, [abi], platforms))
-    tags += [t for t in compatible_tags(version, abi, platforms) if t not in tags]
-    return Target(path=f"Python {python_version} on {platform}", version=f"{python_version}.0",
+    abi = f"cp3{version.minor}"
+    tags: list[Tag] = list(cpython_tags((3, version.minor), [abi], platforms))
+    tags += [t for t in compatible_tags((3, version.minor), abi, platforms) if t not in tags]
+    return Target(path=f"Python {version.label} on {platform}", version=version.full,
                   implementation="cpython", abi=abi, tags=tuple(tags), environment=environment(version, platform))
 
 
@@ -96,7 +126,7 @@ def host_platform(current: Target) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """--python and --platform, as check_requirements and vendor_wheels take them."""
     parser.add_argument("--python", action="append", default=[], metavar="VERSION",
-                        help="a target Python version, e.g. 3.11 (repeatable; default: the running one)")
+                        help="a target Python version: 3.N (its newest release) or 3.N.P (repeatable; default: the running one)")
     parser.add_argument("--platform", action="append", default=[], metavar="TAG",
                         help="a target platform tag, e.g. manylinux_2_17_x86_64 (repeatable; default: this machine)")
 
@@ -106,4 +136,4 @@ def make(pythons: list[str], platforms: list[str], cache_root: str) -> list[Targ
     here = interpreter.find(os.path.realpath(sys.executable), os.path.join(cache_root, "interpreters"), [])
     if not pythons and not platforms:
         return [here]
-    return [declared(v, p) for v in pythons or [here.python_version] for p in platforms or [host_platform(here)]]
+    return [declared(v, p) for v in pythons or [here.version] for p in platforms or [host_platform(here)]]

@@ -63,7 +63,7 @@ def test_a_wheel_for_another_platform_only(wheelhouse: ToolRepo) -> None:
                         "--platform", "manylinux_2_17_x86_64", str(reqs))
     assert code == 1
     (line,) = [line for line in lines if "native" in line and "warning" not in line]
-    assert line.startswith(f"{reqs}:1: [Python 3.11 on manylinux_2_17_x86_64] no wheel for native==1.0")
+    assert line.startswith(f"{reqs}:1: [Python 3.11 (3.11.15) on manylinux_2_17_x86_64] no wheel for native==1.0")
     assert "native-1.0-cp311-cp311-macosx_11_0_arm64.whl" in line
     assert line.endswith("fix: pip download --only-binary=:all: --no-deps --python-version 3.11 --implementation cp "
                          "--abi cp311 --platform manylinux_2_17_x86_64 -d pip_packages native==1.0")
@@ -78,7 +78,7 @@ def test_a_dependency_missing_on_one_target_only(wheelhouse: ToolRepo) -> None:
                         str(reqs))
     errors = [line for line in lines if "warning" not in line]
     assert code == 1 and len(errors) == 1
-    assert errors[0].startswith(f"{reqs}:1: [Python 3.10 on manylinux_2_17_x86_64] compat==1.0 needs backport>=1")
+    assert errors[0].startswith(f"{reqs}:1: [Python 3.10 (3.10.20) on manylinux_2_17_x86_64] compat==1.0 needs backport>=1")
 
 
 def test_hashes_are_checked(wheelhouse: ToolRepo) -> None:
@@ -149,3 +149,14 @@ def test_a_broken_wheel_that_is_pinned_is_reported_once(wheelhouse: ToolRepo) ->
 def test_bad_arguments(wheelhouse: ToolRepo) -> None:
     out = wheelhouse.command("check_requirements", "--platform", "nowhere", "r.txt")
     assert out.returncode == 2 and "check_requirements: error: --platform nowhere: not a platform tag" in out.stderr
+
+
+def test_a_declared_minor_is_checked_as_its_newest_patch_release(tool_repo: ToolRepo) -> None:
+    tool_repo.add_wheel(WheelSpec("picky", "1.0", requires_python="!=3.9.0, !=3.9.1"))
+    reqs = tool_repo.requirements("r.txt", "picky==1.0\n")
+    assert check(tool_repo, "--python", "3.9", "--platform", "manylinux_2_17_x86_64", "--strict", str(reqs)) == (0, [])
+    code, lines = check(tool_repo, "--python", "3.9.1", "--python", "3.9", "--platform", "manylinux_2_17_x86_64",
+                        str(reqs))
+    assert code == 1 and lines == [
+        f"{reqs}:1: [Python 3.9.1 on manylinux_2_17_x86_64] picky-1.0-py3-none-any.whl requires Python "
+        "!=3.9.0, !=3.9.1, but the target is Python 3.9.1; pin another version"]

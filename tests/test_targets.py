@@ -31,10 +31,10 @@ def test_rejects_unknown_platforms(bad: str) -> None:
         targets.expand_platform(bad)
 
 
-@pytest.mark.parametrize("bad", ["3", "2.7", "3.x", "311"])
+@pytest.mark.parametrize("bad", ["3", "2.7", "3.x", "311", "3.9.", "3.9.1.2", "3.9rc1"])
 def test_rejects_bad_python_versions(bad: str) -> None:
-    with pytest.raises(InputError, match="give a Python version as 3.N"):
-        targets.parse_python(bad)
+    with pytest.raises(InputError, match="give a Python version as 3.N or 3.N.P"):
+        targets.PythonVersion.parse(bad)
 
 
 def test_declared_target_tags_and_environment() -> None:
@@ -46,4 +46,24 @@ def test_declared_target_tags_and_environment() -> None:
     env = t.environment
     assert (env["python_version"], env["sys_platform"], env["platform_machine"]) == ("3.10", "darwin", "arm64")
     assert targets.declared("3.12", "win_amd64").environment["os_name"] == "nt"
-    assert t.describe() == "Python 3.10 on macosx_11_0_arm64 (best tag cp310-cp310-macosx_11_0_arm64)"
+    assert t.describe() == "Python 3.10 (3.10.20) on macosx_11_0_arm64 (best tag cp310-cp310-macosx_11_0_arm64)"
+
+
+@pytest.mark.parametrize(("given", "label", "full"), [
+    pytest.param("3.9", "Python 3.9 (3.9.25)", "3.9.25", id="minor-newest-patch"),
+    pytest.param("3.13", "Python 3.13 (3.13.13)", "3.13.13", id="minor-newest-patch-313"),
+    pytest.param("3.9.7", "Python 3.9.7", "3.9.7", id="exact"),
+    pytest.param("3.30", "Python 3.30 (3.30.0: no 3.30 release known to this tool)", "3.30.0", id="unknown-minor"),
+])
+def test_a_declared_minor_means_its_newest_patch_release(given: str, label: str, full: str) -> None:
+    t = targets.declared(given, "manylinux_2_17_x86_64")
+    assert t.path == f"{label} on manylinux_2_17_x86_64"
+    assert t.version == full and t.python_version == ".".join(full.split(".")[:2])
+    assert t.environment["python_full_version"] == t.environment["implementation_version"] == full
+
+
+def test_requires_python_excluding_early_patches_admits_a_declared_minor() -> None:
+    from packaging.specifiers import SpecifierSet
+
+    t = targets.declared("3.9", "manylinux_2_17_x86_64")
+    assert SpecifierSet("!=3.9.0, !=3.9.1").contains(t.python_full_version)
