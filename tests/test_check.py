@@ -146,9 +146,17 @@ def test_a_broken_wheel_that_is_pinned_is_reported_once(wheelhouse: ToolRepo) ->
         "fetch it with `git lfs pull` (or commit the wheel itself)"]
 
 
-def test_bad_arguments(wheelhouse: ToolRepo) -> None:
-    out = wheelhouse.command("check_requirements", "--platform", "nowhere", "r.txt")
-    assert out.returncode == 2 and "check_requirements: error: --platform nowhere: not a platform tag" in out.stderr
+@pytest.mark.parametrize(("args", "message"), [
+    pytest.param(["--platform", "nowhere"], "--platform nowhere: not a platform tag", id="platform"),
+    pytest.param(["--platform", "manylinux_2_2000000_x86_64"], "--platform manylinux_2_2000000_x86_64: out of range; "
+                 "the allowed range is manylinux_2_5_x86_64 to manylinux_2_99_x86_64", id="platform-range"),
+    pytest.param(["--python", "3.100000"], "--python 3.100000: out of range; the allowed range is 3.6 to 3.99",
+                 id="python-range"),
+])
+def test_bad_arguments(wheelhouse: ToolRepo, args: list[str], message: str) -> None:
+    out = wheelhouse.command("check_requirements", *args, "r.txt")
+    assert out.returncode == 2 and out.stderr.startswith(f"check_requirements: error: {message}")
+    assert len(out.stderr.splitlines()) == 1
 
 
 def test_a_declared_minor_is_checked_as_its_newest_patch_release(tool_repo: ToolRepo) -> None:

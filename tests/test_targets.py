@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from packaging.tags import Tag
 
@@ -46,6 +48,7 @@ def test_declared_target_tags_and_environment() -> None:
     env = t.environment
     assert (env["python_version"], env["sys_platform"], env["platform_machine"]) == ("3.10", "darwin", "arm64")
     assert targets.declared("3.12", "win_amd64").environment["os_name"] == "nt"
+    assert targets.declared("3.7", "manylinux2014_x86_64").tags[0] == Tag("cp37", "cp37m", "manylinux_2_17_x86_64")
     assert t.describe() == "Python 3.10 (3.10.20) on macosx_11_0_arm64 (best tag cp310-cp310-macosx_11_0_arm64)"
 
 
@@ -67,3 +70,56 @@ def test_requires_python_excluding_early_patches_admits_a_declared_minor() -> No
 
     t = targets.declared("3.9", "manylinux_2_17_x86_64")
     assert SpecifierSet("!=3.9.0, !=3.9.1").contains(t.python_full_version)
+
+
+OUT_OF_RANGE = [
+    pytest.param("--platform", "manylinux_2_2000000_x86_64", "manylinux_2_5_x86_64 to manylinux_2_99_x86_64",
+                 id="glibc-minor-huge"),
+    pytest.param("--platform", "manylinux_2_4_x86_64", "manylinux_2_5_x86_64 to manylinux_2_99_x86_64",
+                 id="glibc-minor-too-old"),
+    pytest.param("--platform", "manylinux_2_16_aarch64", "manylinux_2_17_aarch64 to manylinux_2_99_aarch64",
+                 id="glibc-minor-too-old-arm"),
+    pytest.param("--platform", "manylinux_3_17_x86_64", "manylinux_2_5_x86_64 to manylinux_2_99_x86_64",
+                 id="glibc-major"),
+    pytest.param("--platform", "manylinux_2_" + "9" * 5000 + "_x86_64", "manylinux_2_5_x86_64 to", id="glibc-digits"),
+    pytest.param("--platform", "musllinux_1_999999_x86_64", "musllinux_1_0_x86_64 to musllinux_1_99_x86_64",
+                 id="musl-minor"),
+    pytest.param("--platform", "musllinux_2_1_x86_64", "musllinux_1_0_x86_64 to musllinux_1_99_x86_64",
+                 id="musl-major"),
+    pytest.param("--platform", "macosx_999999_0_arm64", "macosx_10_0_arm64 to macosx_99_99_arm64", id="mac-major"),
+    pytest.param("--platform", "macosx_9_0_x86_64", "macosx_10_0_x86_64 to macosx_99_99_x86_64", id="mac-old"),
+    pytest.param("--platform", "macosx_11_100_arm64", "macosx_10_0_arm64 to macosx_99_99_arm64", id="mac-minor"),
+    pytest.param("--python", "3.100000", "3.6 to 3.99", id="python-minor-huge"),
+    pytest.param("--python", "3." + "9" * 5000, "3.6 to 3.99", id="python-digits"),
+    pytest.param("--python", "3.5", "3.6 to 3.99", id="python-too-old"),
+    pytest.param("--python", "3.11.100", "3.11.0 to 3.11.99", id="python-patch"),
+]
+
+
+@pytest.mark.parametrize(("option", "value", "allowed"), OUT_OF_RANGE)
+def test_rejects_numbers_out_of_range_naming_the_range(option: str, value: str, allowed: str) -> None:
+    with pytest.raises(InputError) as info:
+        targets.declared(value if option == "--python" else "3.11",
+                         value if option == "--platform" else "manylinux_2_17_x86_64")
+    (message,) = info.value.problems
+    assert message.startswith(f"{option} {value[:40]}") and allowed in message, message
+    assert len(message) < 300
+
+
+@pytest.mark.parametrize("bad", ["manylinux_2_١٧_x86_64", "linux_x86_64\n", "macosx_11_0_ärm64"])
+def test_platform_tags_are_ascii(bad: str) -> None:
+    with pytest.raises(InputError, match="not a platform tag"):
+        targets.expand_platform(bad)
+
+
+def test_python_versions_are_ascii() -> None:
+    with pytest.raises(InputError, match="give a Python version as 3.N"):
+        targets.PythonVersion.parse("3.١١")
+
+
+@pytest.mark.parametrize("platform", ["manylinux_2_99_x86_64", "macosx_99_99_x86_64", "musllinux_1_99_aarch64"])
+def test_the_largest_allowed_targets_are_built_in_linear_time(platform: str) -> None:
+    start = time.monotonic()
+    t = targets.declared("3.99", platform)
+    assert time.monotonic() - start < 1.5
+    assert len(t.tags) == len(set(t.tags)) > 10_000
