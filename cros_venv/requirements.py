@@ -13,15 +13,23 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Mapping
 
-from packaging.markers import Marker
+from packaging.markers import InvalidMarker, Marker, UndefinedComparison, UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier
 from packaging.utils import NormalizedName, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from cros_venv.errors import InputError
 
 # pip's rule: a comment starts a line or follows whitespace (so `a#b` is not a comment).
-COMMENT_RE = re.compile(r"(^|\s+)#.*$")
+# pip writes it `(^|\s+)#.*$`, which backtracks quadratically over a long run of spaces;
+# the whitespace before the `#` is stripped with the rest of the line's ends instead.
+COMMENT_RE = re.compile(r"(?:^|(?<=\s))#.*$")
+# What packaging raises for a marker it parsed but cannot evaluate (`python_version ~= "3"`),
+# and RecursionError for absurd nesting (its parser and evaluator recurse per parenthesis).
+MARKER_ERRORS = (InvalidMarker, InvalidSpecifier, InvalidVersion, UndefinedComparison, UndefinedEnvironmentName,
+                 RecursionError)
+MARKER_FIX = 'write a marker packaging can evaluate (PEP 508), e.g. python_version >= "3.9"'
 HASH_ALGORITHMS = {"sha256": 64, "sha384": 96, "sha512": 128}
 
 # Options that change nothing when every install comes from pip_packages/.
@@ -177,6 +185,9 @@ def parse_requirement(line: str, where: str, constraint: bool, problems: list[st
     except InvalidRequirement as e:
         problems.append(f"{where}: invalid requirement {excerpt(text)!r}: {str(e).splitlines()[0]}")
         return None
+    except RecursionError:
+        problems.append(f"{where}: the marker of {excerpt(text)} is nested too deeply to parse; simplify it")
+        return None
     if req.url:
         problems.append(f"{where}: URLs are not supported ({req.name} @ {req.url}); "
                         f"put the wheel in pip_packages/ and pin {req.name}==VERSION")
@@ -320,13 +331,34 @@ def _merge(found: dict[NormalizedName, Pin], pin: Pin, problems: list[str], what
 Pins = dict[NormalizedName, Pin]
 
 
+class UnusableMarker(ValueError):
+    """A marker packaging parsed but cannot evaluate; the message says which and why (the
+    fix depends on whose marker it is: a requirements file's or a wheel's).
+    """
+
+
+def marker_holds(marker: Marker, env: Mapping[str, str]) -> bool:
+    """Whether `marker` is true in `env`; raises UnusableMarker where packaging cannot tell."""
+    try:
+        return marker.evaluate(dict(env))
+    except RecursionError:
+        raise UnusableMarker("the marker is nested too deeply to evaluate") from None
+    except MARKER_ERRORS as e:
+        reason = str(e).splitlines()[0]
+        raise UnusableMarker(f"cannot evaluate the marker {excerpt(str(marker))!r} ({reason})") from None
+
+
 def applicable(reqs: RequirementFiles, env: Mapping[str, str]) -> tuple[Pins, Pins]:
     """(requirements, constraints) that apply to a target whose marker environment is `env`."""
     problems: list[str] = []
     wanted: dict[NormalizedName, Pin] = {}
     constraints: dict[NormalizedName, Pin] = {}
     for pin in reqs.pins:
-        if pin.marker is not None and not pin.marker.evaluate(dict(env)):
+        try:
+            if pin.marker is not None and not marker_holds(pin.marker, env):
+                continue
+        except UnusableMarker as e:
+            problems.append(f"{pin.origin}: {e}; {MARKER_FIX}")
             continue
         _merge(constraints if pin.constraint else wanted, pin, problems,
                "(constraint)" if pin.constraint else "pinned")

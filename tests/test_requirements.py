@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import inspect
+import sys
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -233,3 +237,57 @@ def test_include_names_are_split_as_pip_splits_them(tmp_path: Path, line: str) -
 def test_a_hash_option_may_be_quoted(tmp_path: Path) -> None:
     reqs = load(tmp_path, f"alpha==1.0 --hash 'sha256:{'a' * 64}'\n")
     assert reqs.pins[0].hashes == {f"sha256:{'a' * 64}"}
+
+
+DEEP = "(" * 2000 + 'python_version < "3"' + ")" * 2000
+UNEVALUABLE = [
+    pytest.param('alpha==1.0 ; python_version ~= "3"', "cannot evaluate the marker", id="compatible-release-one-part"),
+    pytest.param('alpha==1.0 ; os_name ~= "3"', "cannot evaluate the marker", id="compatible-release-on-a-string"),
+    pytest.param('alpha==1.0 ; python_version < "3" and platform_release >= "3.x" or python_version ~= "3"',
+                 "cannot evaluate the marker", id="in-a-compound-marker"),
+]
+
+
+@pytest.mark.parametrize(("line", "message"), UNEVALUABLE)
+def test_markers_packaging_cannot_evaluate_are_problems_with_file_and_line(
+        tmp_path: Path, line: str, message: str) -> None:
+    reqs = load(tmp_path, f"beta==1.0\n{line}\n")
+    with pytest.raises(InputError) as info:
+        requirements.applicable(reqs, ENV_311)
+    (problem,) = info.value.problems
+    assert problem.startswith(f"{tmp_path / 'requirements.txt'}:2: {message}") and "\n" not in problem
+    assert problem.endswith("; write a marker packaging can evaluate (PEP 508), e.g. python_version >= \"3.9\"")
+
+
+def test_a_marker_nested_too_deeply_is_a_problem(tmp_path: Path) -> None:
+    line = f"alpha==1.0 ; {DEEP}"
+    found = problems(tmp_path, f"beta==1.0\n{line}\n")
+    assert found == (f"{tmp_path / 'requirements.txt'}:2: the marker of {line[:30]}... is nested too deeply to parse; "
+                     "simplify it",)
+
+
+def test_a_marker_too_deep_to_evaluate_is_a_problem(tmp_path: Path) -> None:
+    """Parsed near the top of the stack, evaluated deeper down (as in create_venv)."""
+    reqs = load(tmp_path, f"alpha==1.0 ; {'(' * 100}python_version < '3'{')' * 100}\n")
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(len(inspect.stack()) + 60)
+    try:
+        with pytest.raises(InputError) as info:
+            requirements.applicable(reqs, ENV_311)
+    finally:
+        sys.setrecursionlimit(limit)
+    assert info.value.problems == (f"{tmp_path / 'requirements.txt'}:1: the marker is nested too deeply to evaluate; "
+                                   f"{requirements.MARKER_FIX}",)
+
+
+@pytest.mark.parametrize("line", [
+    pytest.param("alpha==1.0" + " " * 100_000 + "x", id="spaces-inside"),
+    pytest.param(" " * 100_000 + "alpha==1.0", id="spaces-before"),
+    pytest.param("alpha==1.0 ; " + "\t" * 100_000 + "#", id="tabs-before-comment"),
+])
+def test_long_runs_of_whitespace_take_linear_time(tmp_path: Path, line: str) -> None:
+    """pip's comment pattern `(^|\\s+)#` backtracks quadratically over whitespace runs."""
+    start = time.monotonic()
+    with contextlib.suppress(InputError):
+        load(tmp_path, f"{line}\n")
+    assert time.monotonic() - start < 1
