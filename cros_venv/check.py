@@ -15,6 +15,7 @@ import contextlib
 import functools
 import json
 import os
+import stat
 import sys
 import zipfile
 from dataclasses import dataclass
@@ -135,11 +136,23 @@ class Verified:
                 atomic_write(self.path, json.dumps(self.known).encode(), durable=False)
 
 
+def not_a_file(path: str) -> str:
+    """What the entry at `path`, named like a wheel, is instead of a regular file."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return "is a broken symbolic link, not a wheel file; remove it, or link it to the wheel file"
+    kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+    return f"is {kind}, not a wheel file; remove it, or put the wheel file there"
+
+
 def wheelhouse_problems(house: wheels.Wheelhouse, verified: Verified, crc: bool) -> tuple[list[Problem], set[str]]:
     """Problems with the files in the wheelhouse; and the paths of the broken wheels."""
     problems = [Problem(f"{os.path.join(house.directory, f)}:0",
                         "is not a valid wheel file name (NAME-VERSION[-BUILD]-PYTHON-ABI-PLATFORM.whl); "
                         "rebuild it with `pip wheel` or remove it") for f in house.invalid]
+    problems += [Problem(f"{path}:0", not_a_file(path))
+                 for path in (os.path.join(house.directory, f) for f in house.not_files)]
     broken: set[str] = set()
     claimed: dict[tuple[str, Version, str], wheels.Wheel] = {}
     for name in sorted(house.wheels):

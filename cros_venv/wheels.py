@@ -53,17 +53,22 @@ class Wheelhouse:
     directory: str
     wheels: Mapping[NormalizedName, tuple[Wheel, ...]]
     invalid: tuple[str, ...]  # files ending in .whl whose names are not valid wheel names
+    not_files: tuple[str, ...] = ()  # entries named *.whl that are not regular files (directories, ...)
 
     @classmethod
     def scan(cls, directory: str) -> Wheelhouse:
+        """Index the regular files (or links to them) named *.whl in `directory`."""
         by_name: dict[NormalizedName, list[Wheel]] = {}
         invalid: list[str] = []
+        not_files: list[str] = []
         try:
-            names = sorted(os.listdir(directory))
+            with os.scandir(directory) as it:
+                entries = sorted((e.name, e.is_file()) for e in it if e.name.endswith(".whl"))
         except OSError as e:
             raise InputError(f"cannot read the wheel directory {directory}: {e.strerror}") from None
-        for filename in names:
-            if not filename.endswith(".whl"):
+        for filename, is_file in entries:
+            if not is_file:
+                not_files.append(filename)
                 continue
             try:
                 name, version, _build, tags = parse_wheel_filename(filename)
@@ -71,7 +76,7 @@ class Wheelhouse:
                 invalid.append(filename)
                 continue
             by_name.setdefault(name, []).append(Wheel(os.path.join(directory, filename), name, version, tags))
-        return cls(directory, {k: tuple(v) for k, v in by_name.items()}, tuple(invalid))
+        return cls(directory, {k: tuple(v) for k, v in by_name.items()}, tuple(invalid), tuple(not_files))
 
     def candidates(self, name: NormalizedName, version: Version) -> list[Wheel]:
         return [w for w in self.wheels.get(name, ()) if w.version == version]

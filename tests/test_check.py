@@ -88,7 +88,8 @@ def test_hashes_are_checked(wheelhouse: ToolRepo) -> None:
                              for line in lines)
 
 
-@pytest.mark.parametrize("damage", ["lfs-pointer", "truncated", "bad-crc", "bad-name", "competing", "wrong-metadata"])
+@pytest.mark.parametrize("damage", ["lfs-pointer", "truncated", "bad-crc", "bad-name", "competing", "wrong-metadata",
+                                    "directory", "dangling-symlink"])
 def test_broken_wheels_in_pip_packages(wheelhouse: ToolRepo, tmp_path: Path, damage: str) -> None:
     wheel = build_wheel(tmp_path, WheelSpec("omega", "1.0", files={"omega.py": b"X = 1\n" * 500}))
     dest = wheelhouse.wheels / wheel.name
@@ -100,6 +101,8 @@ def test_broken_wheels_in_pip_packages(wheelhouse: ToolRepo, tmp_path: Path, dam
         "bad-name": "is not a valid wheel file name",
         "competing": "competes with omega-1.0-py2.py3-none-any.whl for omega==1.0 on tag py3-none-any",
         "wrong-metadata": "says it is omega 1.0 in its METADATA, not psi 1.0",
+        "directory": "is a directory, not a wheel file; remove it, or put the wheel file there",
+        "dangling-symlink": "is a broken symbolic link, not a wheel file; remove it, or link it to the wheel file",
     }[damage]
     if damage == "lfs-pointer":
         dest.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:" + "a" * 64 + "\nsize 1234\n")
@@ -117,6 +120,10 @@ def test_broken_wheels_in_pip_packages(wheelhouse: ToolRepo, tmp_path: Path, dam
     elif damage == "bad-name":
         dest = wheelhouse.wheels / "omega_1.0.whl"
         shutil.copy(wheel, dest)
+    elif damage == "directory":
+        dest.mkdir()
+    elif damage == "dangling-symlink":
+        dest.symlink_to(wheelhouse.wheels / "gone.whl")
     elif damage == "competing":
         shutil.copy(wheel, dest)
         shutil.copy(wheel, wheelhouse.wheels / "omega-1.0-py2.py3-none-any.whl")

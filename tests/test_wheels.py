@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from email.message import Message
 from pathlib import Path
+from typing import Callable
 
 import pytest
 from packaging.tags import Tag
@@ -171,3 +173,20 @@ def test_hash_checks(tmp_path: Path) -> None:
     wheels.check_hashes(none.values(), hashes, require=False)
     with pytest.raises(InputError, match="hash-checking mode"):
         wheels.check_hashes(none.values(), hashes, require=True)
+
+
+@pytest.mark.parametrize("make", [
+    pytest.param(lambda p: p.mkdir(), id="directory"),
+    pytest.param(lambda p: p.symlink_to(p.parent / "nowhere.whl"), id="dangling-symlink"),
+    pytest.param(lambda p: os.mkfifo(p), id="fifo"),
+])
+def test_only_regular_files_are_wheels(tmp_path: Path, make: Callable[[Path], None]) -> None:
+    make(tmp_path / "alpha-1.0-py3-none-any.whl")
+    (tmp_path / "real.data").write_bytes(b"")
+    (tmp_path / "beta-1.0-py3-none-any.whl").symlink_to(tmp_path / "real.data")  # a link to a file is a file
+    h = wheels.Wheelhouse.scan(str(tmp_path))
+    assert list(h.wheels) == ["beta"] and h.not_files == ("alpha-1.0-py3-none-any.whl",)
+    with pytest.raises(InputError) as info:
+        resolve(tmp_path, "alpha==1.0\n", h, {})
+    (msg,) = info.value.problems
+    assert "requirements.txt:1: no wheel for alpha==1.0" in msg and "wheels of alpha present: none" in msg

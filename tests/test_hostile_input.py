@@ -1,0 +1,47 @@
+"""Hostile input to create_venv, check_requirements and vendor_wheels: one line per problem,
+naming the file and line (or wheel) and the fix, never a traceback; exit 2 for bad input
+(check_requirements: exit 1, its code for problems found in the files it checks).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ToolRepo
+
+pytestmark = pytest.mark.e2e
+
+def run(repo: ToolRepo, command: str, reqs: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    if command == "create_venv":
+        return repo.run(str(tmp_path / "venv"), str(reqs))
+    if command == "vendor_wheels":  # offline: it must fail before any download
+        return repo.command(command, "--no-index", str(reqs))
+    return repo.command(command, str(reqs))
+
+
+def problem_lines(command: str, out: subprocess.CompletedProcess[str]) -> list[str]:
+    """The problem lines, without the command's prefix; checks exit code and the absence of tracebacks."""
+    assert "Traceback" not in out.stderr, out.stderr
+    if command == "check_requirements":
+        assert out.returncode == 1, out.stdout + out.stderr
+        return [line for line in out.stdout.splitlines() if ": warning: " not in line]
+    assert out.returncode == 2, out.stderr
+    prefix = f"{command}: error: "
+    assert all(line.startswith(prefix) for line in out.stderr.splitlines()), out.stderr
+    return [line[len(prefix):] for line in out.stderr.splitlines()]
+
+
+@pytest.mark.parametrize("command", ["create_venv", "check_requirements"])
+def test_a_directory_named_like_a_wheel_is_not_a_wheel(wheelhouse: ToolRepo, tmp_path: Path, command: str) -> None:
+    odd = wheelhouse.wheels / "omega-1.0-py3-none-any.whl"
+    odd.mkdir()
+    reqs = wheelhouse.requirements("r.txt", "omega==1.0\n")
+    lines = problem_lines(command, run(wheelhouse, command, reqs, tmp_path))
+    assert lines[0].startswith(f"{reqs}:1: ") and "no wheel for omega==1.0" in lines[0]
+    assert "wheels of omega present: none" in lines[0]
+    if command == "check_requirements":
+        assert lines[1:] == [f"{odd}:0: is a directory, not a wheel file; remove it, "
+                             "or put the wheel file there"]
