@@ -179,12 +179,14 @@ def requirement_problems(paths: Sequence[str], target_list: Sequence[interpreter
 
     @functools.cache
     def metadata(wheel: wheels.Wheel) -> Message:
-        if wheel.path in broken:
-            return Message()  # already reported; do not report its dependencies as well
-        try:
-            return wheels.read_metadata(wheel)
-        except BuildError:
-            return Message()
+        if wheel.path not in broken:
+            with contextlib.suppress(BuildError):
+                return wheels.read_metadata(wheel)
+        # Already reported: a stand-in with the file name's identity and no dependencies,
+        # so that neither the lie nor its dependencies are reported again.
+        stand_in = Message()
+        stand_in["Name"], stand_in["Version"] = wheel.name, str(wheel.version)
+        return stand_in
 
     def add(problem: Problem) -> None:
         if str(problem) not in seen:

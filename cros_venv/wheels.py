@@ -21,7 +21,7 @@ from packaging.utils import (
     canonicalize_name,
     parse_wheel_filename,
 )
-from packaging.version import Version
+from packaging.version import InvalidVersion, Version
 
 from cros_venv.errors import BuildError, InputError
 from cros_venv.interpreter import Target
@@ -195,6 +195,11 @@ def resolve(
             wheel = chosen[name].wheel
         chosen[name] = Resolved(pin, wheel, want, name in wanted and not pin.tool)
         meta = metadata(wheel)
+        lie = identity_problem(wheel, meta)
+        if lie:
+            problems.append(f"{pin.origin}: {wheel.filename} {lie}; replace it with a good wheel of "
+                            f"{pin.name}=={pin.version}")
+            continue
         requires_python = meta.get("Requires-Python")
         if requires_python:
             try:
@@ -230,6 +235,16 @@ def resolve(
     if problems:
         raise InputError(*problems)
     return chosen
+
+
+def identity_problem(wheel: Wheel, meta: Message) -> str | None:
+    """What is wrong if METADATA's Name and Version are not the file name's, else None."""
+    name, version = meta.get("Name"), meta.get("Version")
+    try:
+        same = canonicalize_name(name or "") == wheel.name and Version(version or "") == wheel.version
+    except InvalidVersion:
+        same = False
+    return None if same else f"says it is {name} {version} in its METADATA, not {wheel.name} {wheel.version}"
 
 
 def check_hashes(chosen: Iterable[Resolved], hashes: Mapping[str, str], require: bool) -> None:

@@ -5,6 +5,7 @@ naming the file and line (or wheel) and the fix, never a traceback; exit 2 for b
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -32,6 +33,15 @@ def problem_lines(command: str, out: subprocess.CompletedProcess[str]) -> list[s
     prefix = f"{command}: error: "
     assert all(line.startswith(prefix) for line in out.stderr.splitlines()), out.stderr
     return [line[len(prefix):] for line in out.stderr.splitlines()]
+
+
+def test_create_venv_refuses_a_wheel_whose_metadata_lies(wheelhouse: ToolRepo, tmp_path: Path) -> None:
+    shutil.copy(wheelhouse.wheels / "beta-1.0-py3-none-any.whl", wheelhouse.wheels / "psi-1.0-py3-none-any.whl")
+    reqs = wheelhouse.requirements("r.txt", "psi==1.0\n")
+    assert problem_lines("create_venv", run(wheelhouse, "create_venv", reqs, tmp_path)) == [
+        f"{reqs}:1: psi-1.0-py3-none-any.whl says it is beta 1.0 in its METADATA, not psi 1.0; "
+        "replace it with a good wheel of psi==1.0"]
+    assert not (tmp_path / "venv").exists()
 
 
 @pytest.mark.parametrize("command", ["create_venv", "check_requirements"])

@@ -36,7 +36,9 @@ def pins(tmp_path: Path, text: str) -> tuple[requirements.Pins, requirements.Pin
 
 
 def meta(requires: list[str] | None = None, requires_python: str | None = None) -> Message:
+    """METADATA headers for alpha 1.0 (resolve() below renames them for the wheel asked)."""
     m = Message()
+    m["Name"], m["Version"] = "alpha", "1.0"
     for r in requires or []:
         m["Requires-Dist"] = r
     if requires_python:
@@ -46,8 +48,16 @@ def meta(requires: list[str] | None = None, requires_python: str | None = None) 
 
 def resolve(tmp_path: Path, text: str, h: wheels.Wheelhouse, metas: dict[str, Message]) -> dict[str, wheels.Resolved]:
     wanted, constraints = pins(tmp_path, text)
-    chosen = wheels.resolve(wanted, constraints, h, TARGET, lambda w: metas.get(w.name, meta()))
+    chosen = wheels.resolve(wanted, constraints, h, TARGET, lambda w: named(metas.get(w.name, meta()), w))
     return {str(k): v for k, v in chosen.items()}
+
+
+def named(m: Message, w: wheels.Wheel) -> Message:
+    """`m` with the wheel's own name and version, unless a test made it say otherwise."""
+    if (m["Name"], m["Version"]) == ("alpha", "1.0"):
+        m.replace_header("Name", w.name)
+        m.replace_header("Version", str(w.version))
+    return m
 
 
 def test_scan_indexes_by_normalised_name_and_skips_invalid_names(tmp_path: Path) -> None:
@@ -190,3 +200,32 @@ def test_only_regular_files_are_wheels(tmp_path: Path, make: Callable[[Path], No
         resolve(tmp_path, "alpha==1.0\n", h, {})
     (msg,) = info.value.problems
     assert "requirements.txt:1: no wheel for alpha==1.0" in msg and "wheels of alpha present: none" in msg
+
+
+@pytest.mark.parametrize(("name", "version", "says"), [
+    pytest.param("omega", "1.0", "omega 1.0", id="other-name"),
+    pytest.param("alpha", "2.0", "alpha 2.0", id="other-version"),
+    pytest.param("alpha", "not a version", "alpha not a version", id="invalid-version"),
+    pytest.param(None, "1.0", "None 1.0", id="no-name"),
+])
+def test_a_wheel_whose_metadata_lies_about_its_name_or_version_is_refused(
+        tmp_path: Path, name: str | None, version: str, says: str) -> None:
+    h = house(tmp_path, "alpha-1.0-py3-none-any.whl")
+    lying = meta(["beta"])
+    del lying["Name"], lying["Version"]
+    if name is not None:
+        lying["Name"] = name
+    lying["Version"] = version
+    with pytest.raises(InputError) as info:
+        resolve(tmp_path, "alpha==1.0\n", h, {"alpha": lying})
+    assert info.value.problems == (
+        f"{tmp_path / 'requirements.txt'}:1: alpha-1.0-py3-none-any.whl says it is {says} in its METADATA, "
+        "not alpha 1.0; replace it with a good wheel of alpha==1.0",)
+
+
+def test_metadata_names_are_compared_normalised(tmp_path: Path) -> None:
+    h = house(tmp_path, "foo_bar-1.0-py3-none-any.whl")
+    m = meta()
+    del m["Name"], m["Version"]
+    m["Name"], m["Version"] = "Foo.Bar", "1.0.0"
+    assert list(resolve(tmp_path, "foo-bar==1.0\n", h, {"foo-bar": m})) == ["foo-bar"]
