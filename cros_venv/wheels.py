@@ -92,16 +92,26 @@ def best_wheel(candidates: list[Wheel], target: Target) -> Wheel | None:
     return min(fitting, key=lambda rw: (rw[0], rw[1].filename))[1]
 
 
+def download_platforms(target: Target) -> list[str]:
+    """Every platform tag a wheel for `target` may carry on an index, best first: one
+    `--platform` each for pip, which does not expand PEP 600 tags itself (given only
+    manylinux_2_28_x86_64 it would not take a manylinux_2_17_x86_64 wheel). A real
+    interpreter's local tag (linux_x86_64: built here, never on an index) and "any" are left out.
+    """
+    platforms = dict.fromkeys(t.platform for t in target.tags)
+    return [p for p in platforms if not p.startswith("linux_") and p != "any"] or [target.tags[0].platform]
+
+
 def fix_command(name: str, version: Version, others: list[Wheel], target: Target) -> str:
     """The command that puts the missing wheel into pip_packages/."""
     if others and all(w.is_pure for w in others):
         return f"pip wheel --no-deps -w pip_packages {name}=={version}"
-    # The first tag is a locally built one (linux_x86_64); indexes carry manylinux/macOS tags.
     best = next((t for t in target.tags if not t.platform.startswith("linux_")), target.tags[0])
+    platforms = " ".join(f"--platform {p}" for p in download_platforms(target))
     return (
         f"pip download --only-binary=:all: --no-deps --python-version {target.python_version} "
         f"--implementation {best.interpreter[:2]} --abi {best.abi} "
-        f"--platform {best.platform} -d pip_packages {name}=={version}"
+        f"{platforms} -d pip_packages {name}=={version}"
     )
 
 

@@ -66,7 +66,13 @@ def test_a_wheel_for_another_platform_only(wheelhouse: ToolRepo) -> None:
     assert line.startswith(f"{reqs}:1: [Python 3.11 (3.11.15) on manylinux_2_17_x86_64] no wheel for native==1.0")
     assert "native-1.0-cp311-cp311-macosx_11_0_arm64.whl" in line
     assert line.endswith("fix: pip download --only-binary=:all: --no-deps --python-version 3.11 --implementation cp "
-                         "--abi cp311 --platform manylinux_2_17_x86_64 -d pip_packages native==1.0")
+                         "--abi cp311 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform "
+                         "manylinux_2_16_x86_64 --platform manylinux_2_15_x86_64 --platform manylinux_2_14_x86_64 "
+                         "--platform manylinux_2_13_x86_64 --platform manylinux_2_12_x86_64 --platform "
+                         "manylinux2010_x86_64 --platform manylinux_2_11_x86_64 --platform manylinux_2_10_x86_64 "
+                         "--platform manylinux_2_9_x86_64 --platform manylinux_2_8_x86_64 --platform manylinux_2_7_x86_64 "
+                         "--platform manylinux_2_6_x86_64 --platform manylinux_2_5_x86_64 --platform manylinux1_x86_64 "
+                         "-d pip_packages native==1.0")
     code, _ = check(wheelhouse, "--python", "3.11", "--platform", "macosx_11_0_arm64", str(reqs))
     assert code == 0
 

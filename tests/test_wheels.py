@@ -10,6 +10,7 @@ from typing import Callable
 import pytest
 from packaging.tags import Tag
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from cros_venv import requirements, wheels
 from cros_venv.errors import InputError
@@ -229,3 +230,17 @@ def test_metadata_names_are_compared_normalised(tmp_path: Path) -> None:
     del m["Name"], m["Version"]
     m["Name"], m["Version"] = "Foo.Bar", "1.0.0"
     assert list(resolve(tmp_path, "foo-bar==1.0\n", h, {"foo-bar": m})) == ["foo-bar"]
+
+
+def test_fix_command_names_every_platform_the_target_accepts(tmp_path: Path) -> None:
+    from cros_venv import targets
+
+    target = targets.declared("3.11", "manylinux_2_28_x86_64")
+    h = house(tmp_path, "native-1.0-cp311-cp311-macosx_11_0_arm64.whl")
+    command = wheels.fix_command("native", Version("1.0"), list(h.wheels[canonicalize_name("native")]), target)
+    platforms = " ".join(f"--platform {p}" for p in targets.expand_platform("manylinux_2_28_x86_64"))
+    assert command == ("pip download --only-binary=:all: --no-deps --python-version 3.11 --implementation cp "
+                       f"--abi cp311 {platforms} -d pip_packages native==1.0")
+    assert platforms.startswith("--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 ")
+    assert platforms.endswith("--platform manylinux_2_5_x86_64 --platform manylinux1_x86_64")
+    assert wheels.download_platforms(TARGET) == ["manylinux_2_17_x86_64"]  # not linux_x86_64 nor any
