@@ -25,7 +25,7 @@ from packaging.version import InvalidVersion, Version
 
 from cros_venv.errors import BuildError, InputError
 from cros_venv.interpreter import Target
-from cros_venv.requirements import Pin
+from cros_venv.requirements import Pin, UnusableMarker, excerpt, marker_holds
 
 
 @dataclass(frozen=True)
@@ -210,23 +210,10 @@ def resolve(
             problems.append(f"{pin.origin}: {wheel.filename} {lie}; replace it with a good wheel of "
                             f"{pin.name}=={pin.version}")
             continue
-        requires_python = meta.get("Requires-Python")
-        if requires_python:
-            try:
-                if not SpecifierSet(requires_python).contains(target.python_full_version, prereleases=True):
-                    problems.append(f"{pin.origin}: {wheel.filename} requires Python {requires_python}, "
-                                    f"but the target is Python {target.python_full_version}; pin another version")
-            except InvalidSpecifier:
-                pass
+        problems += python_problems(pin, wheel, meta, target)
         for text in meta.get_all("Requires-Dist") or []:
-            try:
-                dep = Requirement(text)
-            except InvalidRequirement:
-                problems.append(f"{pin.origin}: {wheel.filename} declares an invalid dependency {text!r}")
-                continue
-            if dep.marker is not None and not any(
-                dep.marker.evaluate({**env, "extra": e}) for e in ("", *sorted(want))
-            ):
+            dep = _dependency(pin, wheel, text, want, env, problems)
+            if dep is None:
                 continue
             dep_name = canonicalize_name(dep.name)
             dep_pin = wanted.get(dep_name) or constraints.get(dep_name)
@@ -255,6 +242,38 @@ def identity_problem(wheel: Wheel, meta: Message) -> str | None:
     except InvalidVersion:
         same = False
     return None if same else f"says it is {name} {version} in its METADATA, not {wheel.name} {wheel.version}"
+
+
+def python_problems(pin: Pin, wheel: Wheel, meta: Message, target: Target) -> list[str]:
+    """The wheel's Requires-Python, if it has a valid one that excludes the target."""
+    requires_python = meta.get("Requires-Python")
+    try:
+        if not requires_python or SpecifierSet(requires_python).contains(target.python_full_version,
+                                                                           prereleases=True):
+            return []
+    except InvalidSpecifier:
+        return []
+    return [f"{pin.origin}: {wheel.filename} requires Python {requires_python}, "
+            f"but the target is Python {target.python_full_version}; pin another version"]
+
+
+def _dependency(pin: Pin, wheel: Wheel, text: str, extras: frozenset[str], env: Mapping[str, str],
+                problems: list[str]) -> Requirement | None:
+    """The Requires-Dist `text` of `wheel` if it applies to the target with `extras`;
+    None if not, or (with a problem naming the wheel) if packaging cannot read it.
+    """
+    try:
+        dep = Requirement(text)
+        if dep.marker is None or any(marker_holds(dep.marker, {**env, "extra": e}) for e in ("", *sorted(extras))):
+            return dep
+        return None
+    except InvalidRequirement:
+        problems.append(f"{pin.origin}: {wheel.filename} declares an invalid dependency {excerpt(text)!r}")
+    except (RecursionError, UnusableMarker) as e:
+        reason = "the marker is nested too deeply to parse" if isinstance(e, RecursionError) else str(e)
+        problems.append(f"{pin.origin}: {wheel.filename} declares {excerpt(text)!r}, but {reason}; "
+                        f"replace the wheel with a good build, or pin another version of {pin.name}")
+    return None
 
 
 def check_hashes(chosen: Iterable[Resolved], hashes: Mapping[str, str], require: bool) -> None:

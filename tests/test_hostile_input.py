@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ToolRepo
+from tests.conftest import ToolRepo, WheelSpec
 
 pytestmark = pytest.mark.e2e
+
+DEEP = "(" * 2000 + 'python_version >= "3"' + ")" * 2000
+
 
 def run(repo: ToolRepo, command: str, reqs: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     if command == "create_venv":
@@ -33,6 +36,34 @@ def problem_lines(command: str, out: subprocess.CompletedProcess[str]) -> list[s
     prefix = f"{command}: error: "
     assert all(line.startswith(prefix) for line in out.stderr.splitlines()), out.stderr
     return [line[len(prefix):] for line in out.stderr.splitlines()]
+
+
+COMMANDS = ["create_venv", "check_requirements", "vendor_wheels"]
+BAD_MARKERS = [
+    pytest.param('alpha==1.0 ; python_version ~= "3"', "cannot evaluate the marker 'python_version ~= \"3\"'",
+                 id="undefined-comparison"),
+    pytest.param(f"alpha==1.0 ; {DEEP}", "is nested too deeply to parse", id="nested-too-deeply"),
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize(("line", "message"), BAD_MARKERS)
+def test_a_marker_packaging_cannot_evaluate(wheelhouse: ToolRepo, tmp_path: Path, command: str, line: str,
+                                            message: str) -> None:
+    reqs = wheelhouse.requirements("r.txt", f"beta==1.0\n{line}\n")
+    (problem,) = problem_lines(command, run(wheelhouse, command, reqs, tmp_path))
+    assert problem.startswith(f"{reqs}:2: ") and message in problem
+
+
+@pytest.mark.parametrize("command", ["create_venv", "check_requirements"])
+def test_a_wheel_dependency_marker_packaging_cannot_evaluate(tool_repo: ToolRepo, tmp_path: Path,
+                                                             command: str) -> None:
+    tool_repo.add_wheel(WheelSpec("odd", "1.0", requires=['beta ; os_name ~= "3"']))
+    reqs = tool_repo.requirements("r.txt", "odd==1.0\n")
+    (problem,) = problem_lines(command, run(tool_repo, command, reqs, tmp_path))
+    assert problem.startswith(f"{reqs}:1: odd-1.0-py3-none-any.whl declares 'beta ; os_name ~= \"3\"', but cannot "
+                              "evaluate the marker")
+    assert problem.endswith("replace the wheel with a good build, or pin another version of odd")
 
 
 def test_create_venv_refuses_a_wheel_whose_metadata_lies(wheelhouse: ToolRepo, tmp_path: Path) -> None:

@@ -232,6 +232,20 @@ def test_metadata_names_are_compared_normalised(tmp_path: Path) -> None:
     assert list(resolve(tmp_path, "foo-bar==1.0\n", h, {"foo-bar": m})) == ["foo-bar"]
 
 
+@pytest.mark.parametrize(("requires", "shown"), [
+    pytest.param('beta ; python_version ~= "3"', "'beta ; python_version ~= \"3\"'", id="undefined-comparison"),
+    pytest.param("beta ; " + "(" * 2000 + "os_name == 'posix'" + ")" * 2000, repr("beta ; " + "(" * 23 + "..."),
+                 id="nested-too-deeply"),
+])
+def test_a_dependency_marker_packaging_cannot_evaluate_names_the_wheel(tmp_path: Path, requires: str, shown: str) -> None:
+    h = house(tmp_path, "alpha-1.0-py3-none-any.whl", "beta-1.0-py3-none-any.whl")
+    with pytest.raises(InputError) as info:
+        resolve(tmp_path, "alpha==1.0\nbeta==1.0\n", h, {"alpha": meta([requires])})
+    (msg,) = info.value.problems
+    assert msg.startswith(f"{tmp_path / 'requirements.txt'}:1: alpha-1.0-py3-none-any.whl declares {shown}, ")
+    assert msg.endswith("; replace the wheel with a good build, or pin another version of alpha") and "\n" not in msg
+
+
 def test_fix_command_names_every_platform_the_target_accepts(tmp_path: Path) -> None:
     from cros_venv import targets
 
