@@ -87,9 +87,12 @@ def _failure(pin: Pin, what: str, result: subprocess.CompletedProcess[str]) -> B
 
 
 def download_args(pin: Pin, target: Target, dest: str, options: Options) -> list[str]:
-    platform = targets.host_platform(target)
+    """pip download of `pin` for `target`: every platform the target accepts, best first
+    (pip does not expand manylinux_2_28 to the manylinux_2_17 wheels an index has).
+    """
+    platforms = [arg for p in wheels.download_platforms(target) for arg in ("--platform", p)]
     return ["download", "--only-binary=:all:", "--no-deps", "--python-version", target.python_version,
-            "--implementation", "cp", "--abi", target.abi, "--platform", platform, "-d", dest,
+            "--implementation", "cp", "--abi", target.abi, *platforms, "-d", dest,
             *options.pip_args(), f"{pin.name}=={pin.version}"]
 
 

@@ -145,3 +145,13 @@ def test_bad_requirements_are_reported_before_any_download(tool_repo: ToolRepo, 
     reqs = tool_repo.requirements("r.txt", "purepkg>=1.0\n")
     out = vendor(tool_repo, registry, str(reqs))
     assert out.returncode == 2 and f"{reqs}:1: purepkg is not pinned" in out.stderr
+
+
+def test_a_newer_glibc_target_takes_an_older_manylinux_wheel(tool_repo: ToolRepo, registry: Path) -> None:
+    """pip does not expand manylinux_2_28 to the manylinux_2_17 wheel the index has: every
+    platform is passed to it. (Python 3.12: not the one running, so `pip wheel`'s fallback
+    cannot find the wheel for it either.)"""
+    reqs = tool_repo.requirements("r.txt", "binpkg==2.0\n")
+    out = vendor(tool_repo, registry, "--python", "3.12", "--platform", "manylinux_2_28_x86_64", str(reqs))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["added binpkg-2.0-cp312-cp312-manylinux_2_17_x86_64.whl"]
