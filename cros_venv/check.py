@@ -102,27 +102,62 @@ def verify(wheel: wheels.Wheel, crc: bool) -> str | None:
     return None
 
 
+VERIFIED_FORMAT = 2
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """What git's index keys a file by. A change of the bytes changes one of them, even when
+    size and mtime are kept (`os.utime` after an in-place edit moves the ctime).
+    """
+
+    inode: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> Stamp:
+        return cls(st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+    def as_list(self) -> list[int]:
+        return [self.inode, self.size, self.mtime_ns, self.ctime_ns]
+
+
 class Verified:
-    """Wheels already verified, by (size, mtime, inode) and depth: a presubmit run only stats them."""
+    """Wheels already verified, by Stamp and depth (1: every CRC checked): a presubmit run
+    only stats them. Kept in the cache as {"format": 2, "wheels": {filename: [inode, size,
+    mtime_ns, ctime_ns, depth]}}; a file that is unreadable or of another shape is ignored
+    (and rewritten by save).
+    """
 
     def __init__(self, cache: Cache, directory: str) -> None:
         self.path = os.path.join(cache.root, "stat", "verified-" + os.path.basename(cache.stat_index_path(directory)))
-        try:
-            with open(self.path, "rb") as f:
-                self.known: dict[str, list[int]] = json.load(f)
-        except (OSError, ValueError):
-            self.known = {}
+        self.known = self._load(self.path)
         self.changed = False
 
     @staticmethod
-    def _stamp(path: str) -> list[int]:
-        st = os.stat(path)
-        return [st.st_size, st.st_mtime_ns, st.st_ino]
+    def _load(path: str) -> dict[str, list[int]]:
+        try:
+            with open(path, "rb") as f:
+                data = json.load(f)
+        except (OSError, ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deeply
+            return {}
+        if not isinstance(data, dict) or data.get("format") != VERIFIED_FORMAT:
+            return {}
+        entries = data.get("wheels")
+        if not isinstance(entries, dict):
+            return {}
+        return {name: entry for name, entry in entries.items()
+                if isinstance(entry, list) and len(entry) == 5 and all(type(x) is int for x in entry)}
 
     def check(self, wheel: wheels.Wheel, crc: bool) -> str | None:
+        try:
+            stamp = Stamp.of(os.stat(wheel.path)).as_list()  # before reading: what the verdict is of
+        except OSError:
+            return verify(wheel, crc)  # gone since the scan: verify says so
         known = self.known.get(wheel.filename)
-        stamp = self._stamp(wheel.path)
-        if isinstance(known, list) and known[:3] == stamp and known[3:] >= [int(crc)]:
+        if known is not None and known[:4] == stamp and known[4] >= int(crc):
             return None
         problem = verify(wheel, crc)
         if problem is None:
@@ -132,8 +167,9 @@ class Verified:
 
     def save(self) -> None:
         if self.changed:
+            data = {"format": VERIFIED_FORMAT, "wheels": self.known}
             with contextlib.suppress(OSError):
-                atomic_write(self.path, json.dumps(self.known).encode(), durable=False)
+                atomic_write(self.path, json.dumps(data).encode(), durable=False)
 
 
 def not_a_file(path: str) -> str:

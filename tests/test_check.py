@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import stat
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
+from packaging.utils import canonicalize_name
 
+from cros_venv import check as checker
+from cros_venv import wheels
+from cros_venv.cache import Cache
 from tests.conftest import ToolRepo, WheelSpec, build_wheel
 
 pytestmark = pytest.mark.e2e
@@ -181,3 +190,129 @@ def test_a_declared_minor_is_checked_as_its_newest_patch_release(tool_repo: Tool
     assert code == 1 and lines == [
         f"{reqs}:1: [Python 3.9.1 on manylinux_2_17_x86_64] picky-1.0-py3-none-any.whl requires Python "
         "!=3.9.0, !=3.9.1, but the target is Python 3.9.1; pin another version"]
+
+
+@dataclass(frozen=True)
+class Memory:
+    """check.Verified over one real wheel, counting the wheels verify() actually opens."""
+
+    cache: Cache
+    wheel: wheels.Wheel
+    opened: list[str]
+
+    def verdict(self) -> str | None:
+        verified = checker.Verified(self.cache, os.path.dirname(self.wheel.path))
+        problem = verified.check(self.wheel, crc=True)
+        verified.save()
+        return problem
+
+    @property
+    def path(self) -> Path:
+        return Path(checker.Verified(self.cache, os.path.dirname(self.wheel.path)).path)
+
+
+@pytest.fixture
+def memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Memory:
+    cache = Cache(str(tmp_path / "cache"))
+    cache.ensure_dirs()
+    (tmp_path / "pip_packages").mkdir()
+    path = build_wheel(tmp_path / "pip_packages", WheelSpec("omega", "1.0", files={"omega.py": b"X = 1\n" * 500}))
+    (wheel,) = wheels.Wheelhouse.scan(str(path.parent)).wheels[canonicalize_name("omega")]
+    opened: list[str] = []
+    verify = checker.verify
+
+    def counting(w: wheels.Wheel, crc: bool) -> str | None:
+        opened.append(w.filename)
+        return verify(w, crc)
+
+    monkeypatch.setattr(checker, "verify", counting)
+    return Memory(cache, wheel, opened)
+
+
+def _keep_mtime(path: Path, change: Callable[[], object]) -> None:
+    st = os.stat(path)
+    change()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _chmod_round_trip(path: Path) -> None:
+    """Changes only the ctime (waiting out the clock's granularity)."""
+    before = os.stat(path)
+    deadline = time.monotonic() + 2
+    while os.stat(path).st_ctime_ns == before.st_ctime_ns and time.monotonic() < deadline:
+        time.sleep(0.005)
+        os.chmod(path, 0o600)
+        os.chmod(path, stat.S_IMODE(before.st_mode))
+
+
+def _replace(path: Path) -> None:
+    copy = path.with_suffix(".copy")
+    shutil.copy2(path, copy)
+    os.replace(copy, path)
+
+
+def _corrupt_in_place(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    i = data.index(b"X = 1")
+    data[i] = ord("Y")
+    path.write_bytes(bytes(data))
+
+
+CHANGES = [
+    pytest.param(lambda p: _keep_mtime(p, lambda: p.write_bytes(p.read_bytes() + b"\0")), id="size-mtime-restored"),
+    pytest.param(lambda p: os.utime(p, ns=(0, os.stat(p).st_mtime_ns + 10**9)), id="mtime"),
+    pytest.param(_chmod_round_trip, id="ctime-chmod-round-trip"),
+    pytest.param(lambda p: _keep_mtime(p, lambda: _replace(p)), id="inode-file-replaced"),
+]
+
+
+def test_a_verified_wheel_is_remembered(memory: Memory) -> None:
+    assert memory.verdict() is None and memory.verdict() is None
+    assert memory.opened == ["omega-1.0-py3-none-any.whl"]
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_the_remembered_verdict_is_not_used_once_the_file_changed(memory: Memory, change: Callable[[Path], None]) -> None:
+    memory.verdict()
+    change(Path(memory.wheel.path))
+    memory.verdict()
+    assert len(memory.opened) == 2
+
+
+def test_a_wheel_corrupted_in_place_with_its_size_and_mtime_kept_is_verified_again(memory: Memory) -> None:
+    """Only the ctime tells: git's index keys a file by it too."""
+    assert memory.verdict() is None
+    path = Path(memory.wheel.path)
+    _keep_mtime(path, lambda: _corrupt_in_place(path))
+    problem = memory.verdict()
+    assert problem is not None and problem.startswith("is corrupt (omega.py fails its CRC check)")
+
+
+BAD_MEMORY: list[Any] = [
+    pytest.param(lambda p: p.mkdir(), id="unreadable-directory"),
+    pytest.param(lambda p: p.write_bytes(p.read_bytes()[:20]), id="truncated"),
+    pytest.param(lambda p: p.write_bytes(b"\xff\xfe\x00"), id="not-utf8"),
+    pytest.param(lambda p: p.write_text("[1, 2]"), id="json-list"),
+    pytest.param(lambda p: p.write_text('{"format": 2, "wheels": []}'), id="wheels-a-list"),
+    pytest.param(lambda p: p.write_text(re.sub(r"\[\d+", '["1"', p.read_text())), id="strings-not-numbers"),
+    pytest.param(lambda p: p.write_text(re.sub(r"\[(\d+)", r"[\1.0", p.read_text())), id="floats-not-ints"),
+    pytest.param(lambda p: p.write_text(re.sub(r", \d+\]", "]", p.read_text())), id="too-short"),
+    pytest.param(lambda p: p.write_text(p.read_text().replace('"format": 2', '"format": 1')), id="other-format"),
+    pytest.param(lambda p: p.write_text("[" * 100_000), id="nested-too-deeply"),
+]
+
+
+@pytest.mark.parametrize("damage", BAD_MEMORY)
+def test_a_bad_memory_file_is_ignored_and_rebuilt(memory: Memory, damage: Callable[[Path], None]) -> None:
+    memory.verdict()
+    is_dir = False
+    try:
+        damage(memory.path)
+    except FileExistsError:  # unreadable-directory: replace the file by a directory
+        memory.path.unlink()
+        damage(memory.path)
+        is_dir = True
+    assert memory.verdict() is None
+    assert len(memory.opened) == 2
+    if not is_dir:
+        assert memory.verdict() is None and len(memory.opened) == 2  # rebuilt
