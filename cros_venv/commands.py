@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import sys
-from typing import Callable, Sequence
+from typing import Callable, Sequence, TextIO
 
 from cros_venv.errors import CrosVenvError
 
 
 def run(prog: str, argv: Sequence[str]) -> int:
     """Run bin/`prog` with `argv`; every user error is one `prog: error: ...` line."""
+    for stream in (sys.stdout, sys.stderr):
+        _escape_unencodable(stream)
     try:
         if prog == "presubmit":
             from cros_venv import presubmit
@@ -49,3 +53,12 @@ def _run_with_cache(prog: str, argv: Sequence[str]) -> int:
         else:
             from cros_venv.check import main
         return main(argv, cache)
+
+
+def _escape_unencodable(stream: TextIO) -> None:
+    """Paths may hold bytes that are not UTF-8 (kept as surrogate escapes): print them as
+    `\\udcff` rather than raise UnicodeEncodeError, whatever the locale's encoding.
+    """
+    if isinstance(stream, io.TextIOWrapper):
+        with contextlib.suppress(ValueError):  # closed
+            stream.reconfigure(errors="backslashreplace")

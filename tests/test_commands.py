@@ -62,3 +62,23 @@ def test_the_cache_is_held_in_use_for_the_whole_run(tool_repo: ToolRepo, tmp_pat
     assert proc.returncode == 0 and "Traceback" not in err, out + err
     assert prune.wait(timeout=120) == 0
     assert exclusive_lock_is_free(cache)
+
+
+# Where the locale is e.g. en_US.UTF-8, Python's stdout is strict UTF-8 (this machine has no
+# such locale, and C/C.UTF-8 give surrogateescape): the same, set up by hand.
+STRICT = ("import io, runpy, sys; "
+          "sys.stdout, sys.stderr = (io.TextIOWrapper(s.buffer, 'utf-8', 'strict') for s in (sys.stdout, sys.stderr)); "
+          "sys.argv.pop(0); runpy.run_path(sys.argv[0], run_name='__main__')")
+
+
+@pytest.mark.parametrize("command", ["check_requirements", "vendor_wheels"])
+def test_a_path_that_is_not_utf8_is_printed_without_a_traceback(tool_repo: ToolRepo, command: str) -> None:
+    reqs = os.fsencode(tool_repo.root) + b"/r\xff.txt"
+    with open(reqs, "wb") as f:
+        f.write(b"beta>=1\n")
+    out = subprocess.run([PYTHON, "-I", "-S", "-c", STRICT, os.fsencode(tool_repo.root / "bin" / command), reqs],
+                         env=tool_repo.env(), capture_output=True, timeout=120)
+    assert b"Traceback" not in out.stderr, out.stderr.decode(errors="replace")
+    printed = out.stdout if command == "check_requirements" else out.stderr
+    assert out.returncode == (1 if command == "check_requirements" else 2)
+    assert b"r\\udcff.txt:1: beta is not pinned (>=1); pin one exact version" in printed, printed
