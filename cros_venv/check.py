@@ -90,7 +90,7 @@ def verify(wheel: wheels.Wheel, crc: bool) -> str | None:
             if bad is not None:
                 return f"is corrupt ({bad} fails its CRC check); replace it: {refetch_command(wheel)}"
             meta = HeaderParser().parsestr(zf.read(f"{dist_info}/METADATA").decode("utf-8", "replace"))
-    except (OSError, zipfile.BadZipFile, EOFError) as e:
+    except wheels.ZIP_ERRORS as e:
         return f"is not a valid zip, truncated or corrupt ({e}); replace it: {refetch_command(wheel)}"
     try:
         same = canonicalize_name(meta["Name"] or "") == wheel.name and Version(meta["Version"] or "") == wheel.version

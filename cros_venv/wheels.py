@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass
 from email.message import Message
 from email.parser import HeaderParser
@@ -127,6 +128,13 @@ def missing_message(pin: Pin, house: Wheelhouse, target: Target) -> str:
     )
 
 
+# What reading a damaged zip raises: besides BadZipFile, EOFError for a truncated member,
+# zlib.error for a bad deflate stream, NotImplementedError for an unknown compression method,
+# RuntimeError for an encrypted member, LargeZipFile, ValueError.
+ZIP_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, NotImplementedError,
+              RuntimeError, ValueError)
+
+
 def read_metadata(wheel: Wheel, unpacked: str | None = None) -> Message:
     """The METADATA headers of `wheel`, from its cache entry if there is one, else its zip."""
     try:
@@ -140,7 +148,7 @@ def read_metadata(wheel: Wheel, unpacked: str | None = None) -> Message:
                 parts = member.split("/")
                 if len(parts) == 2 and parts[0].endswith(".dist-info") and parts[1] == "METADATA":
                     return _headers(zf.read(member))
-    except (OSError, zipfile.BadZipFile, UnicodeDecodeError, KeyError) as e:
+    except (*ZIP_ERRORS, UnicodeDecodeError, KeyError) as e:
         raise BuildError(f"cannot read the metadata of {wheel.path} ({e}); replace it with a good wheel") from None
     raise BuildError(f"{wheel.path} has no .dist-info/METADATA; replace it with a good wheel")
 

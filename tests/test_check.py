@@ -103,8 +103,23 @@ def test_hashes_are_checked(wheelhouse: ToolRepo) -> None:
                              for line in lines)
 
 
+def patch_headers(wheel: Path, local: tuple[int, int], central: tuple[int, int]) -> None:
+    """OR `value` into the 16-bit field at `offset` of every local and central zip header:
+    (6, 1) / (8, 1) marks members encrypted, (8, 99) / (10, 99) sets a compression method
+    zipfile does not know (with 0 in it: deflate, 8, becomes 107).
+    """
+    data = bytearray(wheel.read_bytes())
+    for signature, (offset, value) in ((b"PK\x03\x04", local), (b"PK\x01\x02", central)):
+        i = data.find(signature)
+        while i >= 0:
+            field = int.from_bytes(data[i + offset:i + offset + 2], "little") | value
+            data[i + offset:i + offset + 2] = field.to_bytes(2, "little")
+            i = data.find(signature, i + 4)
+    wheel.write_bytes(bytes(data))
+
+
 @pytest.mark.parametrize("damage", ["lfs-pointer", "truncated", "bad-crc", "bad-name", "competing", "wrong-metadata",
-                                    "directory", "dangling-symlink"])
+                                    "directory", "dangling-symlink", "encrypted", "unknown-compression"])
 def test_broken_wheels_in_pip_packages(wheelhouse: ToolRepo, tmp_path: Path, damage: str) -> None:
     wheel = build_wheel(tmp_path, WheelSpec("omega", "1.0", files={"omega.py": b"X = 1\n" * 500}))
     dest = wheelhouse.wheels / wheel.name
@@ -118,6 +133,8 @@ def test_broken_wheels_in_pip_packages(wheelhouse: ToolRepo, tmp_path: Path, dam
         "wrong-metadata": "says it is omega 1.0 in its METADATA, not psi 1.0",
         "directory": "is a directory, not a wheel file; remove it, or put the wheel file there",
         "dangling-symlink": "is a broken symbolic link, not a wheel file; remove it, or link it to the wheel file",
+        "encrypted": "is not a valid zip, truncated or corrupt (File 'omega.py' is encrypted",
+        "unknown-compression": "is not a valid zip, truncated or corrupt (That compression method is not supported)",
     }[damage]
     if damage == "lfs-pointer":
         dest.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:" + "a" * 64 + "\nsize 1234\n")
@@ -135,6 +152,12 @@ def test_broken_wheels_in_pip_packages(wheelhouse: ToolRepo, tmp_path: Path, dam
     elif damage == "bad-name":
         dest = wheelhouse.wheels / "omega_1.0.whl"
         shutil.copy(wheel, dest)
+    elif damage == "encrypted":
+        dest.write_bytes(data)
+        patch_headers(dest, (6, 1), (8, 1))
+    elif damage == "unknown-compression":
+        dest.write_bytes(data)
+        patch_headers(dest, (8, 99), (10, 99))
     elif damage == "directory":
         dest.mkdir()
     elif damage == "dangling-symlink":

@@ -13,7 +13,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from cros_venv import requirements, wheels
-from cros_venv.errors import InputError
+from cros_venv.errors import BuildError, InputError
 from cros_venv.interpreter import Target
 from tests.conftest import WheelSpec, build_wheel
 from tests.test_requirements import ENV_311
@@ -164,6 +164,21 @@ def test_read_metadata_from_a_real_wheel(tmp_path: Path) -> None:
     assert m.get_all("Requires-Dist") == ["beta>=1"] and m["Requires-Python"] == ">=3.9"
     path.write_bytes(b"not a zip")
     with pytest.raises(Exception, match="cannot read the metadata"):
+        wheels.read_metadata(w)
+
+
+@pytest.mark.parametrize(("local", "central"), [
+    pytest.param((6, 1), (8, 1), id="encrypted"),
+    pytest.param((8, 99), (10, 99), id="unknown-compression"),
+])
+def test_read_metadata_of_a_zip_that_zipfile_cannot_read(tmp_path: Path, local: tuple[int, int],
+                                                         central: tuple[int, int]) -> None:
+    from tests.test_check import patch_headers
+
+    path = build_wheel(tmp_path, WheelSpec("alpha", "1.0"))
+    patch_headers(path, local, central)
+    (w,) = wheels.Wheelhouse.scan(str(tmp_path)).wheels[canonicalize_name("alpha")]
+    with pytest.raises(BuildError, match=r"^cannot read the metadata of .*alpha-1.0-py3-none-any.whl \(.*\); replace"):
         wheels.read_metadata(w)
 
 
