@@ -7,6 +7,7 @@ and reported together as `file:line: reason`.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shlex
@@ -68,10 +69,18 @@ class RequirementFiles:
     require_hashes: bool = False
 
 
+MAX_FILE_SIZE = 16 << 20  # pip_packages' own requirements file is 1 KiB; /dev/zero is endless
+
+
 def read_file(path: str) -> bytes:
-    """The bytes of the requirements file at `path` (load's default reader)."""
+    """The bytes of the requirements file at `path` (load's default reader). A file larger
+    than MAX_FILE_SIZE (`-r /dev/zero`) is an OSError, not a MemoryError some minutes later.
+    """
     with open(path, "rb") as f:
-        return f.read()
+        data = f.read(MAX_FILE_SIZE + 1)
+    if len(data) > MAX_FILE_SIZE:
+        raise OSError(errno.EFBIG, f"larger than {MAX_FILE_SIZE >> 20} MiB; is it a requirements file?")
+    return data
 
 
 @dataclass

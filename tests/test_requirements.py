@@ -196,6 +196,10 @@ def test_the_default_reader_reads_the_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("make", "reason"), [
+    pytest.param(lambda p: p.symlink_to("/dev/zero"), "larger than 16 MiB; is it a requirements file?",
+                 id="endless-device"),
+    pytest.param(lambda p: p.write_bytes(b"#" * (16 << 20) + b"\n"), "larger than 16 MiB; is it a requirements file?",
+                 id="too-large"),
     pytest.param(lambda p: p.mkdir(), "Is a directory", id="directory"),
     pytest.param(lambda p: None, "No such file or directory", id="missing"),
     pytest.param(lambda p: p.symlink_to(p.parent / "nowhere"), "No such file or directory", id="dangling-symlink"),
