@@ -69,6 +69,7 @@ class RequirementFiles:
     require_hashes: bool = False
 
 
+MAX_INCLUDE_DEPTH = 100  # files deep: -r/-c are followed recursively (600 levels: RecursionError)
 MAX_FILE_SIZE = 16 << 20  # pip_packages' own requirements file is 1 KiB; /dev/zero is endless
 
 
@@ -296,6 +297,10 @@ def _include(parser: _Parser, path: str, shown: str, option: tuple[str, str | No
     included_shown = os.path.join(os.path.dirname(shown), value)
     real = os.path.realpath(included)
     reals = [r for r, _ in stack]
+    if len(stack) >= MAX_INCLUDE_DEPTH:
+        parser.problems.append(f"{where}: {opt} {value} nests includes more than {MAX_INCLUDE_DEPTH} files deep; "
+                               "include them from fewer levels")
+        return
     if real in reals:
         chain = [s for _, s in stack[reals.index(real):]] + [included_shown]
         parser.problems.append(f"{where}: {opt} {value} closes a cycle ({' -> '.join(chain)}); remove it")

@@ -224,6 +224,15 @@ def test_an_include_cycle_is_reported_at_the_line_that_closes_it(tmp_path: Path,
     )
 
 
+def test_includes_nested_too_deeply_are_a_problem_not_a_recursion_error(tmp_path: Path) -> None:
+    for i in range(1, 600):
+        (tmp_path / f"f{i}.txt").write_text(f"-r f{i + 1}.txt\n")
+    (tmp_path / "f600.txt").write_text("alpha==1.0\n")
+    found = problems(tmp_path, "-r f1.txt\n")
+    assert found == (f"{tmp_path / 'f99.txt'}:1: -r f100.txt nests includes more than 100 files deep; "
+                     "include them from fewer levels",)
+
+
 @pytest.mark.parametrize("line", [
     pytest.param('-r "name with space.txt"', id="double-quotes"),
     pytest.param("-r 'name with space.txt'", id="single-quotes"),
