@@ -20,11 +20,9 @@ import sys
 import zipfile
 from dataclasses import dataclass
 from email.message import Message
-from email.parser import HeaderParser
 from typing import Sequence
 
-from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from cros_venv import interpreter, requirements, targets, toolchain, wheels
 from cros_venv.cache import Cache, atomic_write
@@ -89,17 +87,11 @@ def verify(wheel: wheels.Wheel, crc: bool) -> str | None:
             bad = zf.testzip() if crc else None
             if bad is not None:
                 return f"is corrupt ({bad} fails its CRC check); replace it: {refetch_command(wheel)}"
-            meta = HeaderParser().parsestr(zf.read(f"{dist_info}/METADATA").decode("utf-8", "replace"))
+            data = wheels.read_metadata_member(zf, f"{dist_info}/METADATA")
     except wheels.ZIP_ERRORS as e:
         return f"is not a valid zip, truncated or corrupt ({e}); replace it: {refetch_command(wheel)}"
-    try:
-        same = canonicalize_name(meta["Name"] or "") == wheel.name and Version(meta["Version"] or "") == wheel.version
-    except InvalidVersion:
-        same = False
-    if not same:
-        return (f"says it is {meta['Name']} {meta['Version']} in its METADATA, not {wheel.name} {wheel.version}; "
-                f"replace it: {refetch_command(wheel)}")
-    return None
+    lie = wheels.identity_problem(wheel, wheels.parse_headers(data.decode("utf-8", "replace")))
+    return f"{lie}; replace it: {refetch_command(wheel)}" if lie else None
 
 
 VERIFIED_FORMAT = 2

@@ -133,6 +133,7 @@ def missing_message(pin: Pin, house: Wheelhouse, target: Target) -> str:
 # RuntimeError for an encrypted member, LargeZipFile, ValueError.
 ZIP_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, NotImplementedError,
               RuntimeError, ValueError)
+MAX_METADATA_SIZE = 16 << 20  # the largest METADATA on PyPI is a few MiB (a long description)
 
 
 def read_metadata(wheel: Wheel, unpacked: str | None = None) -> Message:
@@ -147,10 +148,20 @@ def read_metadata(wheel: Wheel, unpacked: str | None = None) -> Message:
             for member in zf.namelist():
                 parts = member.split("/")
                 if len(parts) == 2 and parts[0].endswith(".dist-info") and parts[1] == "METADATA":
-                    return _headers(zf.read(member))
+                    return _headers(read_metadata_member(zf, member))
     except (*ZIP_ERRORS, UnicodeDecodeError, KeyError) as e:
         raise BuildError(f"cannot read the metadata of {wheel.path} ({e}); replace it with a good wheel") from None
     raise BuildError(f"{wheel.path} has no .dist-info/METADATA; replace it with a good wheel")
+
+
+def read_metadata_member(zf: zipfile.ZipFile, member: str) -> bytes:
+    """The bytes of METADATA `member`. One that would unpack to more than MAX_METADATA_SIZE
+    (a zip bomb: 16 MiB of METADATA deflate to a few KiB) is a BadZipFile, not a MemoryError.
+    """
+    size = zf.getinfo(member).file_size
+    if size > MAX_METADATA_SIZE:
+        raise zipfile.BadZipFile(f"its {member} would be {size} bytes unpacked")
+    return zf.read(member)
 
 
 def _headers(data: bytes) -> Message:

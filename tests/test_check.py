@@ -7,6 +7,7 @@ import re
 import shutil
 import stat
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -118,8 +119,20 @@ def patch_headers(wheel: Path, local: tuple[int, int], central: tuple[int, int])
     wheel.write_bytes(bytes(data))
 
 
+def inflate_metadata(wheel: Path, padding: int) -> None:
+    """Give the wheel's METADATA a body of `padding` bytes (deflated to a few KiB: a zip bomb)."""
+    with zipfile.ZipFile(wheel) as zf:
+        members = {info.filename: zf.read(info) for info in zf.infolist()}
+    name = next(m for m in members if m.endswith(".dist-info/METADATA"))
+    members[name] += b"x" * padding
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as zf:
+        for member, data in members.items():
+            zf.writestr(member, data)
+
+
 @pytest.mark.parametrize("damage", ["lfs-pointer", "truncated", "bad-crc", "bad-name", "competing", "wrong-metadata",
-                                    "directory", "dangling-symlink", "encrypted", "unknown-compression"])
+                                    "directory", "dangling-symlink", "encrypted", "unknown-compression",
+                                    "metadata-bomb"])
 def test_broken_wheels_in_pip_packages(wheelhouse: ToolRepo, tmp_path: Path, damage: str) -> None:
     wheel = build_wheel(tmp_path, WheelSpec("omega", "1.0", files={"omega.py": b"X = 1\n" * 500}))
     dest = wheelhouse.wheels / wheel.name
@@ -135,14 +148,14 @@ def test_broken_wheels_in_pip_packages(wheelhouse: ToolRepo, tmp_path: Path, dam
         "dangling-symlink": "is a broken symbolic link, not a wheel file; remove it, or link it to the wheel file",
         "encrypted": "is not a valid zip, truncated or corrupt (File 'omega.py' is encrypted",
         "unknown-compression": "is not a valid zip, truncated or corrupt (That compression method is not supported)",
+        "metadata-bomb": "is not a valid zip, truncated or corrupt (its omega-1.0.dist-info/METADATA would be "
+                         "16777264 bytes unpacked",
     }[damage]
     if damage == "lfs-pointer":
         dest.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:" + "a" * 64 + "\nsize 1234\n")
     elif damage == "truncated":
         dest.write_bytes(data[: len(data) - 40])
     elif damage == "bad-crc":
-        import zipfile
-
         with zipfile.ZipFile(dest, "w", zipfile.ZIP_STORED) as zf, zipfile.ZipFile(wheel) as src:
             for info in src.infolist():
                 zf.writestr(info.filename, src.read(info.filename), zipfile.ZIP_STORED)
@@ -158,6 +171,9 @@ def test_broken_wheels_in_pip_packages(wheelhouse: ToolRepo, tmp_path: Path, dam
     elif damage == "unknown-compression":
         dest.write_bytes(data)
         patch_headers(dest, (8, 99), (10, 99))
+    elif damage == "metadata-bomb":
+        dest.write_bytes(data)
+        inflate_metadata(dest, 16 << 20)
     elif damage == "directory":
         dest.mkdir()
     elif damage == "dangling-symlink":

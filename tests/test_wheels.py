@@ -16,6 +16,7 @@ from cros_venv import requirements, wheels
 from cros_venv.errors import BuildError, InputError
 from cros_venv.interpreter import Target
 from tests.conftest import WheelSpec, build_wheel
+from tests.test_check import inflate_metadata, patch_headers
 from tests.test_requirements import ENV_311
 
 TAGS = ("cp311-cp311-linux_x86_64", "cp311-cp311-manylinux_2_17_x86_64", "cp311-abi3-manylinux_2_17_x86_64",
@@ -167,16 +168,14 @@ def test_read_metadata_from_a_real_wheel(tmp_path: Path) -> None:
         wheels.read_metadata(w)
 
 
-@pytest.mark.parametrize(("local", "central"), [
-    pytest.param((6, 1), (8, 1), id="encrypted"),
-    pytest.param((8, 99), (10, 99), id="unknown-compression"),
+@pytest.mark.parametrize("damage", [
+    pytest.param(lambda p: patch_headers(p, (6, 1), (8, 1)), id="encrypted"),
+    pytest.param(lambda p: patch_headers(p, (8, 99), (10, 99)), id="unknown-compression"),
+    pytest.param(lambda p: inflate_metadata(p, 16 << 20), id="metadata-bomb"),
 ])
-def test_read_metadata_of_a_zip_that_zipfile_cannot_read(tmp_path: Path, local: tuple[int, int],
-                                                         central: tuple[int, int]) -> None:
-    from tests.test_check import patch_headers
-
+def test_read_metadata_of_a_zip_that_zipfile_cannot_read(tmp_path: Path, damage: Callable[[Path], None]) -> None:
     path = build_wheel(tmp_path, WheelSpec("alpha", "1.0"))
-    patch_headers(path, local, central)
+    damage(path)
     (w,) = wheels.Wheelhouse.scan(str(tmp_path)).wheels[canonicalize_name("alpha")]
     with pytest.raises(BuildError, match=r"^cannot read the metadata of .*alpha-1.0-py3-none-any.whl \(.*\); replace"):
         wheels.read_metadata(w)
