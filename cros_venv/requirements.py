@@ -133,7 +133,8 @@ def split_options(text: str, where: str, problems: list[str]) -> list[str] | Non
     try:
         return shlex.split(text)
     except ValueError as e:  # "No closing quotation", "No escaped character"
-        problems.append(f"{where}: {excerpt(text)} has {str(e)[0].lower()}{str(e)[1:]}; close the quote")
+        fix = "close the quote" if "quotation" in str(e) else "remove the trailing backslash"
+        problems.append(f"{where}: {excerpt(text)} has {str(e)[0].lower()}{str(e)[1:]}; {fix}")
         return None
 
 
