@@ -212,6 +212,17 @@ def test_a_requirements_file_that_cannot_be_read(tmp_path: Path, make: Callable[
     assert info.value.problems == (f"{path}:0: cannot read requirements file: {reason}",)
 
 
+def test_a_file_the_reader_cannot_read_is_a_file_problem(tmp_path: Path) -> None:
+    def read(path: str) -> bytes:
+        if path.endswith("secret.txt"):
+            raise PermissionError(13, "Permission denied")
+        return b"alpha==1.0\n-r secret.txt\n"
+
+    with pytest.raises(InputError) as info:
+        requirements.load([str(tmp_path / "r.txt")], read=read)
+    assert info.value.problems == (f"{tmp_path / 'secret.txt'}:0: cannot read requirements file: Permission denied",)
+
+
 def test_an_include_cycle_is_reported_at_the_line_that_closes_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "a.txt").write_text("alpha==1.0\n-r b.txt\n")
