@@ -15,15 +15,14 @@ import contextlib
 import functools
 import json
 import os
+import stat
 import sys
 import zipfile
 from dataclasses import dataclass
 from email.message import Message
-from email.parser import HeaderParser
 from typing import Sequence
 
-from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from cros_venv import interpreter, requirements, targets, toolchain, wheels
 from cros_venv.cache import Cache, atomic_write
@@ -88,40 +87,69 @@ def verify(wheel: wheels.Wheel, crc: bool) -> str | None:
             bad = zf.testzip() if crc else None
             if bad is not None:
                 return f"is corrupt ({bad} fails its CRC check); replace it: {refetch_command(wheel)}"
-            meta = HeaderParser().parsestr(zf.read(f"{dist_info}/METADATA").decode("utf-8", "replace"))
-    except (OSError, zipfile.BadZipFile, EOFError) as e:
+            data = wheels.read_metadata_member(zf, f"{dist_info}/METADATA")
+    except wheels.ZIP_ERRORS as e:
         return f"is not a valid zip, truncated or corrupt ({e}); replace it: {refetch_command(wheel)}"
-    try:
-        same = canonicalize_name(meta["Name"] or "") == wheel.name and Version(meta["Version"] or "") == wheel.version
-    except InvalidVersion:
-        same = False
-    if not same:
-        return (f"says it is {meta['Name']} {meta['Version']} in its METADATA, not {wheel.name} {wheel.version}; "
-                f"replace it: {refetch_command(wheel)}")
-    return None
+    lie = wheels.identity_problem(wheel, wheels.parse_headers(data.decode("utf-8", "replace")))
+    return f"{lie}; replace it: {refetch_command(wheel)}" if lie else None
+
+
+VERIFIED_FORMAT = 2
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """What git's index keys a file by. A change of the bytes changes one of them, even when
+    size and mtime are kept (`os.utime` after an in-place edit moves the ctime).
+    """
+
+    inode: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> Stamp:
+        return cls(st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+    def as_list(self) -> list[int]:
+        return [self.inode, self.size, self.mtime_ns, self.ctime_ns]
 
 
 class Verified:
-    """Wheels already verified, by (size, mtime, inode) and depth: a presubmit run only stats them."""
+    """Wheels already verified, by Stamp and depth (1: every CRC checked): a presubmit run
+    only stats them. Kept in the cache as {"format": 2, "wheels": {filename: [inode, size,
+    mtime_ns, ctime_ns, depth]}}; a file that is unreadable or of another shape is ignored
+    (and rewritten by save).
+    """
 
     def __init__(self, cache: Cache, directory: str) -> None:
         self.path = os.path.join(cache.root, "stat", "verified-" + os.path.basename(cache.stat_index_path(directory)))
-        try:
-            with open(self.path, "rb") as f:
-                self.known: dict[str, list[int]] = json.load(f)
-        except (OSError, ValueError):
-            self.known = {}
+        self.known = self._load(self.path)
         self.changed = False
 
     @staticmethod
-    def _stamp(path: str) -> list[int]:
-        st = os.stat(path)
-        return [st.st_size, st.st_mtime_ns, st.st_ino]
+    def _load(path: str) -> dict[str, list[int]]:
+        try:
+            with open(path, "rb") as f:
+                data = json.load(f)
+        except (OSError, ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deeply
+            return {}
+        if not isinstance(data, dict) or data.get("format") != VERIFIED_FORMAT:
+            return {}
+        entries = data.get("wheels")
+        if not isinstance(entries, dict):
+            return {}
+        return {name: entry for name, entry in entries.items()
+                if isinstance(entry, list) and len(entry) == 5 and all(type(x) is int for x in entry)}
 
     def check(self, wheel: wheels.Wheel, crc: bool) -> str | None:
+        try:
+            stamp = Stamp.of(os.stat(wheel.path)).as_list()  # before reading: what the verdict is of
+        except OSError:
+            return verify(wheel, crc)  # gone since the scan: verify says so
         known = self.known.get(wheel.filename)
-        stamp = self._stamp(wheel.path)
-        if isinstance(known, list) and known[:3] == stamp and known[3:] >= [int(crc)]:
+        if known is not None and known[:4] == stamp and known[4] >= int(crc):
             return None
         problem = verify(wheel, crc)
         if problem is None:
@@ -131,8 +159,19 @@ class Verified:
 
     def save(self) -> None:
         if self.changed:
+            data = {"format": VERIFIED_FORMAT, "wheels": self.known}
             with contextlib.suppress(OSError):
-                atomic_write(self.path, json.dumps(self.known).encode(), durable=False)
+                atomic_write(self.path, json.dumps(data).encode(), durable=False)
+
+
+def not_a_file(path: str) -> str:
+    """What the entry at `path`, named like a wheel, is instead of a regular file."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return "is a broken symbolic link, not a wheel file; remove it, or link it to the wheel file"
+    kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+    return f"is {kind}, not a wheel file; remove it, or put the wheel file there"
 
 
 def wheelhouse_problems(house: wheels.Wheelhouse, verified: Verified, crc: bool) -> tuple[list[Problem], set[str]]:
@@ -140,6 +179,8 @@ def wheelhouse_problems(house: wheels.Wheelhouse, verified: Verified, crc: bool)
     problems = [Problem(f"{os.path.join(house.directory, f)}:0",
                         "is not a valid wheel file name (NAME-VERSION[-BUILD]-PYTHON-ABI-PLATFORM.whl); "
                         "rebuild it with `pip wheel` or remove it") for f in house.invalid]
+    problems += [Problem(f"{path}:0", not_a_file(path))
+                 for path in (os.path.join(house.directory, f) for f in house.not_files)]
     broken: set[str] = set()
     claimed: dict[tuple[str, Version, str], wheels.Wheel] = {}
     for name in sorted(house.wheels):
@@ -166,12 +207,14 @@ def requirement_problems(paths: Sequence[str], target_list: Sequence[interpreter
 
     @functools.cache
     def metadata(wheel: wheels.Wheel) -> Message:
-        if wheel.path in broken:
-            return Message()  # already reported; do not report its dependencies as well
-        try:
-            return wheels.read_metadata(wheel)
-        except BuildError:
-            return Message()
+        if wheel.path not in broken:
+            with contextlib.suppress(BuildError):
+                return wheels.read_metadata(wheel)
+        # Already reported: a stand-in with the file name's identity and no dependencies,
+        # so that neither the lie nor its dependencies are reported again.
+        stand_in = Message()
+        stand_in["Name"], stand_in["Version"] = wheel.name, str(wheel.version)
+        return stand_in
 
     def add(problem: Problem) -> None:
         if str(problem) not in seen:

@@ -2,35 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import sys
-from typing import Callable, Sequence
+from typing import Callable, Sequence, TextIO
 
 from cros_venv.errors import CrosVenvError
 
 
 def run(prog: str, argv: Sequence[str]) -> int:
     """Run bin/`prog` with `argv`; every user error is one `prog: error: ...` line."""
-    from cros_venv import build, toolchain
-    from cros_venv.cache import Cache, default_root
-
+    for stream in (sys.stdout, sys.stderr):
+        _escape_unencodable(stream)
     try:
         if prog == "presubmit":
             from cros_venv import presubmit
 
             return presubmit.main(argv)
-        vendoring = prog == "vendor_wheels"
-        if not vendoring:  # the online step keeps the caller's pip configuration
-            build.clean_environment(os.environ)
-        cache = Cache(default_root())
-        cache.ensure_dirs()
-        toolchain.activate(cache)
-        main: Callable[[Sequence[str], Cache], int]
-        if vendoring:
-            from cros_venv.vendor import main
-        else:
-            from cros_venv.check import main
-        return main(argv, cache)
+        return _run_with_cache(prog, argv)
     except CrosVenvError as e:
         for problem in e.problems:
             print(f"{prog}: error: {problem}", file=sys.stderr)
@@ -40,3 +30,35 @@ def run(prog: str, argv: Sequence[str]) -> int:
     except OSError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 1
+
+
+def _run_with_cache(prog: str, argv: Sequence[str]) -> int:
+    """check_requirements or vendor_wheels, holding the cache in use (shared) for the whole
+    run, as create_venv's builds do: `create_venv --prune-cache` waits instead of removing
+    the tool's own libraries (imported from the cache) or the wheels being read.
+    """
+    from cros_venv import build, toolchain
+    from cros_venv.cache import Cache, default_root
+
+    vendoring = prog == "vendor_wheels"
+    if not vendoring:  # the online step keeps the caller's pip configuration
+        build.clean_environment(os.environ)
+    cache = Cache(default_root())
+    cache.ensure_dirs()
+    with cache.in_use():
+        toolchain.activate(cache)
+        main: Callable[[Sequence[str], Cache], int]
+        if vendoring:
+            from cros_venv.vendor import main
+        else:
+            from cros_venv.check import main
+        return main(argv, cache)
+
+
+def _escape_unencodable(stream: TextIO) -> None:
+    """Paths may hold bytes that are not UTF-8 (kept as surrogate escapes): print them as
+    `\\udcff` rather than raise UnicodeEncodeError, whatever the locale's encoding.
+    """
+    if isinstance(stream, io.TextIOWrapper):
+        with contextlib.suppress(ValueError):  # closed
+            stream.reconfigure(errors="backslashreplace")

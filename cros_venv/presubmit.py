@@ -24,30 +24,49 @@ from cros_venv.errors import InputError
 PROG = "presubmit"
 
 
+def git(root: str, *args: str) -> bytes | None:
+    """git's output as bytes (file names are bytes), or None if it failed."""
+    out = subprocess.run(["git", *args], cwd=root, capture_output=True)
+    return out.stdout if out.returncode == 0 else None
+
+
 def project_root(cfg: str) -> str:
     directory = os.path.dirname(os.path.abspath(cfg))
-    out = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=directory, capture_output=True, text=True)
-    return out.stdout.strip() if out.returncode == 0 else directory
+    out = git(directory, "rev-parse", "--show-toplevel")
+    return os.fsdecode(out.rstrip(b"\n")) if out else directory
 
 
 def changed_files(root: str) -> list[str]:
-    def git(*args: str) -> list[str]:
-        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
-        return out.stdout.split("\n") if out.returncode == 0 else []
+    """Absolute paths of the files changed upstream..HEAD (or by HEAD) and uncommitted.
 
-    if any(git("rev-parse", "--verify", "-q", "@{upstream}")):
-        names = git("diff", "--name-only", "@{upstream}...HEAD")
+    `-z`: without it git quotes names with non-ASCII bytes, quotes or newlines ("s\\303\\274.py").
+    Names are bytes, decoded as the file system does, so they reach hooks byte for byte.
+    """
+    def names(*args: str) -> list[str]:
+        out = git(root, "diff", "-z", "--name-only", *args)
+        return [os.fsdecode(n) for n in out.split(b"\0") if n] if out else []
+
+    if git(root, "rev-parse", "--verify", "-q", "@{upstream}"):
+        found = names("@{upstream}...HEAD")
     else:
-        names = git("diff", "--name-only", "HEAD~1", "HEAD")
-    names += git("diff", "--name-only", "HEAD")  # uncommitted changes
-    files = dict.fromkeys(os.path.join(root, n) for n in names if n)
+        found = names("HEAD~1", "HEAD")
+    found += names("HEAD")  # uncommitted changes
+    files = dict.fromkeys(os.path.join(root, n) for n in found)
     return [f for f in files if os.path.exists(f)]
+
+
+class HookError(Exception):
+    """A hook command that cannot be run as written; the message says why and the fix."""
 
 
 def expand(command: str, files: list[str], project: str) -> list[str]:
     """repohooks' substitution: a lone ${PRESUBMIT_FILES} becomes one argument per file."""
+    try:
+        tokens = shlex.split(command)
+    except ValueError as e:  # "No closing quotation", "No escaped character"
+        raise HookError(f"cannot split the command: {str(e).lower()}; close the quote") from None
     out: list[str] = []
-    for token in shlex.split(command):
+    for token in tokens:
         if token == "${PRESUBMIT_FILES}":
             out += files
         else:
@@ -55,32 +74,64 @@ def expand(command: str, files: list[str], project: str) -> list[str]:
     return out
 
 
+def run_hook(name: str, command: str, files: list[str], project: str, root: str) -> tuple[int, str]:
+    """(exit code, output) of one hook; output that is not UTF-8 is shown with U+FFFD."""
+    try:
+        argv = expand(command, files, project)
+        if not argv:
+            raise HookError(f"the command is empty; write the command to run after '{name} ='")
+        result = subprocess.run(argv, cwd=root, capture_output=True)
+    except HookError as e:
+        return 2, f"{e}\n"
+    except OSError as e:
+        return 127, f"cannot run {command!r}: {e.strerror}\n"
+    return result.returncode, (result.stdout + result.stderr).decode("utf-8", "replace")
+
+
+def read_config(path: str) -> configparser.ConfigParser:
+    """The repohooks file at `path` (InputError if it cannot be read or parsed)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise InputError(f"{path}:0: cannot read it: {e.strerror}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise InputError(f"{path}:{line}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.optionxform = str  # type: ignore[assignment,method-assign]  # hook names keep their case
+    try:
+        cfg.read_string(text, source=path)
+    except configparser.Error as e:
+        raise InputError(f"{path}:{_line(e)}: not a repohooks config: {' '.join(str(e).split())}") from None
+    if not cfg.has_section("Hook Scripts"):
+        raise InputError(f"{path}:0: has no [Hook Scripts] section; add one with NAME = COMMAND lines")
+    return cfg
+
+
+def _line(error: configparser.Error) -> int:
+    """The line configparser's error is about (0 if it does not say)."""
+    lineno = getattr(error, "lineno", None)
+    if isinstance(lineno, int):
+        return lineno
+    errors = getattr(error, "errors", None)  # ParsingError: [(lineno, line), ...]
+    return errors[0][0] if errors and isinstance(errors[0][0], int) else 0
+
+
 def main(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", nargs="?", default="PRESUBMIT.cfg", help="repohooks file (default: ./PRESUBMIT.cfg)")
     args = p.parse_args(argv)
-    cfg = configparser.ConfigParser(interpolation=None)
-    cfg.optionxform = str  # type: ignore[assignment,method-assign]  # hook names keep their case
-    try:
-        with open(args.config, encoding="utf-8") as f:
-            cfg.read_file(f)
-    except OSError as e:
-        raise InputError(f"{args.config}:0: cannot read it: {e.strerror}") from None
-    except configparser.Error as e:
-        raise InputError(f"{args.config}:0: not a repohooks config: {str(e).splitlines()[0]}") from None
-    if not cfg.has_section("Hook Scripts"):
-        raise InputError(f"{args.config}:0: has no [Hook Scripts] section; add one with NAME = COMMAND lines")
+    cfg = read_config(args.config)
     root = project_root(args.config)
     files = changed_files(root)
     project = os.environ.get("REPO_PROJECT") or os.path.basename(root)
     failed = []
     for name, command in cfg.items("Hook Scripts"):
         start = time.monotonic()
-        try:
-            result = subprocess.run(expand(command, files, project), cwd=root, capture_output=True, text=True)
-            code, output = result.returncode, result.stdout + result.stderr
-        except OSError as e:
-            code, output = 127, f"cannot run {command!r}: {e.strerror}\n"
+        code, output = run_hook(name, command, files, project, root)
         status = "PASS" if code == 0 else "FAIL"
         print(f"[{status}] {name} ({time.monotonic() - start:.1f}s): {command}")
         if code != 0:

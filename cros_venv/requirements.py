@@ -7,20 +7,30 @@ and reported together as `file:line: reason`.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import shlex
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Mapping
 
-from packaging.markers import Marker
+from packaging.markers import InvalidMarker, Marker, UndefinedComparison, UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier
 from packaging.utils import NormalizedName, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from cros_venv.errors import InputError
 
 # pip's rule: a comment starts a line or follows whitespace (so `a#b` is not a comment).
-COMMENT_RE = re.compile(r"(^|\s+)#.*$")
+# pip writes it `(^|\s+)#.*$`, which backtracks quadratically over a long run of spaces;
+# the whitespace before the `#` is stripped with the rest of the line's ends instead.
+COMMENT_RE = re.compile(r"(?:^|(?<=\s))#.*$")
+# What packaging raises for a marker it parsed but cannot evaluate (`python_version ~= "3"`),
+# and RecursionError for absurd nesting (its parser and evaluator recurse per parenthesis).
+MARKER_ERRORS = (InvalidMarker, InvalidSpecifier, InvalidVersion, UndefinedComparison, UndefinedEnvironmentName,
+                 RecursionError)
+MARKER_FIX = 'write a marker packaging can evaluate (PEP 508), e.g. python_version >= "3.9"'
 HASH_ALGORITHMS = {"sha256": 64, "sha384": 96, "sha512": 128}
 
 # Options that change nothing when every install comes from pip_packages/.
@@ -59,10 +69,27 @@ class RequirementFiles:
     require_hashes: bool = False
 
 
+MAX_INCLUDE_DEPTH = 100  # files deep: -r/-c are followed recursively (600 levels: RecursionError)
+MAX_FILE_SIZE = 16 << 20  # pip_packages' own requirements file is 1 KiB; /dev/zero is endless
+
+
+def read_file(path: str) -> bytes:
+    """The bytes of the requirements file at `path` (load's default reader). A file larger
+    than MAX_FILE_SIZE (`-r /dev/zero`) is an OSError, not a MemoryError some minutes later.
+    """
+    with open(path, "rb") as f:
+        data = f.read(MAX_FILE_SIZE + 1)
+    if len(data) > MAX_FILE_SIZE:
+        raise OSError(errno.EFBIG, f"larger than {MAX_FILE_SIZE >> 20} MiB; is it a requirements file?")
+    return data
+
+
 @dataclass
 class _Parser:
+    read: Callable[[str], bytes]
     pins: list[Pin] = field(default_factory=list)
     files: list[tuple[str, bytes]] = field(default_factory=list)
+    texts: dict[str, str | None] = field(default_factory=dict)  # by absolute path; None: reported
     problems: list[str] = field(default_factory=list)
     require_hashes: bool = False
 
@@ -72,13 +99,13 @@ def logical_lines(text: str) -> Iterator[tuple[int, str]]:
     pending: list[str] = []
     first = 0
     for number, line in enumerate(text.splitlines(), start=1):
-        if line.endswith("\\") and not COMMENT_RE.match(line):
+        if line.endswith("\\") and not _is_comment(line):
             if not pending:
                 first = number
             pending.append(line[:-1])
             continue
         if pending:
-            pending.append(" " + line if COMMENT_RE.match(line) else line)
+            pending.append(" " + line if _is_comment(line) else line)
             number, line = first, "".join(pending)
             pending = []
         line = COMMENT_RE.sub("", line).strip()
@@ -88,6 +115,27 @@ def logical_lines(text: str) -> Iterator[tuple[int, str]]:
         line = COMMENT_RE.sub("", "".join(pending)).strip()
         if line:
             yield first, line
+
+
+def _is_comment(line: str) -> bool:
+    return line.lstrip().startswith("#")
+
+
+def excerpt(text: str) -> str:
+    """`text`, cut to a length that fits in a one-line message."""
+    return text if len(text) <= 40 else f"{text[:30]}..."
+
+
+def split_options(text: str, where: str, problems: list[str]) -> list[str] | None:
+    """An option string split as pip splits it (shlex: quotes and backslashes), or None
+    with a problem appended.
+    """
+    try:
+        return shlex.split(text)
+    except ValueError as e:  # "No closing quotation", "No escaped character"
+        fix = "close the quote" if "quotation" in str(e) else "remove the trailing backslash"
+        problems.append(f"{where}: {excerpt(text)} has {str(e)[0].lower()}{str(e)[1:]}; {fix}")
+        return None
 
 
 def _split_option(tokens: list[str]) -> tuple[str, str | None, list[str]]:
@@ -104,10 +152,16 @@ def _split_option(tokens: list[str]) -> tuple[str, str | None, list[str]]:
 
 
 def parse_requirement(line: str, where: str, constraint: bool, problems: list[str]) -> Pin | None:
-    """One requirement line (options included) -> Pin, or None with problems appended."""
-    tokens = line.split()
-    cut = next((i for i, t in enumerate(tokens) if t.startswith("-")), len(tokens))
-    text, options = " ".join(tokens[:cut]), tokens[cut:]
+    """One requirement line (options included) -> Pin, or None with problems appended.
+
+    As pip does, the requirement ends before the first word that starts with `-`; the
+    options after it are split with shlex.
+    """
+    cut = re.search(r"(?:^|\s)-", line)
+    text = " ".join((line[:cut.start()] if cut else line).split())
+    options = split_options(line[cut.end() - 1:], where, problems) if cut else []
+    if options is None:
+        return None
     hashes: set[str] = set()
     ok = True
     i = 0
@@ -140,7 +194,10 @@ def parse_requirement(line: str, where: str, constraint: bool, problems: list[st
     try:
         req = Requirement(text)
     except InvalidRequirement as e:
-        problems.append(f"{where}: invalid requirement {text!r}: {str(e).splitlines()[0]}")
+        problems.append(f"{where}: invalid requirement {excerpt(text)!r}: {str(e).splitlines()[0]}")
+        return None
+    except RecursionError:
+        problems.append(f"{where}: the marker of {excerpt(text)} is nested too deeply to parse; simplify it")
         return None
     if req.url:
         problems.append(f"{where}: URLs are not supported ({req.name} @ {req.url}); "
@@ -169,27 +226,35 @@ def parse_requirement(line: str, where: str, constraint: bool, problems: list[st
     )
 
 
-def _read_file(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
-
-
-def _load(parser: _Parser, path: str, shown: str, constraint: bool, stack: tuple[str, ...],
-          read: Callable[[str], bytes] = _read_file) -> None:
-    real = os.path.realpath(path)
-    if real in stack:
-        parser.problems.append(f"{shown}:0: includes itself (via -r/-c); remove the cycle")
-        return
+def _read(parser: _Parser, path: str, shown: str) -> str | None:
+    """The text of the file at `path`, read once however often it is included; None (and a
+    problem, the first time) if it cannot be read or is not UTF-8.
+    """
+    key = os.path.abspath(path)
+    if key in parser.texts:
+        return parser.texts[key]
+    parser.texts[key] = None
     try:
-        data = read(path)
+        data = parser.read(path)
     except OSError as e:
-        parser.problems.append(f"{shown}:0: cannot read requirements file: {e.strerror}")
-        return
-    parser.files.append((os.path.abspath(path), data))
+        parser.problems.append(f"{shown}:0: cannot read requirements file: {e.strerror or e}")
+        return None
+    parser.files.append((key, data))
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         parser.problems.append(f"{shown}:0: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8")
+        return None
+    parser.texts[key] = text
+    return text
+
+
+def _load(parser: _Parser, path: str, shown: str, constraint: bool, stack: tuple[tuple[str, str], ...]) -> None:
+    """Parse the file at `path` (`shown` in messages); `stack`: the (real path, shown) of
+    every file including it, itself last.
+    """
+    text = _read(parser, path, shown)
+    if text is None:
         return
     for number, line in logical_lines(text):
         where = f"{shown}:{number}"
@@ -198,14 +263,12 @@ def _load(parser: _Parser, path: str, shown: str, constraint: bool, stack: tuple
             if pin is not None:
                 parser.pins.append(pin)
             continue
-        opt, value, _ = _split_option(line.split())
+        tokens = split_options(line, where, parser.problems)
+        if tokens is None:
+            continue
+        opt, value, _ = _split_option(tokens)
         if opt in ("-r", "--requirement", "-c", "--constraint"):
-            if not value:
-                parser.problems.append(f"{where}: {opt} needs a file name")
-                continue
-            base = os.path.dirname(path)
-            _load(parser, os.path.join(base, value), os.path.join(os.path.dirname(shown), value),
-                  constraint or opt in ("-c", "--constraint"), (*stack, real), read)
+            _include(parser, path, shown, (opt, value), where, constraint, stack)
         elif opt == "--require-hashes":
             parser.require_hashes = True
         elif opt in HARMLESS_OPTIONS:
@@ -221,17 +284,48 @@ def _load(parser: _Parser, path: str, shown: str, constraint: bool, stack: tuple
             parser.problems.append(f"{where}: option {opt} is not supported in requirements files; remove it")
 
 
+def _include(parser: _Parser, path: str, shown: str, option: tuple[str, str | None], where: str, constraint: bool,
+             stack: tuple[tuple[str, str], ...]) -> None:
+    """`-r FILE` / `-c FILE` on line `where` of `path`: FILE is relative to `path`'s directory."""
+    opt, value = option
+    if not value:
+        parser.problems.append(f"{where}: {opt} needs a file name")
+        return
+    if "\0" in value:
+        parser.problems.append(f"{where}: {opt} {value!r} names a file with a NUL character; remove it")
+        return
+    included = os.path.join(os.path.dirname(path), value)
+    included_shown = os.path.join(os.path.dirname(shown), value)
+    real = os.path.realpath(included)
+    reals = [r for r, _ in stack]
+    if len(stack) >= MAX_INCLUDE_DEPTH:
+        parser.problems.append(f"{where}: {opt} {value} nests includes more than {MAX_INCLUDE_DEPTH} files deep; "
+                               "include them from fewer levels")
+        return
+    if real in reals:
+        chain = [s for _, s in stack[reals.index(real):]] + [included_shown]
+        parser.problems.append(f"{where}: {opt} {value} closes a cycle ({' -> '.join(chain)}); remove it")
+        return
+    _load(parser, included, included_shown, constraint or opt in ("-c", "--constraint"),
+          (*stack, (real, included_shown)))
+
+
 def pin_for_wheel(path: str) -> Pin:
     """A pin for exactly this wheel (the tool's own pip, added when the files do not pin pip)."""
     name, version, _, _ = parse_wheel_filename(os.path.basename(path))
     return Pin(name, version, frozenset(), None, frozenset(), f"{path}:0", tool=True)
 
 
-def load(paths: list[str], read: Callable[[str], bytes] = _read_file) -> RequirementFiles:
-    """Read and parse requirements files (and their -r/-c includes), each with `read`."""
-    parser = _Parser()
+def load(paths: list[str], read: Callable[[str], bytes] = read_file) -> RequirementFiles:
+    """Read and parse requirements files (and their -r/-c includes).
+
+    Each file is read once, with `read(path)` (`path` as given, or an include joined to its
+    includer's directory); a caller that already has a file's bytes (a pipe, /dev/stdin)
+    passes a `read` that returns them. `read` raises OSError for a file it cannot read.
+    """
+    parser = _Parser(read)
     for path in paths:
-        _load(parser, path, path, constraint=False, stack=(), read=read)
+        _load(parser, path, path, constraint=False, stack=((os.path.realpath(path), path),))
     if parser.problems:
         raise InputError(*parser.problems)
     return RequirementFiles(tuple(parser.pins), tuple(parser.files), parser.require_hashes)
@@ -252,13 +346,34 @@ def _merge(found: dict[NormalizedName, Pin], pin: Pin, problems: list[str], what
 Pins = dict[NormalizedName, Pin]
 
 
+class UnusableMarker(ValueError):
+    """A marker packaging parsed but cannot evaluate; the message says which and why (the
+    fix depends on whose marker it is: a requirements file's or a wheel's).
+    """
+
+
+def marker_holds(marker: Marker, env: Mapping[str, str]) -> bool:
+    """Whether `marker` is true in `env`; raises UnusableMarker where packaging cannot tell."""
+    try:
+        return marker.evaluate(dict(env))
+    except RecursionError:
+        raise UnusableMarker("the marker is nested too deeply to evaluate") from None
+    except MARKER_ERRORS as e:
+        reason = str(e).splitlines()[0]
+        raise UnusableMarker(f"cannot evaluate the marker {excerpt(str(marker))!r} ({reason})") from None
+
+
 def applicable(reqs: RequirementFiles, env: Mapping[str, str]) -> tuple[Pins, Pins]:
     """(requirements, constraints) that apply to a target whose marker environment is `env`."""
     problems: list[str] = []
     wanted: dict[NormalizedName, Pin] = {}
     constraints: dict[NormalizedName, Pin] = {}
     for pin in reqs.pins:
-        if pin.marker is not None and not pin.marker.evaluate(dict(env)):
+        try:
+            if pin.marker is not None and not marker_holds(pin.marker, env):
+                continue
+        except UnusableMarker as e:
+            problems.append(f"{pin.origin}: {e}; {MARKER_FIX}")
             continue
         _merge(constraints if pin.constraint else wanted, pin, problems,
                "(constraint)" if pin.constraint else "pinned")

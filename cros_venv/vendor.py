@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
-from packaging.utils import canonicalize_name
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from cros_venv import requirements, targets, toolchain, wheels
 from cros_venv.cache import Cache, file_sha256
@@ -87,9 +90,12 @@ def _failure(pin: Pin, what: str, result: subprocess.CompletedProcess[str]) -> B
 
 
 def download_args(pin: Pin, target: Target, dest: str, options: Options) -> list[str]:
-    platform = targets.host_platform(target)
+    """pip download of `pin` for `target`: every platform the target accepts, best first
+    (pip does not expand manylinux_2_28 to the manylinux_2_17 wheels an index has).
+    """
+    platforms = [arg for p in wheels.download_platforms(target) for arg in ("--platform", p)]
     return ["download", "--only-binary=:all:", "--no-deps", "--python-version", target.python_version,
-            "--implementation", "cp", "--abi", target.abi, "--platform", platform, "-d", dest,
+            "--implementation", "cp", "--abi", target.abi, *platforms, "-d", dest,
             *options.pip_args(), f"{pin.name}=={pin.version}"]
 
 
@@ -113,36 +119,53 @@ def fetch(pin: Pin, needed: list[Target], stage: str, cache: Cache, options: Opt
                              "for that target, or drop the target")
 
 
-def add_hashes(path: str, hashes: dict[str, list[str]]) -> None:
-    """Rewrite requirement lines with `--hash=sha256:` for every wheel of the pin, pip-compile style."""
-    with open(path, encoding="utf-8-sig") as f:
-        lines = f.read().splitlines()
+Hashes = Mapping[tuple[NormalizedName, Version], Sequence[str]]
+
+
+def with_hashes(text: str, hashes: Hashes) -> str:
+    """`text` (a requirements file) with `--hash=sha256:` for every wheel of each pinned
+    line's (name, version), pip-compile style: the requirement (marker kept), then one hash a
+    line; an inline comment moves above it. Other lines are kept as they are.
+    """
+    lines = text.splitlines()
     out: list[str] = []
     i = 0
     while i < len(lines):
         start = i
-        while lines[i].endswith("\\") and i + 1 < len(lines):
+        while lines[i].endswith("\\") and not lines[i].lstrip().startswith("#") and i + 1 < len(lines):
             i += 1
-        logical = " ".join(line.rstrip("\\").strip() for line in lines[start:i + 1])
         i += 1
-        text, _, comment = logical.partition(" #")
-        tokens = text.split()
-        if not tokens or tokens[0].startswith(("-", "#")):
+        logical = " ".join(line[:-1] if line.endswith("\\") else line for line in lines[start:i])
+        comment = requirements.COMMENT_RE.search(logical)
+        code = logical[:comment.start()] if comment else logical
+        req = _pinned_text(code)
+        key = _key(req) if req else None
+        digests = sorted(hashes.get(key, ())) if key else []
+        if not digests:
             out += lines[start:i]
             continue
-        cut = next((k for k, t in enumerate(tokens) if t.startswith("-")), len(tokens))
-        req = " ".join(tokens[:cut])
-        name = canonicalize_name(req.split(";")[0].split("[")[0].split("=")[0].strip())
-        if name not in hashes:
-            out += lines[start:i]
-            continue
-        if comment.strip():
-            out.append(f"#{comment}")
-        digests = sorted(hashes[name])
+        if comment:
+            out.append(comment.group())
         out.append(f"{req} \\")
         out += [f"    --hash=sha256:{d}" + (" \\" if k < len(digests) - 1 else "") for k, d in enumerate(digests)]
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(out) + "\n")
+    return "".join(f"{line}\n" for line in out)
+
+
+def _pinned_text(code: str) -> str | None:
+    """The requirement of a requirement line (without its options), or None for other lines."""
+    cut = re.search(r"(?:^|\s)-", code)
+    req = " ".join((code[:cut.start()] if cut else code).split())
+    return req or None
+
+
+def _key(req: str) -> tuple[NormalizedName, Version] | None:
+    """(name, version) of a `name==version` requirement, as packaging reads it."""
+    try:
+        parsed = Requirement(req)
+        (spec,) = parsed.specifier
+        return (canonicalize_name(parsed.name), Version(spec.version)) if spec.operator == "==" else None
+    except (InvalidRequirement, InvalidVersion, RecursionError, ValueError):
+        return None
 
 
 def parser() -> argparse.ArgumentParser:
@@ -191,11 +214,19 @@ def main(argv: Sequence[str], cache: Cache) -> int:
         print(f"already there {f}")
 
     if args.hashes:
-        house = wheels.Wheelhouse.scan(dest)
-        hashes = {pin.name: sorted({file_sha256(w.path) for w in house.candidates(pin.name, pin.version)})
-                  for reqs in files for pin in reqs.pins}
-        for path in dict.fromkeys(p for reqs in files for p, _ in reqs.files):  # includes too
-            add_hashes(path, {k: v for k, v in hashes.items() if v})
-            print(f"wrote hashes into {path}")
+        write_hashes(files, wheels.Wheelhouse.scan(dest))
     return 0
+
+
+def write_hashes(files: list[requirements.RequirementFiles], house: wheels.Wheelhouse) -> None:
+    """Rewrite every file read (includes too) from the bytes read, with the hashes of every
+    wheel of each pinned (name, version).
+    """
+    pins = {(pin.name, pin.version) for reqs in files for pin in reqs.pins}
+    hashes = {(name, version): sorted({file_sha256(w.path) for w in house.candidates(name, version)})
+              for name, version in pins}
+    for path, data in {p: d for reqs in files for p, d in reqs.files}.items():
+        with open(path, "w", encoding="utf-8") as f:  # in place: a symlink stays one, the mode is kept
+            f.write(with_hashes(data.decode("utf-8-sig"), hashes))
+        print(f"wrote hashes into {path}")
 

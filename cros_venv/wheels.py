@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass
 from email.message import Message
 from email.parser import HeaderParser
@@ -21,11 +22,11 @@ from packaging.utils import (
     canonicalize_name,
     parse_wheel_filename,
 )
-from packaging.version import Version
+from packaging.version import InvalidVersion, Version
 
 from cros_venv.errors import BuildError, InputError
 from cros_venv.interpreter import Target
-from cros_venv.requirements import Pin
+from cros_venv.requirements import Pin, UnusableMarker, excerpt, marker_holds
 
 
 @dataclass(frozen=True)
@@ -53,17 +54,22 @@ class Wheelhouse:
     directory: str
     wheels: Mapping[NormalizedName, tuple[Wheel, ...]]
     invalid: tuple[str, ...]  # files ending in .whl whose names are not valid wheel names
+    not_files: tuple[str, ...] = ()  # entries named *.whl that are not regular files (directories, ...)
 
     @classmethod
     def scan(cls, directory: str) -> Wheelhouse:
+        """Index the regular files (or links to them) named *.whl in `directory`."""
         by_name: dict[NormalizedName, list[Wheel]] = {}
         invalid: list[str] = []
+        not_files: list[str] = []
         try:
-            names = sorted(os.listdir(directory))
+            with os.scandir(directory) as it:
+                entries = sorted((e.name, e.is_file()) for e in it if e.name.endswith(".whl"))
         except OSError as e:
             raise InputError(f"cannot read the wheel directory {directory}: {e.strerror}") from None
-        for filename in names:
-            if not filename.endswith(".whl"):
+        for filename, is_file in entries:
+            if not is_file:
+                not_files.append(filename)
                 continue
             try:
                 name, version, _build, tags = parse_wheel_filename(filename)
@@ -71,7 +77,7 @@ class Wheelhouse:
                 invalid.append(filename)
                 continue
             by_name.setdefault(name, []).append(Wheel(os.path.join(directory, filename), name, version, tags))
-        return cls(directory, {k: tuple(v) for k, v in by_name.items()}, tuple(invalid))
+        return cls(directory, {k: tuple(v) for k, v in by_name.items()}, tuple(invalid), tuple(not_files))
 
     def candidates(self, name: NormalizedName, version: Version) -> list[Wheel]:
         return [w for w in self.wheels.get(name, ()) if w.version == version]
@@ -87,16 +93,26 @@ def best_wheel(candidates: list[Wheel], target: Target) -> Wheel | None:
     return min(fitting, key=lambda rw: (rw[0], rw[1].filename))[1]
 
 
+def download_platforms(target: Target) -> list[str]:
+    """Every platform tag a wheel for `target` may carry on an index, best first: one
+    `--platform` each for pip, which does not expand PEP 600 tags itself (given only
+    manylinux_2_28_x86_64 it would not take a manylinux_2_17_x86_64 wheel). A real
+    interpreter's local tag (linux_x86_64: built here, never on an index) and "any" are left out.
+    """
+    platforms = dict.fromkeys(t.platform for t in target.tags)
+    return [p for p in platforms if not p.startswith("linux_") and p != "any"] or [target.tags[0].platform]
+
+
 def fix_command(name: str, version: Version, others: list[Wheel], target: Target) -> str:
     """The command that puts the missing wheel into pip_packages/."""
     if others and all(w.is_pure for w in others):
         return f"pip wheel --no-deps -w pip_packages {name}=={version}"
-    # The first tag is a locally built one (linux_x86_64); indexes carry manylinux/macOS tags.
     best = next((t for t in target.tags if not t.platform.startswith("linux_")), target.tags[0])
+    platforms = " ".join(f"--platform {p}" for p in download_platforms(target))
     return (
         f"pip download --only-binary=:all: --no-deps --python-version {target.python_version} "
         f"--implementation {best.interpreter[:2]} --abi {best.abi} "
-        f"--platform {best.platform} -d pip_packages {name}=={version}"
+        f"{platforms} -d pip_packages {name}=={version}"
     )
 
 
@@ -112,6 +128,14 @@ def missing_message(pin: Pin, house: Wheelhouse, target: Target) -> str:
     )
 
 
+# What reading a damaged zip raises: besides BadZipFile, EOFError for a truncated member,
+# zlib.error for a bad deflate stream, NotImplementedError for an unknown compression method,
+# RuntimeError for an encrypted member, LargeZipFile, ValueError.
+ZIP_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, NotImplementedError,
+              RuntimeError, ValueError)
+MAX_METADATA_SIZE = 16 << 20  # the largest METADATA on PyPI is a few MiB (a long description)
+
+
 def read_metadata(wheel: Wheel, unpacked: str | None = None) -> Message:
     """The METADATA headers of `wheel`, from its cache entry if there is one, else its zip."""
     try:
@@ -124,10 +148,20 @@ def read_metadata(wheel: Wheel, unpacked: str | None = None) -> Message:
             for member in zf.namelist():
                 parts = member.split("/")
                 if len(parts) == 2 and parts[0].endswith(".dist-info") and parts[1] == "METADATA":
-                    return _headers(zf.read(member))
-    except (OSError, zipfile.BadZipFile, UnicodeDecodeError, KeyError) as e:
+                    return _headers(read_metadata_member(zf, member))
+    except (*ZIP_ERRORS, UnicodeDecodeError, KeyError) as e:
         raise BuildError(f"cannot read the metadata of {wheel.path} ({e}); replace it with a good wheel") from None
     raise BuildError(f"{wheel.path} has no .dist-info/METADATA; replace it with a good wheel")
+
+
+def read_metadata_member(zf: zipfile.ZipFile, member: str) -> bytes:
+    """The bytes of METADATA `member`. One that would unpack to more than MAX_METADATA_SIZE
+    (a zip bomb: 16 MiB of METADATA deflate to a few KiB) is a BadZipFile, not a MemoryError.
+    """
+    size = zf.getinfo(member).file_size
+    if size > MAX_METADATA_SIZE:
+        raise zipfile.BadZipFile(f"its {member} would be {size} bytes unpacked")
+    return zf.read(member)
 
 
 def _headers(data: bytes) -> Message:
@@ -190,23 +224,15 @@ def resolve(
             wheel = chosen[name].wheel
         chosen[name] = Resolved(pin, wheel, want, name in wanted and not pin.tool)
         meta = metadata(wheel)
-        requires_python = meta.get("Requires-Python")
-        if requires_python:
-            try:
-                if not SpecifierSet(requires_python).contains(target.python_full_version, prereleases=True):
-                    problems.append(f"{pin.origin}: {wheel.filename} requires Python {requires_python}, "
-                                    f"but the target is Python {target.python_full_version}; pin another version")
-            except InvalidSpecifier:
-                pass
+        lie = identity_problem(wheel, meta)
+        if lie:
+            problems.append(f"{pin.origin}: {wheel.filename} {lie}; replace it with a good wheel of "
+                            f"{pin.name}=={pin.version}")
+            continue
+        problems += python_problems(pin, wheel, meta, target)
         for text in meta.get_all("Requires-Dist") or []:
-            try:
-                dep = Requirement(text)
-            except InvalidRequirement:
-                problems.append(f"{pin.origin}: {wheel.filename} declares an invalid dependency {text!r}")
-                continue
-            if dep.marker is not None and not any(
-                dep.marker.evaluate({**env, "extra": e}) for e in ("", *sorted(want))
-            ):
+            dep = _dependency(pin, wheel, text, want, env, problems)
+            if dep is None:
                 continue
             dep_name = canonicalize_name(dep.name)
             dep_pin = wanted.get(dep_name) or constraints.get(dep_name)
@@ -225,6 +251,48 @@ def resolve(
     if problems:
         raise InputError(*problems)
     return chosen
+
+
+def identity_problem(wheel: Wheel, meta: Message) -> str | None:
+    """What is wrong if METADATA's Name and Version are not the file name's, else None."""
+    name, version = meta.get("Name"), meta.get("Version")
+    try:
+        same = canonicalize_name(name or "") == wheel.name and Version(version or "") == wheel.version
+    except InvalidVersion:
+        same = False
+    return None if same else f"says it is {name} {version} in its METADATA, not {wheel.name} {wheel.version}"
+
+
+def python_problems(pin: Pin, wheel: Wheel, meta: Message, target: Target) -> list[str]:
+    """The wheel's Requires-Python, if it has a valid one that excludes the target."""
+    requires_python = meta.get("Requires-Python")
+    try:
+        if not requires_python or SpecifierSet(requires_python).contains(target.python_full_version,
+                                                                           prereleases=True):
+            return []
+    except InvalidSpecifier:
+        return []
+    return [f"{pin.origin}: {wheel.filename} requires Python {requires_python}, "
+            f"but the target is Python {target.python_full_version}; pin another version"]
+
+
+def _dependency(pin: Pin, wheel: Wheel, text: str, extras: frozenset[str], env: Mapping[str, str],
+                problems: list[str]) -> Requirement | None:
+    """The Requires-Dist `text` of `wheel` if it applies to the target with `extras`;
+    None if not, or (with a problem naming the wheel) if packaging cannot read it.
+    """
+    try:
+        dep = Requirement(text)
+        if dep.marker is None or any(marker_holds(dep.marker, {**env, "extra": e}) for e in ("", *sorted(extras))):
+            return dep
+        return None
+    except InvalidRequirement:
+        problems.append(f"{pin.origin}: {wheel.filename} declares an invalid dependency {excerpt(text)!r}")
+    except (RecursionError, UnusableMarker) as e:
+        reason = "the marker is nested too deeply to parse" if isinstance(e, RecursionError) else str(e)
+        problems.append(f"{pin.origin}: {wheel.filename} declares {excerpt(text)!r}, but {reason}; "
+                        f"replace the wheel with a good build, or pin another version of {pin.name}")
+    return None
 
 
 def check_hashes(chosen: Iterable[Resolved], hashes: Mapping[str, str], require: bool) -> None:

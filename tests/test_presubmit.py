@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -120,3 +121,69 @@ def test_pre_commit_hook(tool_repo: ToolRepo, project: Path, tmp_path_factory: p
     bad = subprocess.run([str(pre_commit), "run", "--all-files"], cwd=project, env=env, capture_output=True, text=True)
     assert bad.returncode == 1
     assert "requirements.txt:1: no wheel for beta==7.0" in bad.stdout
+
+
+def test_hook_output_that_is_not_utf8_is_shown_replaced(tool_repo: ToolRepo, project: Path) -> None:
+    (project / "PRESUBMIT.cfg").write_text("[Hook Scripts]\nbytes = sh -c 'printf \"bad \\\\377\\\\376 bytes\\\\n\"; exit 1'\n")
+    out = tool_repo.command("presubmit", str(project / "PRESUBMIT.cfg"))
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert out.stdout.splitlines()[1:] == ["    bad \ufffd\ufffd bytes"]
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    pytest.param(b"[Hook Scripts]\nx = echo \xff\n", "PRESUBMIT.cfg:2: not UTF-8 text (invalid start byte at byte 24); "
+                 "save it as UTF-8", id="not-utf8"),
+    pytest.param(b"[Hook Scripts]\nx = true\nx = false\n", "PRESUBMIT.cfg:3: not a repohooks config: While reading",
+                 id="duplicate-option"),
+    pytest.param(b"[Hook Scripts]\n[Hook Scripts]\n", "PRESUBMIT.cfg:2: not a repohooks config: While reading",
+                 id="duplicate-section"),
+    pytest.param(b"  indented first line\n[Hook Scripts]\n", "PRESUBMIT.cfg:1: not a repohooks config:",
+                 id="continuation-first"),
+    pytest.param(b"[Hook Scripts\nx = y\n", "PRESUBMIT.cfg:1: not a repohooks config:", id="unclosed-section"),
+    pytest.param(b"\x00\x00", "PRESUBMIT.cfg:1: not a repohooks config:", id="nul-bytes"),
+])
+def test_a_config_that_cannot_be_read_is_one_line(tool_repo: ToolRepo, project: Path, data: bytes,
+                                                  message: str) -> None:
+    (project / "PRESUBMIT.cfg").write_bytes(data)
+    out = tool_repo.command("presubmit", "PRESUBMIT.cfg", cwd=project)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.startswith(f"presubmit: error: {message}") and len(out.stderr.splitlines()) == 1, out.stderr
+
+
+def test_a_hook_that_cannot_be_split_or_is_empty_fails_alone(tool_repo: ToolRepo, project: Path) -> None:
+    (project / "PRESUBMIT.cfg").write_text(
+        "[Hook Scripts]\nunclosed = echo \"no end\nempty =\nblank =   \ngood = true\n")
+    out = tool_repo.command("presubmit", str(project / "PRESUBMIT.cfg"))
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    lines = [re.sub(r" \(\d+\.\ds\)", "", line) for line in out.stdout.splitlines()]
+    assert lines == [
+        '[FAIL] unclosed: echo "no end',
+        "    cannot split the command: no closing quotation; close the quote",
+        "[FAIL] empty: ",
+        "    the command is empty; write the command to run after 'empty ='",
+        "[FAIL] blank: ",
+        "    the command is empty; write the command to run after 'blank ='",
+        "[PASS] good: true",
+    ]
+    assert "presubmit: 3 hooks failed: unclosed, empty, blank" in out.stderr
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(b"s\xc3\xbc d\xc3\xa9.py", id="non-ascii-utf8"),
+    pytest.param(b"caf\xe9.py", id="not-utf8"),
+    pytest.param(b"line\nbreak.py", id="newline"),
+    pytest.param(b'"quoted".py', id="quotes"),
+])
+def test_file_names_reach_the_hook_exactly(tool_repo: ToolRepo, project: Path, tmp_path: Path, name: bytes) -> None:
+    """git quotes such names unless asked for -z output."""
+    path = os.fsencode(project / "src") + b"/" + name
+    with open(path, "wb") as f:
+        f.write(b"x\n")
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "odd name")
+    args = tmp_path / "args.bin"
+    (project / "PRESUBMIT.cfg").write_text(
+        f"[Hook Scripts]\nshow = sh -c 'for a; do printf \"%s\\\\0\" \"$a\"; done > {args}' sh ${{PRESUBMIT_FILES}}\n")
+    out = tool_repo.command("presubmit", str(project / "PRESUBMIT.cfg"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert args.read_bytes().split(b"\0")[:-1] == [path]

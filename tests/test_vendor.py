@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from cros_venv.cache import file_sha256
 from tests.conftest import PYTHON, ToolRepo, WheelSpec, build_wheel, snapshot
 
 pytestmark = pytest.mark.e2e
@@ -65,6 +66,7 @@ def registry(tmp_path: Path) -> Path:
     reg = tmp_path / "registry"
     reg.mkdir()
     build_wheel(reg, WheelSpec("purepkg", "1.0"))
+    build_wheel(reg, WheelSpec("purepkg", "2.0"))
     for py in ("311", "312"):
         build_wheel(reg, WheelSpec("binpkg", "2.0", tag=f"cp{py}-cp{py}-manylinux_2_17_x86_64"))
     make_sdist(reg)
@@ -145,3 +147,51 @@ def test_bad_requirements_are_reported_before_any_download(tool_repo: ToolRepo, 
     reqs = tool_repo.requirements("r.txt", "purepkg>=1.0\n")
     out = vendor(tool_repo, registry, str(reqs))
     assert out.returncode == 2 and f"{reqs}:1: purepkg is not pinned" in out.stderr
+
+
+def test_hashes_are_keyed_by_name_and_version_per_line(tool_repo: ToolRepo, registry: Path) -> None:
+    reqs = tool_repo.requirements("r.txt", 'purepkg==1.0 ; python_version < "3.12"\n'
+                                           'purepkg==2.0 ; python_version >= "3.12"\n')
+    out = vendor(tool_repo, registry, *TARGETS, "--hashes", str(reqs))
+    assert out.returncode == 0, out.stderr
+    one, two = (file_sha256(str(tool_repo.wheels / f"purepkg-{v}-py3-none-any.whl")) for v in ("1.0", "2.0"))
+    assert reqs.read_text() == (f'purepkg==1.0 ; python_version < "3.12" \\\n    --hash=sha256:{one}\n'
+                                f'purepkg==2.0 ; python_version >= "3.12" \\\n    --hash=sha256:{two}\n')
+    check = tool_repo.command("check_requirements", *TARGETS, str(reqs))
+    assert check.returncode == 0, check.stdout
+
+
+A, B, C = "a" * 64, "b" * 64, "c" * 64
+HASHED = [
+    pytest.param("alpha==1.0\n", f"alpha==1.0 \\\n    --hash=sha256:{A}\n", id="plain"),
+    pytest.param("alpha==1.0  # why\n", f"# why\nalpha==1.0 \\\n    --hash=sha256:{A}\n", id="comment"),
+    pytest.param("alpha==1.0\t# why\n", f"# why\nalpha==1.0 \\\n    --hash=sha256:{A}\n", id="comment-after-tab"),
+    pytest.param(f"Alpha \\\n  == 1.0.0 \\\n  --hash=sha256:{C}\n", f"Alpha == 1.0.0 \\\n    --hash=sha256:{A}\n",
+                 id="continued-and-rehashed"),
+    pytest.param('alpha[x]==1.0 ; python_version < "3.12"\n',
+                 f'alpha[x]==1.0 ; python_version < "3.12" \\\n    --hash=sha256:{A}\n', id="marker-and-extras"),
+    pytest.param("alpha==2.0\n", f"alpha==2.0 \\\n    --hash=sha256:{B} \\\n    --hash=sha256:{C}\n", id="two-wheels"),
+    pytest.param("# head\n\n-r other.txt\n--no-index\nbeta==1.0\n", "# head\n\n-r other.txt\n--no-index\nbeta==1.0\n",
+                 id="untouched"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), HASHED)
+def test_with_hashes(text: str, expected: str) -> None:
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+
+    from cros_venv import vendor
+
+    hashes = {(canonicalize_name("alpha"), Version("1.0")): [A], (canonicalize_name("alpha"), Version("2.0")): [C, B]}
+    assert vendor.with_hashes(text, hashes) == expected
+
+
+def test_a_newer_glibc_target_takes_an_older_manylinux_wheel(tool_repo: ToolRepo, registry: Path) -> None:
+    """pip does not expand manylinux_2_28 to the manylinux_2_17 wheel the index has: every
+    platform is passed to it. (Python 3.12: not the one running, so `pip wheel`'s fallback
+    cannot find the wheel for it either.)"""
+    reqs = tool_repo.requirements("r.txt", "binpkg==2.0\n")
+    out = vendor(tool_repo, registry, "--python", "3.12", "--platform", "manylinux_2_28_x86_64", str(reqs))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["added binpkg-2.0-cp312-cp312-manylinux_2_17_x86_64.whl"]

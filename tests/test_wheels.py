@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from email.message import Message
 from pathlib import Path
+from typing import Callable
 
 import pytest
 from packaging.tags import Tag
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from cros_venv import requirements, wheels
-from cros_venv.errors import InputError
+from cros_venv.errors import BuildError, InputError
 from cros_venv.interpreter import Target
 from tests.conftest import WheelSpec, build_wheel
+from tests.test_check import inflate_metadata, patch_headers
 from tests.test_requirements import ENV_311
 
 TAGS = ("cp311-cp311-linux_x86_64", "cp311-cp311-manylinux_2_17_x86_64", "cp311-abi3-manylinux_2_17_x86_64",
@@ -34,7 +38,9 @@ def pins(tmp_path: Path, text: str) -> tuple[requirements.Pins, requirements.Pin
 
 
 def meta(requires: list[str] | None = None, requires_python: str | None = None) -> Message:
+    """METADATA headers for alpha 1.0 (resolve() below renames them for the wheel asked)."""
     m = Message()
+    m["Name"], m["Version"] = "alpha", "1.0"
     for r in requires or []:
         m["Requires-Dist"] = r
     if requires_python:
@@ -44,8 +50,16 @@ def meta(requires: list[str] | None = None, requires_python: str | None = None) 
 
 def resolve(tmp_path: Path, text: str, h: wheels.Wheelhouse, metas: dict[str, Message]) -> dict[str, wheels.Resolved]:
     wanted, constraints = pins(tmp_path, text)
-    chosen = wheels.resolve(wanted, constraints, h, TARGET, lambda w: metas.get(w.name, meta()))
+    chosen = wheels.resolve(wanted, constraints, h, TARGET, lambda w: named(metas.get(w.name, meta()), w))
     return {str(k): v for k, v in chosen.items()}
+
+
+def named(m: Message, w: wheels.Wheel) -> Message:
+    """`m` with the wheel's own name and version, unless a test made it say otherwise."""
+    if (m["Name"], m["Version"]) == ("alpha", "1.0"):
+        m.replace_header("Name", w.name)
+        m.replace_header("Version", str(w.version))
+    return m
 
 
 def test_scan_indexes_by_normalised_name_and_skips_invalid_names(tmp_path: Path) -> None:
@@ -154,6 +168,19 @@ def test_read_metadata_from_a_real_wheel(tmp_path: Path) -> None:
         wheels.read_metadata(w)
 
 
+@pytest.mark.parametrize("damage", [
+    pytest.param(lambda p: patch_headers(p, (6, 1), (8, 1)), id="encrypted"),
+    pytest.param(lambda p: patch_headers(p, (8, 99), (10, 99)), id="unknown-compression"),
+    pytest.param(lambda p: inflate_metadata(p, 16 << 20), id="metadata-bomb"),
+])
+def test_read_metadata_of_a_zip_that_zipfile_cannot_read(tmp_path: Path, damage: Callable[[Path], None]) -> None:
+    path = build_wheel(tmp_path, WheelSpec("alpha", "1.0"))
+    damage(path)
+    (w,) = wheels.Wheelhouse.scan(str(tmp_path)).wheels[canonicalize_name("alpha")]
+    with pytest.raises(BuildError, match=r"^cannot read the metadata of .*alpha-1.0-py3-none-any.whl \(.*\); replace"):
+        wheels.read_metadata(w)
+
+
 def test_hash_checks(tmp_path: Path) -> None:
     h = house(tmp_path, "alpha-1.0-py3-none-any.whl", "beta-1.0-py3-none-any.whl")
     path_a = str(tmp_path / "alpha-1.0-py3-none-any.whl")
@@ -171,3 +198,77 @@ def test_hash_checks(tmp_path: Path) -> None:
     wheels.check_hashes(none.values(), hashes, require=False)
     with pytest.raises(InputError, match="hash-checking mode"):
         wheels.check_hashes(none.values(), hashes, require=True)
+
+
+@pytest.mark.parametrize("make", [
+    pytest.param(lambda p: p.mkdir(), id="directory"),
+    pytest.param(lambda p: p.symlink_to(p.parent / "nowhere.whl"), id="dangling-symlink"),
+    pytest.param(lambda p: os.mkfifo(p), id="fifo"),
+])
+def test_only_regular_files_are_wheels(tmp_path: Path, make: Callable[[Path], None]) -> None:
+    make(tmp_path / "alpha-1.0-py3-none-any.whl")
+    (tmp_path / "real.data").write_bytes(b"")
+    (tmp_path / "beta-1.0-py3-none-any.whl").symlink_to(tmp_path / "real.data")  # a link to a file is a file
+    h = wheels.Wheelhouse.scan(str(tmp_path))
+    assert list(h.wheels) == ["beta"] and h.not_files == ("alpha-1.0-py3-none-any.whl",)
+    with pytest.raises(InputError) as info:
+        resolve(tmp_path, "alpha==1.0\n", h, {})
+    (msg,) = info.value.problems
+    assert "requirements.txt:1: no wheel for alpha==1.0" in msg and "wheels of alpha present: none" in msg
+
+
+@pytest.mark.parametrize(("name", "version", "says"), [
+    pytest.param("omega", "1.0", "omega 1.0", id="other-name"),
+    pytest.param("alpha", "2.0", "alpha 2.0", id="other-version"),
+    pytest.param("alpha", "not a version", "alpha not a version", id="invalid-version"),
+    pytest.param(None, "1.0", "None 1.0", id="no-name"),
+])
+def test_a_wheel_whose_metadata_lies_about_its_name_or_version_is_refused(
+        tmp_path: Path, name: str | None, version: str, says: str) -> None:
+    h = house(tmp_path, "alpha-1.0-py3-none-any.whl")
+    lying = meta(["beta"])
+    del lying["Name"], lying["Version"]
+    if name is not None:
+        lying["Name"] = name
+    lying["Version"] = version
+    with pytest.raises(InputError) as info:
+        resolve(tmp_path, "alpha==1.0\n", h, {"alpha": lying})
+    assert info.value.problems == (
+        f"{tmp_path / 'requirements.txt'}:1: alpha-1.0-py3-none-any.whl says it is {says} in its METADATA, "
+        "not alpha 1.0; replace it with a good wheel of alpha==1.0",)
+
+
+def test_metadata_names_are_compared_normalised(tmp_path: Path) -> None:
+    h = house(tmp_path, "foo_bar-1.0-py3-none-any.whl")
+    m = meta()
+    del m["Name"], m["Version"]
+    m["Name"], m["Version"] = "Foo.Bar", "1.0.0"
+    assert list(resolve(tmp_path, "foo-bar==1.0\n", h, {"foo-bar": m})) == ["foo-bar"]
+
+
+@pytest.mark.parametrize(("requires", "shown"), [
+    pytest.param('beta ; python_version ~= "3"', "'beta ; python_version ~= \"3\"'", id="undefined-comparison"),
+    pytest.param("beta ; " + "(" * 2000 + "os_name == 'posix'" + ")" * 2000, repr("beta ; " + "(" * 23 + "..."),
+                 id="nested-too-deeply"),
+])
+def test_a_dependency_marker_packaging_cannot_evaluate_names_the_wheel(tmp_path: Path, requires: str, shown: str) -> None:
+    h = house(tmp_path, "alpha-1.0-py3-none-any.whl", "beta-1.0-py3-none-any.whl")
+    with pytest.raises(InputError) as info:
+        resolve(tmp_path, "alpha==1.0\nbeta==1.0\n", h, {"alpha": meta([requires])})
+    (msg,) = info.value.problems
+    assert msg.startswith(f"{tmp_path / 'requirements.txt'}:1: alpha-1.0-py3-none-any.whl declares {shown}, ")
+    assert msg.endswith("; replace the wheel with a good build, or pin another version of alpha") and "\n" not in msg
+
+
+def test_fix_command_names_every_platform_the_target_accepts(tmp_path: Path) -> None:
+    from cros_venv import targets
+
+    target = targets.declared("3.11", "manylinux_2_28_x86_64")
+    h = house(tmp_path, "native-1.0-cp311-cp311-macosx_11_0_arm64.whl")
+    command = wheels.fix_command("native", Version("1.0"), list(h.wheels[canonicalize_name("native")]), target)
+    platforms = " ".join(f"--platform {p}" for p in targets.expand_platform("manylinux_2_28_x86_64"))
+    assert command == ("pip download --only-binary=:all: --no-deps --python-version 3.11 --implementation cp "
+                       f"--abi cp311 {platforms} -d pip_packages native==1.0")
+    assert platforms.startswith("--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 ")
+    assert platforms.endswith("--platform manylinux_2_5_x86_64 --platform manylinux1_x86_64")
+    assert wheels.download_platforms(TARGET) == ["manylinux_2_17_x86_64"]  # not linux_x86_64 nor any
