@@ -66,6 +66,22 @@ def resolve_python(arg: str | None) -> str:
     return os.path.realpath(arg)
 
 
+MAX_REQUIREMENTS_SIZE = 16 << 20  # this repo's own requirements file is 1 KiB; /dev/zero is endless
+
+
+def read_requirements(path: str) -> bytes:
+    """A requirements file's bytes; one larger than MAX_REQUIREMENTS_SIZE (`-r /dev/zero`) is an
+    OSError, not a MemoryError some minutes later.
+    """
+    with open(path, "rb") as f:
+        data = f.read(MAX_REQUIREMENTS_SIZE + 1)
+    if len(data) > MAX_REQUIREMENTS_SIZE:
+        import errno
+
+        raise OSError(errno.EFBIG, f"larger than {MAX_REQUIREMENTS_SIZE >> 20} MiB; is it a requirements file?")
+    return data
+
+
 def read_regular(path: str) -> bytes | None:
     """The bytes of a regular file, or None: a pipe or FIFO is never opened here (its
     bytes can be read only once, and a FIFO with no writer would block).
@@ -73,8 +89,7 @@ def read_regular(path: str) -> bytes | None:
     try:
         if os.stat(path).st_mode & 0o170000 != _REGULAR:
             return None
-        with open(path, "rb") as f:
-            return f.read()
+        return read_requirements(path)
     except OSError:
         return None
 
@@ -92,8 +107,7 @@ class Sources:
         """The file's bytes; raises OSError as open() does."""
         key = os.path.abspath(path)
         if key not in self.data:
-            with open(path, "rb") as f:
-                self.data[key] = f.read()
+            self.data[key] = read_requirements(path)
         return self.data[key]
 
     def get(self, path: str) -> bytes | None:

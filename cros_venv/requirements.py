@@ -7,7 +7,6 @@ and reported together as `file:line: reason`.
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 import shlex
@@ -20,6 +19,7 @@ from packaging.specifiers import InvalidSpecifier
 from packaging.utils import NormalizedName, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
+from cros_venv import fastpath
 from cros_venv.errors import InputError
 
 # pip's rule: a comment starts a line or follows whitespace (so `a#b` is not a comment).
@@ -70,18 +70,8 @@ class RequirementFiles:
 
 
 MAX_INCLUDE_DEPTH = 100  # files deep: -r/-c are followed recursively (600 levels: RecursionError)
-MAX_FILE_SIZE = 16 << 20  # pip_packages' own requirements file is 1 KiB; /dev/zero is endless
-
-
-def read_file(path: str) -> bytes:
-    """The bytes of the requirements file at `path` (load's default reader). A file larger
-    than MAX_FILE_SIZE (`-r /dev/zero`) is an OSError, not a MemoryError some minutes later.
-    """
-    with open(path, "rb") as f:
-        data = f.read(MAX_FILE_SIZE + 1)
-    if len(data) > MAX_FILE_SIZE:
-        raise OSError(errno.EFBIG, f"larger than {MAX_FILE_SIZE >> 20} MiB; is it a requirements file?")
-    return data
+MAX_FILE_SIZE = fastpath.MAX_REQUIREMENTS_SIZE
+read_file = fastpath.read_requirements  # load's default reader: the no-op path's, with its size limit
 
 
 @dataclass
