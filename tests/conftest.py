@@ -145,16 +145,20 @@ def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
 
-@pytest.fixture
-def tool_repo(tmp_path: Path, shared_cache: Path) -> ToolRepo:
-    root = tmp_path / "infra_virtualenv"
+def make_tool_repo(root: Path, cache: Path) -> ToolRepo:
+    """A checkout of the tool at `root` (its code and its own wheels) using the cache `cache`."""
     (root / "pip_packages").mkdir(parents=True)
     shutil.copy2(REPO / "create_venv", root / "create_venv")
     shutil.copytree(REPO / "cros_venv", root / "cros_venv", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "bin", root / "bin", symlinks=True, ignore=shutil.ignore_patterns("run_tests"))
     for name in TOOL_WHEELS:
         link_or_copy(REPO / "pip_packages" / name, root / "pip_packages" / name)
-    return ToolRepo(root, shared_cache)
+    return ToolRepo(root, cache)
+
+
+@pytest.fixture
+def tool_repo(tmp_path: Path, shared_cache: Path) -> ToolRepo:
+    return make_tool_repo(tmp_path / "infra_virtualenv", shared_cache)
 
 
 @pytest.fixture

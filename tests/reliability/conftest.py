@@ -11,11 +11,15 @@ import platform
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, ToolRepo
+
+if TYPE_CHECKING:
+    from tests.reliability._common_b import Runner
 
 
 @dataclass
@@ -34,6 +38,22 @@ class Faults:
 
     def inject(self, n: int = 1) -> None:
         self.injected += n
+
+
+@pytest.fixture
+def runner(wheelhouse: ToolRepo, tmp_path: Path) -> Runner:
+    """create_venv runs of the wheelhouse's tool checkout, checked for crashes."""
+    from tests.reliability._common_b import Runner  # it uses Faults, from here
+
+    return Runner(wheelhouse, tmp_path)
+
+
+@pytest.fixture
+def reqs(wheelhouse: ToolRepo) -> Path:
+    """The base requirements (alpha and beta) in the wheelhouse's checkout."""
+    from tests.reliability._common_b import BASE_REQS
+
+    return wheelhouse.requirements("requirements.txt", BASE_REQS)
 
 
 _TOTALS: dict[str, Faults] = {}

@@ -23,7 +23,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import pytest
 
-from tests.conftest import PYTHON, REPO, TOOL_WHEELS, ToolRepo, WheelSpec, link_or_copy
+from tests.conftest import PYTHON, ToolRepo, WheelSpec, make_tool_repo
 
 MARKER = ".cros_venv.json"
 TRASH_INFIX = ".cros_venv-trash"
@@ -70,15 +70,7 @@ def pycache() -> Path:
     return path
 
 
-def tool_copy(root: Path, cache: Path) -> ToolRepo:
-    """Another checkout of the tool at `root` (made like the tool_repo fixture)."""
-    (root / "pip_packages").mkdir(parents=True)
-    shutil.copy2(REPO / "create_venv", root / "create_venv")
-    shutil.copytree(REPO / "cros_venv", root / "cros_venv", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(REPO / "bin", root / "bin", symlinks=True, ignore=shutil.ignore_patterns("run_tests"))
-    for name in TOOL_WHEELS:
-        link_or_copy(REPO / "pip_packages" / name, root / "pip_packages" / name)
-    return ToolRepo(root, cache)
+tool_copy = make_tool_repo  # another checkout of the tool
 
 
 def tiny_wheels(repo: ToolRepo) -> None:

@@ -34,15 +34,6 @@ from tests.reliability.conftest import Faults
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def runner(wheelhouse: ToolRepo, tmp_path: Path) -> Runner:
-    return Runner(wheelhouse, tmp_path)
-
-
-@pytest.fixture
-def reqs(wheelhouse: ToolRepo) -> Path:
-    return wheelhouse.requirements("requirements.txt", BASE_REQS)
-
 
 def sentinel_script(path: Path, sentinel: Path, status: int = 1) -> None:
     """An executable that leaves `sentinel` behind if anything runs it."""

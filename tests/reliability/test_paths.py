@@ -34,15 +34,6 @@ from tests.reliability.conftest import Faults
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def runner(wheelhouse: ToolRepo, tmp_path: Path) -> Runner:
-    return Runner(wheelhouse, tmp_path)
-
-
-@pytest.fixture
-def reqs(wheelhouse: ToolRepo) -> Path:
-    return wheelhouse.requirements("requirements.txt", BASE_REQS)
-
 
 def activated_env(venv_dir: Path) -> str:
     """$VIRTUAL_ENV after sourcing DIR/bin/activate in sh, and the prefix of `python` then."""
