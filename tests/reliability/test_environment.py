@@ -320,6 +320,8 @@ def test_bad_python_is_bad_input_whether_or_not_dir_exists(runner: Runner, reqs:
     venv_dir = tmp_path / "venv"
     pythons = bad_pythons(tmp_path, slow)
     outside = Outside(faults, [tmp_path], [venv_dir])
+    skeletons = runner.repo.cache / "skeletons"
+    templates = sorted(os.listdir(skeletons)) if skeletons.is_dir() else []
     problems = []
     first = {}
     for name, path in pythons.items():
@@ -332,6 +334,7 @@ def test_bad_python_is_bad_input_whether_or_not_dir_exists(runner: Runner, reqs:
             assert not venv_dir.exists(), "DIR was created"
         except AssertionError as e:
             problems.append(f"{name} (no DIR): {e}")
+    assert (sorted(os.listdir(skeletons)) if skeletons.is_dir() else []) == templates, "a template was made"
     assert runner.run(str(venv_dir), str(reqs)).returncode == 0
     state = tree_state(venv_dir)
     for name, path in pythons.items():
