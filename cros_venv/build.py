@@ -161,7 +161,7 @@ def _state(layout: venv.Layout, plan: resolution.Resolution) -> str | None:
         return f"it was built at {found.venv} (moved or copied)"
     if found.wheel_dir != toolchain.PIP_PACKAGES:
         return f"it was built from {found.wheel_dir}"
-    return venv.intact(layout, list(found.dist_info))
+    return venv.intact(layout, list(found.dist_info), [toolchain.PIP_PACKAGES])
 
 
 def _update(request: Request, python: str, arguments: list[str], sources: fastpath.Sources, root: str,
@@ -185,8 +185,10 @@ def _update(request: Request, python: str, arguments: list[str], sources: fastpa
         if why is None and e.errno in WRITE_ERRNOS and not request.compile:
             report(f"{root} is up to date (its no-op key is stale, but {lock_file} is not ours to write)")
             return "up to date"
-        raise InputError(f"cannot lock {lock_file} ({e.strerror}): {root} is not writable by this user; "
-                         "ask its owner to run create_venv, or choose another venv directory") from None
+        if e.errno in WRITE_ERRNOS:
+            raise InputError(f"cannot lock {lock_file} ({e.strerror}): {root} is not writable by this user; "
+                             "ask its owner to run create_venv, or choose another venv directory") from None
+        raise InputError(f"cannot lock {lock_file}: {e.strerror}; choose another venv directory") from None
     outcome = ""
     held = True
     try:
@@ -205,7 +207,7 @@ def _update(request: Request, python: str, arguments: list[str], sources: fastpa
         venv.empty_trash(root)
         checkpoint("cleaned")
     except KeyboardInterrupt as e:
-        if outcome and not isinstance(e, Interrupted):  # the venv is complete; only old files are left
+        if outcome and not getattr(e, "state", ""):  # the venv is complete; only old files are left
             raise Interrupted(getattr(e, "signum", signal.SIGINT),
                               f"{root} is complete; the rest of the old venv is removed by the next run") from None
         raise
@@ -216,7 +218,7 @@ def _update(request: Request, python: str, arguments: list[str], sources: fastpa
 
 
 def _stale_key(layout: venv.Layout, plan: resolution.Resolution) -> bool:
-    return fastpath.read_key(layout.root) != fastpath.venv_key(plan.key, layout.root, layout.trees)
+    return fastpath.read_key(layout.root) != fastpath.venv_key(plan.key, layout.root, layout.files)
 
 
 def _make_parent(root: str) -> None:
@@ -239,7 +241,7 @@ def _refresh(request: Request, layout: venv.Layout, plan: resolution.Resolution,
         assert found is not None
         try:
             venv.write_marker(layout, spec.marker_bytes(
-                plan.spec, fastpath.venv_key(plan.key, layout.root, layout.trees), found.built))
+                plan.spec, fastpath.venv_key(plan.key, layout.root, layout.files), found.built))
         except OSError as e:
             if e.errno not in WRITE_ERRNOS:
                 raise
@@ -268,7 +270,7 @@ def _rebuild(request: Request, plan: resolution.Resolution, layout: venv.Layout,
         built = {"tool": f"cros_venv {__version__}", "requirements": arguments, "wheel_dir": toolchain.PIP_PACKAGES,
                  "venv": layout.root, "dist_info": dist_infos, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         venv.write_marker(layout, spec.marker_bytes(
-            plan.spec, fastpath.venv_key(plan.key, layout.root, layout.trees), built))
+            plan.spec, fastpath.venv_key(plan.key, layout.root, layout.files), built))
     except BaseException as e:
         if wiped is None:
             raise

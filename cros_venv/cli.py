@@ -179,6 +179,10 @@ def main(argv: Sequence[str]) -> int:
     except OSError as e:
         write_error(f"{PROG}: error: {e}")
         return 1
+    except ImportError as e:  # the tool's libraries went from the cache under us
+        write_error(f"{PROG}: error: cannot import {e.name} from the cache (removed while this ran?); "
+                    "run create_venv again")
+        return 1
     except Exception as e:  # a bug: still one line, unless -v asks for the traceback
         if args.verbose:
             raise

@@ -25,6 +25,7 @@ KEY_FORMAT = "cv2"
 MARKER_NAME = ".cros_venv.json"
 KEY_FIELD = b'"noop": "'
 TRASH_SUFFIX = ".cros_venv-trash"  # `.NAME` + this, beside the venv: old venvs being deleted
+INSIDE_TRASH = ".cros_venv-old"  # in a DIR that cannot be moved (a mount point): its old venv
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 WHEEL_DIR = os.path.join(os.path.dirname(_PACKAGE), "pip_packages")  # the wheels of this checkout
 _REGULAR = 0o100000  # stat.S_IFREG, without importing stat
@@ -54,16 +55,60 @@ def running_python() -> str:
 
 
 def resolve_python(arg: str | None) -> str:
-    """Real path of the target interpreter: `--python ARG` (a path or a name on PATH) or ours."""
+    """Real path of the target interpreter: `--python ARG` (a path or a name on PATH) or ours.
+
+    A script in front of an interpreter (pyenv's shims, a wrapper) is asked which binary it
+    runs: what it runs may change with the environment (PYENV_VERSION), while its own file,
+    whose stamp the caches would key on, does not.
+    """
     if arg is None:
         return running_python()
-    if os.sep in arg:
-        return os.path.realpath(arg)
-    for entry in os.environ.get("PATH", os.defpath).split(os.pathsep):
-        candidate = os.path.join(entry or ".", arg)
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return os.path.realpath(candidate)
-    return os.path.realpath(arg)
+    found = os.path.realpath(arg)
+    if os.sep not in arg:
+        for entry in os.environ.get("PATH", os.defpath).split(os.pathsep):
+            candidate = os.path.join(entry or ".", arg)
+            if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+                found = os.path.realpath(candidate)
+                break
+    return _behind_script(found) or found
+
+
+_ASK = ("import os, sys; e = '/proc/self/exe'; "
+        "print(os.path.realpath(e) if os.path.exists(e) else os.path.realpath(sys.executable))")
+
+
+def _behind_script(path: str) -> str | None:
+    """The interpreter binary a `#!` script runs, or None (not a script, or it did not say)."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(2) != b"#!":
+                return None
+    except OSError:
+        return None
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child execs
+        try:
+            null = os.open(os.devnull, os.O_RDWR)
+            os.dup2(null, 0)
+            os.dup2(write, 1)
+            os.dup2(null, 2)
+            os.execv(path, [path, "-I", "-S", "-c", _ASK])
+        finally:
+            os._exit(127)
+    os.close(write)
+    chunks = []
+    while True:
+        data = os.read(read, 4096)
+        if not data:
+            break
+        chunks.append(data)
+    os.close(read)
+    _, status = os.waitpid(pid, 0)
+    answer = os.fsdecode(b"".join(chunks).strip())
+    if status != 0 or not answer.startswith("/") or "\n" in answer or not os.path.isfile(answer):
+        return None
+    return os.path.realpath(answer)
 
 
 MAX_REQUIREMENTS_SIZE = 16 << 20  # this repo's own requirements file is 1 KiB; /dev/zero is endless
@@ -185,12 +230,36 @@ def make_key(
     return " ".join(tokens)
 
 
-def venv_key(key: str, root: str, trees: Iterable[str]) -> str:
-    """The marker's no-op key: the resolution's `key`, the venv's path and identity, and
-    the inode and mtime of `trees` (bin/ and site-packages/: `pip uninstall`, a deleted
-    package or a deleted `bin/python` changes them).
+DIRS_FILE = ".cros_venv.dirs"  # in a venv: its directories (relative, one a line), for the no-op key
+
+
+def _trees_token(root: str) -> str:
+    """The inode and mtime of every directory DIRS_FILE lists (bin/ and everything under
+    lib/ but __pycache__), as one digest: `pip uninstall`, a deleted package, module or
+    `bin/python` changes one of them. (Each package directory has its __pycache__ made with
+    the venv, so Python writing bytecode changes none of them.)
     """
-    return " ".join([key, _venv_token(root), *(_dir_token("tree", t) for t in trees)])
+    try:
+        with open(os.path.join(root, DIRS_FILE), "rb") as f:
+            listing = f.read()
+    except OSError:
+        return "trees=missing"
+    base = os.fsencode(root)
+    stamps = []
+    for rel in listing.split(b"\n"):
+        try:
+            st = os.stat(os.path.join(base, rel))
+            stamps.append(f"{st.st_ino}:{st.st_mtime_ns}")
+        except OSError:
+            stamps.append("missing")
+    return "trees=" + sha256_hex(listing + " ".join(stamps).encode())
+
+
+def venv_key(key: str, root: str, files: Iterable[str]) -> str:
+    """The marker's no-op key: the resolution's `key`, the venv's path and identity, the
+    stamps of `files` (pyvenv.cfg, pip.conf) and of its directories (`_trees_token`).
+    """
+    return " ".join([key, _venv_token(root), *(_stat_token("file", f) for f in files), _trees_token(root)])
 
 
 def read_key(venv_dir: str) -> str | None:
@@ -201,7 +270,7 @@ def read_key(venv_dir: str) -> str | None:
     except OSError:
         return None
     start = data.find(KEY_FIELD)
-    if start < 0:
+    if start < 0 or not data.endswith(b"}\n"):  # a marker cut short is no marker
         return None
     start += len(KEY_FIELD)
     end = data.find(b'"', start)
@@ -236,15 +305,17 @@ def key_matches(key: str, tool_version: str, python: str, arguments: Sequence[st
                 return False
             if data is None or sha256_hex(data) != digest:
                 return False
-        elif kind in ("whl", "dir", "tree"):
+        elif kind in ("whl", "file", "dir"):
             hex_path = rest.partition(":")[0]
             try:
                 path = os.fsdecode(bytes.fromhex(hex_path))
             except ValueError:
                 return False
-            now = _stat_token(kind, path) if kind == "whl" else _dir_token(kind, path)
+            now = _dir_token(kind, path) if kind == "dir" else _stat_token(kind, path)
             if now != token:
                 return False
+        elif kind == "trees" and (venv_root is None or _trees_token(venv_root) != token):
+            return False
     return True
 
 
@@ -284,7 +355,8 @@ def up_to_date(argv: Sequence[str], tool_version: str) -> bool:
         return False
     root = os.path.realpath(venv_dir)
     parent, name = os.path.split(root)
-    if os.path.lexists(os.path.join(parent, f".{name}{TRASH_SUFFIX}")):
+    if os.path.lexists(os.path.join(parent, f".{name}{TRASH_SUFFIX}")) or os.path.lexists(
+            os.path.join(root, INSIDE_TRASH)):
         return False  # an old venv is left to delete: the full path does that
     arguments = [os.path.abspath(r) for r in requirements]
     return key_matches(key, tool_version, resolve_python(python_arg), arguments, venv_root=root)

@@ -174,8 +174,12 @@ class Templates:
     def discard_final(self, final: str) -> None:
         """Take a damaged template out of use (rename, atomic), then delete it."""
         aside = os.path.join(self.root, f".tmp-damaged-{os.getpid()}-{os.urandom(4).hex()}")
-        with contextlib.suppress(FileNotFoundError):
+        try:
             os.rename(final, aside)
+        except OSError as e:
+            if e.errno in WRITE_ERRNOS:
+                raise not_writable(os.path.dirname(self.root), e) from None
+            return  # gone already (another process set it aside)
         shutil.rmtree(aside, ignore_errors=True)
 
 

@@ -22,6 +22,7 @@ MARKER = fastpath.MARKER_NAME  # written last: the venv is complete
 SIGN = ".cros_venv.owner"  # written first, kept: create_venv made this directory
 TRASH_SUFFIX = fastpath.TRASH_SUFFIX  # `.NAME.cros_venv-trash/`: old venvs of NAME being deleted
 LEGACY_TRASH_INFIX = ".cros_venv-trash-"  # `.NAME.cros_venv-trash-*`, left by older versions
+INSIDE_TRASH = fastpath.INSIDE_TRASH  # DIR/.cros_venv-old/: the old venv of a DIR that cannot be moved
 # A directory that cannot be renamed is cleared in place: a mount point (EBUSY), a parent
 # this user cannot write (EACCES, EPERM), a container volume (EXDEV, EINVAL).
 CANNOT_RENAME = (errno.EBUSY, errno.EACCES, errno.EPERM, errno.EXDEV, errno.EINVAL)
@@ -61,9 +62,9 @@ class Layout:
         return os.path.join(self.root, SIGN)
 
     @property
-    def trees(self) -> tuple[str, str]:
-        """The directories whose inode and mtime the no-op key records (fastpath.venv_key)."""
-        return self.bin, self.site_packages
+    def files(self) -> tuple[str, str]:
+        """The files of its own whose stamps the no-op key records (fastpath.venv_key)."""
+        return os.path.join(self.root, "pyvenv.cfg"), os.path.join(self.root, "pip.conf")
 
 
 def resolve_dir(venv_dir: str) -> str:
@@ -105,7 +106,7 @@ class Wiped:
     """What `wipe` did to the directory, so that a failed build can be undone."""
 
     root: str
-    in_place: bool  # the build goes into the directory that was there (empty, or cleared)
+    in_place: bool  # the build goes into the directory that was there
     aside: str | None  # where the old venv was moved (None: nothing to put back)
 
     def restore(self) -> bool:
@@ -115,10 +116,15 @@ class Wiped:
         try:
             if os.path.lexists(self.root):
                 if self.in_place:
-                    _clear(self.root, keep=())
+                    _clear(self.root, keep=(INSIDE_TRASH,))
                 else:
                     shutil.rmtree(self.root)
-            if self.aside is not None:
+            if self.aside is not None and self.in_place:  # moved into DIR/.cros_venv-old: out again
+                names = sorted(os.listdir(self.aside), key=lambda n: n == MARKER)  # the marker last
+                for name in names:
+                    os.rename(os.path.join(self.aside, name), os.path.join(self.root, name))
+                os.rmdir(self.aside)
+            elif self.aside is not None:
                 os.rename(self.aside, self.root)
                 with contextlib.suppress(OSError):
                     os.rmdir(os.path.dirname(self.aside))  # the trash, if nothing else is in it
@@ -132,7 +138,8 @@ def wipe(path: str) -> Wiped:
     can be put back if the build fails, and deleted once the new venv is complete.
 
     An empty directory is built in place. One that cannot be renamed (a mount point, a
-    parent this user cannot write) is cleared in place, marker first. Raises if not ours.
+    parent this user cannot write) has its contents moved into DIR/.cros_venv-old/ instead.
+    Raises if not ours.
     """
     check_replaceable(path)
     if not os.path.lexists(path):
@@ -149,12 +156,37 @@ def wipe(path: str) -> Wiped:
             raise BuildError(f"cannot move the old venv {path} aside: {e.strerror}") from None
         with contextlib.suppress(OSError):
             os.rmdir(trash)
-        try:
-            _clear(path, keep=(SIGN,))
-        except OSError as e2:
-            raise BuildError(f"cannot remove the old venv in {path}: {e2.strerror}") from None
-        return Wiped(path, in_place=True, aside=None)
+        return Wiped(path, in_place=True, aside=_set_aside_inside(path))
     return Wiped(path, in_place=False, aside=aside)
+
+
+def _set_aside_inside(path: str) -> str:
+    """For a DIR that cannot be moved (a mount point): move what is in it into
+    DIR/.cros_venv-old/ (the same filesystem: renames), the marker first, so that the old
+    venv can still be put back; deleted with the trash once the new one is complete.
+    """
+    aside = os.path.join(path, INSIDE_TRASH)
+    moved: list[str] = []
+    try:
+        if os.path.lexists(aside):  # left by a killed build: the venv it held was replaced since
+            _remove(aside)
+        os.mkdir(aside, 0o700)
+        for name in sorted((n for n in os.listdir(path) if n != INSIDE_TRASH), key=lambda n: n != MARKER):
+            os.rename(os.path.join(path, name), os.path.join(aside, name))
+            moved.append(name)
+    except OSError as e:
+        for name in reversed(moved):
+            with contextlib.suppress(OSError):
+                os.rename(os.path.join(aside, name), os.path.join(path, name))
+        raise BuildError(f"cannot move the old venv in {path} aside: {e.strerror}") from None
+    return aside
+
+
+def _remove(target: str) -> None:
+    if os.path.isdir(target) and not os.path.islink(target):
+        shutil.rmtree(target)
+    else:
+        os.unlink(target)
 
 
 def _make_trash(trash: str) -> None:
@@ -170,18 +202,13 @@ def _clear(path: str, keep: tuple[str, ...]) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(os.path.join(path, MARKER))
     for name in os.listdir(path):
-        if name in keep:
-            continue
-        target = os.path.join(path, name)
-        if os.path.isdir(target) and not os.path.islink(target):
-            shutil.rmtree(target)
-        else:
-            os.unlink(target)
+        if name not in keep:
+            _remove(os.path.join(path, name))
 
 
 def has_trash(path: str) -> bool:
     parent, name = os.path.split(path)
-    return os.path.lexists(trash_dir(path)) or any(
+    return os.path.lexists(trash_dir(path)) or os.path.lexists(os.path.join(path, INSIDE_TRASH)) or any(
         e.startswith(f".{name}{LEGACY_TRASH_INFIX}") for e in _listdir(parent))
 
 
@@ -200,8 +227,7 @@ def empty_trash(path: str) -> None:
     """
     parent, name = os.path.split(path)
     legacy = [e for e in _listdir(parent) if e.startswith(f".{name}{LEGACY_TRASH_INFIX}")]
-    for entry in [f".{name}{TRASH_SUFFIX}", *legacy]:
-        target = os.path.join(parent, entry)
+    for target in [trash_dir(path), os.path.join(path, INSIDE_TRASH), *(os.path.join(parent, e) for e in legacy)]:
         if os.path.islink(target):
             with contextlib.suppress(OSError):
                 os.unlink(target)
@@ -209,15 +235,22 @@ def empty_trash(path: str) -> None:
             shutil.rmtree(target, ignore_errors=True)
 
 
-def intact(layout: Layout, dist_infos: list[str]) -> str | None:
+def intact(layout: Layout, dist_infos: list[str], wheel_dirs: list[str]) -> str | None:
     """What is missing from a venv whose marker says it is complete, or None.
 
-    The interpreter, pyvenv.cfg, and every file each installed package's RECORD lists
-    (a package removed with `pip uninstall`, a deleted file, a deleted lib/ or bin/python).
+    The interpreter, pyvenv.cfg, pip.conf as written, and every file each installed
+    package's RECORD lists (a package removed with `pip uninstall`, a deleted file, a
+    deleted lib/ or bin/python).
     """
     for path in (layout.python, os.path.join(layout.root, "pyvenv.cfg")):
         if not os.path.exists(path):
             return f"{path} is missing"
+    try:
+        with open(os.path.join(layout.root, "pip.conf"), "rb") as f:
+            if f.read() != pip_conf(wheel_dirs):
+                return "its pip.conf was changed"
+    except OSError:
+        return "its pip.conf is missing"
     for dist_info in dist_infos:
         record = os.path.join(layout.site_packages, dist_info, "RECORD")
         try:
@@ -243,18 +276,37 @@ def start(layout: Layout) -> None:
         raise BuildError(f"cannot create {layout.root}: {e.strerror}") from None
 
 
-def configure(layout: Layout, wheel_dirs: list[str], provenance: str) -> None:
-    """pip.conf (offline, find-links to the wheelhouse) and provenance in pyvenv.cfg."""
-    lines = ["[global]", "no-index = true", "disable-pip-version-check = true"]
+def pip_conf(wheel_dirs: list[str]) -> bytes:
+    """The venv's pip.conf: offline, find-links to the wheelhouse."""
+    lines = ["# Written by create_venv: pip in this venv installs offline from these wheels.",
+             "[global]", "no-index = true", "disable-pip-version-check = true"]
     lines += ["find-links ="] + [f"    {d}" for d in wheel_dirs]
-    with open(os.path.join(layout.root, "pip.conf"), "w", encoding="utf-8") as f:
-        f.write("# Written by create_venv: pip in this venv installs offline from these wheels.\n")
-        f.write("\n".join(lines) + "\n")
+    return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
+
+
+def configure(layout: Layout, wheel_dirs: list[str], provenance: str) -> None:
+    """pip.conf, provenance in pyvenv.cfg, and the list of directories the no-op key watches."""
+    with open(os.path.join(layout.root, "pip.conf"), "wb") as f:
+        f.write(pip_conf(wheel_dirs))
     with open(os.path.join(layout.root, "pyvenv.cfg"), "a", encoding="utf-8") as f:
         f.write(provenance)
-    # Made now, so that the first import writing bytecode for a top-level module does not
-    # change site-packages itself, whose mtime the no-op key records (fastpath.venv_key).
-    os.makedirs(os.path.join(layout.site_packages, "__pycache__"), exist_ok=True)
+    with open(os.path.join(layout.root, fastpath.DIRS_FILE), "wb") as f:
+        f.write(b"\n".join(os.fsencode(d) for d in watched_dirs(layout)))
+
+
+def watched_dirs(layout: Layout) -> list[str]:
+    """bin/ and every directory under lib/ but __pycache__, relative to the venv. A
+    __pycache__ is made now in each that has none, so that Python writing bytecode on first
+    import changes none of them (their mtimes are in the no-op key).
+    """
+    found = ["bin"]
+    lib = os.path.join(layout.root, "lib")
+    for dirpath, dirnames, filenames in os.walk(lib):
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+        found.append(os.path.relpath(dirpath, layout.root))
+        if any(n.endswith(".py") for n in filenames) or dirpath == layout.site_packages:
+            os.makedirs(os.path.join(dirpath, "__pycache__"), exist_ok=True)
+    return found
 
 
 def read_marker(layout: Layout) -> bytes | None:

@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -444,9 +445,19 @@ def test_compile_on_an_up_to_date_venv_compiles_it(built: tuple[ToolRepo, Path, 
     assert marker(venv_dir)["spec"]["requirements"] == ["alpha==1.0", "beta==1.0", "pip==26.0.1"]
 
 
+def corrupt_member(wheel: Path, member: str) -> None:
+    """Flip a byte of `member`'s compressed data: the zip's directory still reads, its CRC fails."""
+    with zipfile.ZipFile(wheel) as zf:
+        info = zf.getinfo(member)
+    data = bytearray(wheel.read_bytes())
+    data[info.header_offset + 30 + len(info.filename.encode()) + len(info.extra) + 2] ^= 0xFF
+    wheel.write_bytes(bytes(data))
+
+
 def test_a_venv_that_is_a_mount_point_is_built_and_rebuilt_in_place(wheelhouse: ToolRepo, tmp_path: Path) -> None:
     """An empty DIR that cannot be renamed (a mount point, a container volume) is built in
-    place, and a rebuild clears it in place instead of moving it aside.
+    place; a rebuild moves the old venv into DIR/.cros_venv-old, and puts it back when the
+    build fails or is interrupted.
     """
     if subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
         pytest.skip("no mount namespaces here")
@@ -454,25 +465,32 @@ def test_a_venv_that_is_a_mount_point_is_built_and_rebuilt_in_place(wheelhouse: 
     venv_dir.mkdir()
     r1 = wheelhouse.requirements("r1.txt", "beta==1.0\n")
     r2 = wheelhouse.requirements("r2.txt", "beta==2.0\n")
-    script = (
-        'mount -t tmpfs tmpfs "$1" || exit 99; shift; py=$1; cv=$2; d=$3; shift 3\n'
-        'for r in "$@"; do "$py" "$cv" "$d" "$r" || exit $?; '
-        '"$d/bin/python" -c "import beta; print(beta.VERSION)" || exit 98; done\n'
+    r3 = wheelhouse.requirements("r3.txt", "gamma==1.0\n")
+    script = (  # build r1; r2 interrupted and failing (the r1 venv must come back); then r2
+        'mount -t tmpfs tmpfs "$1" || exit 99; shift; py=$1; cv=$2; d=$3; r1=$4; r2=$5; r3=$6\n'
+        'show() { "$d/bin/python" -c "import beta; print(beta.VERSION)" || echo broken; }\n'
+        '"$py" "$cv" "$d" "$r1"; echo "rc=$?"; show\n'
+        'CROS_VENV_TEST_KILL=installed:INT "$py" "$cv" "$d" "$r2"; echo "rc=$?"; show\n'
+        '"$py" "$cv" "$d" "$r3"; echo "rc=$?"; show\n'
+        '"$py" "$cv" "$d" "$r2"; echo "rc=$?"; show; ls -A "$d" | grep -c cros_venv-old\n'
     )
+    corrupt_member(wheelhouse.wheels / "gamma-1.0-py3-none-any.whl", "gamma.py")  # found only while unpacking
     out = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", str(venv_dir), PYTHON,
-                          str(wheelhouse.root / "create_venv"), str(venv_dir), str(r1), str(r2)],
+                          str(wheelhouse.root / "create_venv"), str(venv_dir), str(r1), str(r2), str(r3)],
                          env=wheelhouse.env(), capture_output=True, text=True, timeout=120)
     if out.returncode == 99:
         pytest.skip("cannot mount a tmpfs here")
-    assert (out.returncode, out.stdout.split()) == (0, ["1.0", "2.0"]), out.stderr
-    assert "Traceback" not in out.stderr
+    assert out.stdout.split() == ["rc=0", "1.0", "rc=130", "1.0", "rc=1", "1.0", "rc=0", "2.0", "0"], out.stderr
+    assert "Traceback" not in out.stderr and out.stderr.count("as it was before") == 2, out.stderr
 
 
-def test_an_interrupt_while_the_old_venv_is_deleted_says_the_venv_is_complete(built: tuple[ToolRepo, Path, Path]) -> None:
+@pytest.mark.parametrize("signal_name", ["INT", "TERM"])
+def test_an_interrupt_while_the_old_venv_is_deleted_says_the_venv_is_complete(built: tuple[ToolRepo, Path, Path],
+                                                                             signal_name: str) -> None:
     repo, venv_dir, reqs = built
     reqs.write_text("beta==2.0\n")
-    out = repo.run(str(venv_dir), str(reqs), env=repo.env(CROS_VENV_TEST_KILL="marked:INT"))
-    assert out.returncode == 130 and out.stderr.count("\n") == 1, out.stderr
+    out = repo.run(str(venv_dir), str(reqs), env=repo.env(CROS_VENV_TEST_KILL=f"marked:{signal_name}"))
+    assert out.returncode == {"INT": 130, "TERM": 143}[signal_name] and out.stderr.count("\n") == 1, out.stderr
     assert f"{venv_dir} is complete" in out.stderr
     assert_complete(venv_dir, {"beta": "2.0"})
     assert repo.run(str(venv_dir), str(reqs)).returncode == 0  # the no-op run removes what was left

@@ -25,7 +25,8 @@ def world(tmp_path: Path) -> dict[str, str]:
     (venv / "bin" / "python").write_text("")
     key = fastpath.make_key("1", os.path.realpath(sys.executable), [str(req)], [(str(req), req.read_bytes())],
                             [str(tmp_path / "wheels")], [str(wheel)])
-    key = fastpath.venv_key(key, str(venv), [str(venv / "bin")])
+    (venv / fastpath.DIRS_FILE).write_bytes(b"bin")
+    key = fastpath.venv_key(key, str(venv), [])
     (venv / fastpath.MARKER_NAME).write_bytes(spec.marker_bytes(spec.Spec.build({}, [], {}), key, {"x": "y"}))
     return {"venv": str(venv), "req": str(req), "wheel": str(wheel), "key": key}
 

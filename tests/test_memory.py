@@ -72,10 +72,13 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     for d in ("bin", "lib"):
         (venv / d).mkdir(parents=True)
     (venv / "bin" / "python").write_text("")
+    (venv / "lib" / "pkg").mkdir()
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    (venv / fastpath.DIRS_FILE).write_bytes(b"bin\nlib\nlib/pkg")
     key = fastpath.make_key("1", PYTHON, [str(req)], [(str(req), req.read_bytes()), (str(inc), inc.read_bytes())],
                             [str(home)], [str(wheel)])
-    key = fastpath.venv_key(key, str(venv), [str(venv / "bin"), str(venv / "lib")])
-    (venv / fastpath.MARKER_NAME).write_text(json.dumps({"noop": key}))
+    key = fastpath.venv_key(key, str(venv), [str(venv / "pyvenv.cfg")])
+    (venv / fastpath.MARKER_NAME).write_text(json.dumps({"noop": key}) + "\n")
     return {"venv": venv, "req": req, "inc": inc, "wheel": wheel, "home": home}
 
 
@@ -101,6 +104,12 @@ CHANGES: dict[str, Callable[[dict[str, Path]], object]] = {
     "venv-replaced-by-a-copy": lambda w: w["venv"].rename(w["venv"].with_name("moved")) or w["venv"].with_name("moved").rename(
         w["venv"].with_name("other")) or shutil.copytree(w["venv"].with_name("other"), w["venv"], symlinks=True),
     "venv-lib-changed": lambda w: (w["venv"] / "lib" / "x").mkdir(),
+    "venv-package-dir-changed": lambda w: (w["venv"] / "lib" / "pkg" / "x").touch(),
+    "venv-dirs-list-gone": lambda w: (w["venv"] / fastpath.DIRS_FILE).unlink(),
+    "venv-pyvenv-cfg-gone": lambda w: (w["venv"] / "pyvenv.cfg").unlink(),
+    "venv-pyvenv-cfg-edited": lambda w: (w["venv"] / "pyvenv.cfg").write_text("home = /elsewhere\n"),
+    "marker-cut-short": lambda w: (w["venv"] / fastpath.MARKER_NAME).write_bytes(
+        (w["venv"] / fastpath.MARKER_NAME).read_bytes()[:-3]),
     "venv-bin-entry-added": lambda w: (w["venv"] / "bin" / "pip").write_text(""),
     "venv-python-gone": lambda w: (w["venv"] / "bin" / "python").unlink(),
     "marker-gone": lambda w: (w["venv"] / fastpath.MARKER_NAME).unlink(),
