@@ -56,6 +56,27 @@ def reqs(wheelhouse: ToolRepo) -> Path:
     return wheelhouse.requirements("requirements.txt", BASE_REQS)
 
 
+AREAS = """
+What each area does (`tests/reliability/test_AREA.py`):
+- **kills**: SIGKILL at random moments of a build (50 rounds; the process group, or the
+  parent alone leaving its workers), SIGINT once and twice, SIGTERM, and every signal right
+  after each step of the build (`CROS_VENV_TEST_KILL`); then the next run must work.
+- **concurrency**: 8 creators released at once, racing requirement sets, waiters outliving a
+  killed builder, two checkouts sharing one cache, `--prune-cache` during builds, a
+  SIGSTOPped lock holder (exit 3).
+- **disk**: a full disk mid-build and exactly at the marker (tmpfs in a mount namespace),
+  read-only venv, parent and cache (bind mounts), another user, HOME unset, TMPDIR missing.
+- **wheels**: truncated, empty, CRC-corrupt, traversal, symlink and duplicate members, a
+  lying zip bomb, lying METADATA, wheels changed in place (size and mtime restored), tampered
+  against `--hash`, edits through a venv's hard links, damaged cache entries.
+- **paths**: spaces, unicode, a leading `-`, `..`, symlinked parents, DIR a symlink or a
+  file, missing parents, shebangs over 127 bytes, planted symlinks (lock, marker, trash),
+  requirements from pipes and FIFOs, moved, copied and damaged venvs.
+- **environment**: hostile PIP_*, PYTHON* and VIRTUALENV_* variables and config files, a
+  fake `python3` first on PATH, umask 077, LC_ALL=C, HOME unset, a bad TMPDIR, non-Python
+  `--python`, bad lock timeouts, no network at all.
+"""
+
 _TOTALS: dict[str, Faults] = {}
 _STARTED = time.time()
 
@@ -98,6 +119,6 @@ Python {platform.python_version()} ({os.path.realpath(sys.executable)}), {os.cpu
 |---|---|---|---|---|
 {chr(10).join(rows)}
 | **all** | **{total.rounds}** | **{total.injected}** | **{total.broken}** | **{total.outside}** |
-"""
+{AREAS}"""
     (REPO / "docs").mkdir(exist_ok=True)
     (REPO / "docs" / "RELIABILITY.md").write_text(text)
