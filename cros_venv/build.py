@@ -6,7 +6,6 @@ import contextlib
 import os
 import re
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -367,12 +366,15 @@ def _build(plan: resolution.Resolution, layout: venv.Layout, cache: Cache, unpac
         skeleton.instantiate_or_remake(job, layout.root, lambda: _template_job(templates, plan.python, cache, unpacker))
     checkpoint("skeleton")
     venv.configure(layout, [toolchain.PIP_PACKAGES], f"cros_venv = {__version__}\n")
+    venv.watch(layout, linker.made, linker.modules)
     report("made the venv skeleton" + (" with virtualenv" if child else " from the virtualenv template"))
     return dist_infos
 
 
 def _compile(layout: venv.Layout, lock_fd: int, report: Report) -> None:
     """Byte-compile site-packages in a child that holds the venv's lock (see lock.py)."""
+    import subprocess
+
     report("compiling bytecode")
     if not os.access(layout.site_packages, os.W_OK):
         raise InputError(f"cannot compile {layout.site_packages}: not writable by this user; "

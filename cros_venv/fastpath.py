@@ -19,7 +19,7 @@ import sys
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~10 ms here
 if TYPE_CHECKING:
-    from typing import Callable, Iterable, Sequence
+    from typing import Any, Callable, Iterable, Sequence
 
 KEY_FORMAT = "cv2"
 MARKER_NAME = ".cros_venv.json"
@@ -31,8 +31,8 @@ WHEEL_DIR = os.path.join(os.path.dirname(_PACKAGE), "pip_packages")  # the wheel
 _REGULAR = 0o100000  # stat.S_IFREG, without importing stat
 
 
-def sha256_hex(data: bytes) -> str:
-    """sha256 of `data` without importing hashlib (which initialises OpenSSL: ~5 ms)."""
+def sha256(data: bytes) -> Any:
+    """A sha256 object of `data` without importing hashlib (which initialises OpenSSL: ~5 ms)."""
     factory: Callable[[bytes], object]
     try:
         from _sha2 import sha256 as factory  # type: ignore[import-not-found,no-redef,unused-ignore]  # 3.12+
@@ -41,7 +41,12 @@ def sha256_hex(data: bytes) -> str:
             from _sha256 import sha256 as factory  # type: ignore[import-not-found,no-redef,unused-ignore]
         except ImportError:  # pragma: no cover - interpreters built without the module
             from hashlib import sha256 as factory
-    return factory(data).hexdigest()  # type: ignore[attr-defined,no-any-return]
+    return factory(data)
+
+
+def sha256_hex(data: bytes) -> str:
+    """Hex sha256 of `data` (see `sha256`)."""
+    return sha256(data).hexdigest()  # type: ignore[no-any-return]
 
 
 def running_python() -> str:

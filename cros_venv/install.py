@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import errno
-import hashlib
 import io
 import json
 import os
@@ -32,7 +31,7 @@ from base64 import urlsafe_b64encode
 from dataclasses import dataclass
 from typing import Callable
 
-from cros_venv import toolchain
+from cros_venv import fastpath, toolchain
 from cros_venv.cache import atomic_write, load_json
 from cros_venv.errors import BuildError
 from cros_venv.venv import Layout
@@ -71,21 +70,26 @@ class Plan:
             return None
         dist_info, files, scripts = data.get("dist_info"), data.get("files"), data.get("scripts")
         if not (isinstance(dist_info, str) and _inside(dist_info) and "/" not in dist_info
-                and isinstance(files, list) and isinstance(scripts, list)
-                and all(_strings(f, 5) and f[0] in SCHEMES and _inside(f[1]) and _inside(f[2]) for f in files)
-                and all(_strings(sc, 3) and sc[0] in SCHEMES and _inside(sc[1]) for sc in scripts)):
+                and isinstance(files, list) and isinstance(scripts, list)):
             return None
-        return cls(dist_info, tuple((f[0], f[1], f[2], f[3], f[4]) for f in files),
-                   tuple((sc[0], sc[1], sc[2]) for sc in scripts))
+        try:  # a plain loop: it runs for every file of every wheel on a warm build
+            rows = [(scheme, dst, src, str(h), str(n)) for scheme, dst, src, h, n in files]
+            launchers = [(scheme, dst, str(body)) for scheme, dst, body in scripts]
+        except (TypeError, ValueError):
+            return None
+        for scheme, dst, src, *_ in rows:
+            if scheme not in SCHEMES or not _inside(dst) or not _inside(src):
+                return None
+        for scheme, dst, _ in launchers:
+            if scheme not in SCHEMES or not _inside(dst):
+                return None
+        return cls(dist_info, tuple(rows), tuple(launchers))
 
 
-def _strings(row: object, n: int) -> bool:
-    return isinstance(row, list) and len(row) == n and all(isinstance(x, str) for x in row)
-
-
-def _inside(path: str) -> bool:
-    """A relative path that stays below its directory."""
-    return bool(path) and not path.startswith("/") and "\0" not in path and ".." not in path.split("/")
+def _inside(path: object) -> bool:
+    """A relative path (a str) that stays below its directory."""
+    return (type(path) is str and path != "" and path[0] != "/" and "\0" not in path
+            and (".." not in path or ".." not in path.split("/")))
 
 
 class SourceMissing(BuildError):
@@ -174,7 +178,8 @@ class Linker:
 
     def __init__(self) -> None:
         self.copy = False
-        self.made: set[str] = set()
+        self.made: set[str] = set()  # every directory a file was placed in
+        self.modules: set[str] = set()  # the directories of .py files placed
 
     def ensure_dir(self, directory: str) -> None:
         if directory not in self.made:
@@ -182,7 +187,10 @@ class Linker:
             self.made.add(directory)
 
     def place(self, src: str, dst: str) -> None:
-        self.ensure_dir(os.path.dirname(dst))
+        directory = os.path.dirname(dst)
+        self.ensure_dir(directory)
+        if dst.endswith(".py"):
+            self.modules.add(directory)
         if not self.copy:
             try:
                 os.link(src, dst)
@@ -210,7 +218,7 @@ class Linker:
 
 
 def _digest(data: bytes) -> str:
-    return "sha256=" + urlsafe_b64encode(hashlib.sha256(data).digest()).decode("ascii").rstrip("=")
+    return "sha256=" + urlsafe_b64encode(fastpath.sha256(data).digest()).decode("ascii").rstrip("=")
 
 
 def shebang(python: str) -> bytes:

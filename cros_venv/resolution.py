@@ -11,7 +11,6 @@ answered from the cache: their hashes are checked against the wheels' bytes each
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -73,7 +72,7 @@ class Resolution:
 
 
 def _cache_file(cache: Cache, python: str, arguments: list[str]) -> str:
-    ident = hashlib.sha256(os.fsencode("\0".join([fastpath.WHEEL_DIR, python, *arguments]))).hexdigest()[:32]
+    ident = fastpath.sha256_hex(os.fsencode("\0".join([fastpath.WHEEL_DIR, python, *arguments])))[:32]
     return os.path.join(cache.root, "resolutions", ident + ".json")
 
 

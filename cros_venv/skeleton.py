@@ -11,20 +11,21 @@ whose path would need shell quoting is made by running virtualenv directly.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import traceback
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 from cros_venv.cache import WRITE_ERRNOS, load_json, not_writable
 from cros_venv.errors import BuildError
-from cros_venv.fastpath import running_python
+from cros_venv.fastpath import running_python, sha256_hex
+
+if TYPE_CHECKING:
+    import subprocess  # imported where a child is started: a warm build starts none (~3 ms)
 from cros_venv.unpacker import can_fork, close_all_but, fork
 
 # shlex.quote's test: paths made only of these appear unquoted in the activation scripts.
@@ -56,6 +57,8 @@ def command(dest: str, python: str, virtualenv_roots: list[str], app_data: str, 
 
 def start(cmd: list[str], env: Mapping[str, str], lock_fd: int | None) -> subprocess.Popen[bytes]:
     """Start a virtualenv child. It inherits the venv's lock when it writes into the venv."""
+    import subprocess
+
     return subprocess.Popen(cmd, env=dict(env), pass_fds=(lock_fd,) if lock_fd is not None else (),
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
@@ -133,7 +136,7 @@ class Templates:
     def path_for(self, python: str, virtualenv: str) -> str:
         st = os.stat(python)
         ident = f"{python}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{virtualenv}"
-        return os.path.join(self.root, hashlib.sha256(os.fsencode(ident)).hexdigest()[:32])
+        return os.path.join(self.root, sha256_hex(os.fsencode(ident))[:32])
 
     def staging(self) -> tuple[str, str]:
         """(temp dir, venv path inside it) to run virtualenv into, or raise if not plain."""

@@ -25,7 +25,6 @@ after an abort the parent also removes any temp directory left by a worker it st
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import os
@@ -34,12 +33,14 @@ import shutil
 import signal
 import sys
 import threading
-import zipfile
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple
 
 from cros_venv.cache import TMP_PREFIX, WHOLE, Cache, stamp, write_all
 from cros_venv.errors import BuildError, CrosVenvError
+
+if TYPE_CHECKING:
+    import zipfile  # imported by the workers, which read wheels (a warm build reads none)
 
 IN_FLIGHT = 64  # jobs written to a worker's pipe and not yet answered (keeps both pipes far from full)
 KEEP = 16 << 20  # bytes of wheels a worker keeps in memory between reading METADATA and unpacking
@@ -287,6 +288,8 @@ def _unpack(cache: Cache, wheel: str, sha256: str | None, read: tuple[bytes, zip
 
 def _hash(path: str) -> tuple[str, list[int]]:
     """sha256 of a file and the stamp (cache.stamp) of what was read."""
+    import hashlib
+
     h = hashlib.sha256()
     with open(path, "rb") as f:
         st = os.fstat(f.fileno())
@@ -305,6 +308,9 @@ def _meta(wheel: str, sha256: str | None) -> tuple[tuple[str, str, list[int] | N
     The bytes are always hashed: the hash sent is theirs, whatever the caller thought (the
     stat index may be older than a change), and an entry is made only under its own hash.
     """
+    import hashlib
+    import zipfile
+
     stat = None
     with open(wheel, "rb") as f:
         st = os.fstat(f.fileno())

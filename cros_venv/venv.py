@@ -285,28 +285,31 @@ def pip_conf(wheel_dirs: list[str]) -> bytes:
 
 
 def configure(layout: Layout, wheel_dirs: list[str], provenance: str) -> None:
-    """pip.conf, provenance in pyvenv.cfg, and the list of directories the no-op key watches."""
+    """pip.conf and provenance in pyvenv.cfg."""
     with open(os.path.join(layout.root, "pip.conf"), "wb") as f:
         f.write(pip_conf(wheel_dirs))
     with open(os.path.join(layout.root, "pyvenv.cfg"), "a", encoding="utf-8") as f:
         f.write(provenance)
-    with open(os.path.join(layout.root, fastpath.DIRS_FILE), "wb") as f:
-        f.write(b"\n".join(os.fsencode(d) for d in watched_dirs(layout)))
 
 
-def watched_dirs(layout: Layout) -> list[str]:
-    """bin/ and every directory under lib/ but __pycache__, relative to the venv. A
-    __pycache__ is made now in each that has none, so that Python writing bytecode on first
-    import changes none of them (their mtimes are in the no-op key).
+def watch(layout: Layout, placed: set[str], modules: set[str]) -> None:
+    """List the directories whose inode and mtime the no-op key records (fastpath.DIRS_FILE):
+    bin/, site-packages/ and every directory the wheels' files were `placed` in, with their
+    parents. Each that holds modules gets its __pycache__ now, so that Python writing
+    bytecode on first import changes none of them.
     """
-    found = ["bin"]
-    lib = os.path.join(layout.root, "lib")
-    for dirpath, dirnames, filenames in os.walk(lib):
-        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
-        found.append(os.path.relpath(dirpath, layout.root))
-        if any(n.endswith(".py") for n in filenames) or dirpath == layout.site_packages:
-            os.makedirs(os.path.join(dirpath, "__pycache__"), exist_ok=True)
-    return found
+    watched = {layout.bin, layout.site_packages}
+    for directory in placed:
+        while directory.startswith(layout.site_packages) and directory not in watched:
+            watched.add(directory)
+            directory = os.path.dirname(directory)
+    for directory in modules | {layout.site_packages}:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(os.path.join(directory, "__pycache__"))
+    cut = len(layout.root) + 1
+    listing = sorted(d[cut:] for d in watched)  # all below the root: no os.path.relpath (slow)
+    with open(os.path.join(layout.root, fastpath.DIRS_FILE), "wb") as f:
+        f.write(b"\n".join(os.fsencode(d) for d in listing))
 
 
 def read_marker(layout: Layout) -> bytes | None:
