@@ -8,8 +8,7 @@ import re
 import signal
 import sys
 import time
-from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NamedTuple
 
 from cros_venv import __version__, fastpath, install, lock, resolution, skeleton, spec, toolchain, venv
 from cros_venv.cache import WRITE_ERRNOS, Cache, default_root
@@ -30,8 +29,7 @@ def checkpoint(step: str) -> None:
         os.kill(os.getpid(), getattr(signal, "SIG" + (want.partition(":")[2] or "KILL")))
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):
     """What the command line asked for."""
 
     venv_dir: str

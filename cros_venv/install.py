@@ -28,8 +28,7 @@ import os
 import shlex
 import shutil
 from base64 import urlsafe_b64encode
-from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from cros_venv import fastpath, toolchain
 from cros_venv.cache import atomic_write, load_json
@@ -43,8 +42,7 @@ PLAN_FORMAT = 2
 SCHEMES = ("purelib", "platlib", "scripts", "headers", "data")
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     """Where a wheel's files go, independent of any one venv.
 
     files: (scheme, destination relative to the scheme dir, source relative to the entry,

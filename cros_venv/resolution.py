@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from cros_venv import __version__, fastpath, toolchain
 from cros_venv.cache import Cache, atomic_write, load_json
@@ -29,8 +28,7 @@ if TYPE_CHECKING:
 FORMAT = 2
 
 
-@dataclass(frozen=True)
-class Install:
+class Install(NamedTuple):
     """One wheel to install."""
 
     wheel: str  # absolute path
@@ -38,8 +36,7 @@ class Install:
     requested: bool  # named in the requirements (gets REQUESTED, as pip does)
 
 
-@dataclass(frozen=True)
-class Resolution:
+class Resolution(NamedTuple):
     """What a venv built from these requirements for this interpreter contains."""
 
     python: str  # real path of the target interpreter

@@ -7,14 +7,12 @@ not change it; the interpreter, a pinned version, an extra or a wheel's bytes do
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 SPEC_FORMAT = 1
 
 
-@dataclass(frozen=True)
-class Spec:
+class Spec(NamedTuple):
     """A venv's identity: interpreter, the installed set, and each wheel's sha256."""
 
     interpreter: tuple[tuple[str, str], ...]  # sorted (key, value): path, version, implementation, abi
@@ -59,8 +57,7 @@ def marker_bytes(spec: Spec, noop_key: str, provenance: Mapping[str, Any]) -> by
     return (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode()
 
 
-@dataclass(frozen=True)
-class Marker:
+class Marker(NamedTuple):
     """What a marker says: the spec, and where and how the venv was built."""
 
     spec: Spec

@@ -33,7 +33,6 @@ import shutil
 import signal
 import sys
 import threading
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple
 
 from cros_venv.cache import TMP_PREFIX, WHOLE, Cache, stamp, write_all
@@ -50,15 +49,17 @@ KEEP = 16 << 20  # bytes of wheels a worker keeps in memory between reading META
 Meta = Tuple[str, Optional[List[int]], Optional[str]]
 
 
-@dataclass
 class _Worker:
-    pid: int
-    jobs: int  # write end
-    results: int  # read end
-    buffer: bytes = b""
-    load: int = 0  # bytes of wheels given to it
-    in_flight: int = 0
-    queue: list[tuple[str, str | None, bool]] = field(default_factory=list)
+    """One forked worker: its pid, its two pipes, and what it was given."""
+
+    def __init__(self, pid: int, jobs: int, results: int) -> None:
+        self.pid = pid
+        self.jobs = jobs  # write end
+        self.results = results  # read end
+        self.buffer = b""
+        self.load = 0  # bytes of wheels given to it
+        self.in_flight = 0
+        self.queue: list[tuple[str, str | None, bool]] = []
 
 
 class Unpacker:

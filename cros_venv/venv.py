@@ -12,7 +12,7 @@ import csv
 import errno
 import os
 import shutil
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from cros_venv import fastpath
 from cros_venv.cache import atomic_write
@@ -28,8 +28,7 @@ INSIDE_TRASH = fastpath.INSIDE_TRASH  # DIR/.cros_venv-old/: the old venv of a D
 CANNOT_RENAME = (errno.EBUSY, errno.EACCES, errno.EPERM, errno.EXDEV, errno.EINVAL)
 
 
-@dataclass(frozen=True)
-class Layout:
+class Layout(NamedTuple):
     """The paths of a POSIX CPython venv, computed once."""
 
     root: str  # absolute, symlinks resolved
@@ -101,8 +100,7 @@ def trash_dir(path: str) -> str:
     return os.path.join(parent, f".{name}{TRASH_SUFFIX}")
 
 
-@dataclass
-class Wiped:
+class Wiped(NamedTuple):
     """What `wipe` did to the directory, so that a failed build can be undone."""
 
     root: str
