@@ -158,7 +158,7 @@ def _state(layout: venv.Layout, plan: resolution.Resolution) -> str | None:
         return f"it was built at {found.venv} (moved or copied)"
     if found.wheel_dir != toolchain.PIP_PACKAGES:
         return f"it was built from {found.wheel_dir}"
-    return venv.intact(layout, list(found.dist_info), [toolchain.PIP_PACKAGES])
+    return venv.intact(layout, list(found.dist_info), [toolchain.PIP_PACKAGES], found.pyvenv_cfg)
 
 
 def _update(request: Request, python: str, arguments: list[str], sources: fastpath.Sources, root: str,
@@ -264,8 +264,11 @@ def _rebuild(request: Request, plan: resolution.Resolution, layout: venv.Layout,
         if request.compile:
             _compile(layout, lock_fd, report)
         checkpoint("configured")
+        with open(os.path.join(layout.root, "pyvenv.cfg"), "rb") as f:
+            pyvenv_cfg = fastpath.sha256_hex(f.read())
         built = {"tool": f"cros_venv {__version__}", "requirements": arguments, "wheel_dir": toolchain.PIP_PACKAGES,
-                 "venv": layout.root, "dist_info": dist_infos, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                 "venv": layout.root, "dist_info": dist_infos, "pyvenv_cfg": pyvenv_cfg,
+                 "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         venv.write_marker(layout, spec.marker_bytes(
             plan.spec, fastpath.venv_key(plan.key, layout.root, layout.files), built))
     except BaseException as e:

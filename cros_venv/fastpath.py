@@ -102,16 +102,32 @@ def _behind_script(path: str) -> str | None:
         finally:
             os._exit(127)
     os.close(write)
-    chunks = []
-    while True:
+    import select
+    import time
+
+    # One line is the answer: read until it is there, the pipe closes, or 30 s pass (a
+    # process the wrapper left behind may hold the pipe open for ever).
+    out = b""
+    deadline = time.monotonic() + 30
+    while b"\n" not in out and time.monotonic() < deadline:
+        if not select.select([read], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            break
         data = os.read(read, 4096)
         if not data:
             break
-        chunks.append(data)
+        out += data
     os.close(read)
-    _, status = os.waitpid(pid, 0)
-    answer = os.fsdecode(b"".join(chunks).strip())
-    if status != 0 or not answer.startswith("/") or "\n" in answer or not os.path.isfile(answer):
+    for _ in range(300):  # it has answered (or failed): it should be gone at once
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.01)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        return None
+    answer = os.fsdecode(out.partition(b"\n")[0].strip())
+    if status != 0 or not answer.startswith("/") or not os.path.isfile(answer):
         return None
     return os.path.realpath(answer)
 

@@ -64,6 +64,7 @@ class Marker(NamedTuple):
     venv: str  # the venv's real path when it was built
     wheel_dir: str  # the pip_packages/ it was built from (its pip.conf names it)
     dist_info: tuple[str, ...]  # the .dist-info directories installed
+    pyvenv_cfg: str  # sha256 of pyvenv.cfg as built
     built: Mapping[str, Any]  # the whole "built" object, kept when the no-op key is refreshed
 
 
@@ -75,11 +76,11 @@ def read_marker(data: bytes) -> Marker | None:
         doc = json.loads(data)
         found = Spec.from_json(doc["spec"])
         built = doc["built"]
-        venv, wheel_dir, dist_info = built["venv"], built["wheel_dir"], built["dist_info"]
+        venv, wheel_dir, dist_info, cfg = built["venv"], built["wheel_dir"], built["dist_info"], built["pyvenv_cfg"]
     except (ValueError, KeyError, TypeError, RecursionError):
         return None
-    if (found is None or not isinstance(venv, str) or not isinstance(wheel_dir, str)
+    if (found is None or not isinstance(venv, str) or not isinstance(wheel_dir, str) or not isinstance(cfg, str)
             or not isinstance(dist_info, list) or not all(isinstance(d, str) for d in dist_info)):
         return None
-    return Marker(found, venv, wheel_dir, tuple(dist_info), built)
+    return Marker(found, venv, wheel_dir, tuple(dist_info), cfg, built)
 

@@ -72,7 +72,7 @@ def resolve_dir(venv_dir: str) -> str:
 
 def is_ours(path: str) -> bool:
     """May `path` be wiped? Only if create_venv made it, or it is empty."""
-    if os.path.lexists(os.path.join(path, MARKER)) or os.path.lexists(os.path.join(path, SIGN)):
+    if any(os.path.lexists(os.path.join(path, n)) for n in (MARKER, SIGN, INSIDE_TRASH)):
         return True
     try:
         return not os.listdir(path)
@@ -114,7 +114,7 @@ class Wiped(NamedTuple):
         try:
             if os.path.lexists(self.root):
                 if self.in_place:
-                    _clear(self.root, keep=(INSIDE_TRASH,))
+                    _clear(self.root, keep=(INSIDE_TRASH, SIGN))
                 else:
                     shutil.rmtree(self.root)
             if self.aside is not None and self.in_place:  # moved into DIR/.cros_venv-old: out again
@@ -161,7 +161,8 @@ def wipe(path: str) -> Wiped:
 def _set_aside_inside(path: str) -> str:
     """For a DIR that cannot be moved (a mount point): move what is in it into
     DIR/.cros_venv-old/ (the same filesystem: renames), the marker first, so that the old
-    venv can still be put back; deleted with the trash once the new one is complete.
+    venv can still be put back; deleted with the trash once the new one is complete. The
+    owner file stays: a build killed now leaves a DIR that is still ours.
     """
     aside = os.path.join(path, INSIDE_TRASH)
     moved: list[str] = []
@@ -169,7 +170,7 @@ def _set_aside_inside(path: str) -> str:
         if os.path.lexists(aside):  # left by a killed build: the venv it held was replaced since
             _remove(aside)
         os.mkdir(aside, 0o700)
-        for name in sorted((n for n in os.listdir(path) if n != INSIDE_TRASH), key=lambda n: n != MARKER):
+        for name in sorted((n for n in os.listdir(path) if n not in (INSIDE_TRASH, SIGN)), key=lambda n: n != MARKER):
             os.rename(os.path.join(path, name), os.path.join(aside, name))
             moved.append(name)
     except OSError as e:
@@ -233,12 +234,12 @@ def empty_trash(path: str) -> None:
             shutil.rmtree(target, ignore_errors=True)
 
 
-def intact(layout: Layout, dist_infos: list[str], wheel_dirs: list[str]) -> str | None:
+def intact(layout: Layout, dist_infos: list[str], wheel_dirs: list[str], pyvenv_cfg: str) -> str | None:
     """What is missing from a venv whose marker says it is complete, or None.
 
-    The interpreter, pyvenv.cfg, pip.conf as written, and every file each installed
-    package's RECORD lists (a package removed with `pip uninstall`, a deleted file, a
-    deleted lib/ or bin/python).
+    The interpreter; pyvenv.cfg (its sha256 as built), pip.conf and the no-op key's list of
+    directories as written; and every file each installed package's RECORD lists (a
+    package removed with `pip uninstall`, a deleted file, a deleted lib/ or bin/python).
     """
     for path in (layout.python, os.path.join(layout.root, "pyvenv.cfg")):
         if not os.path.exists(path):
@@ -247,8 +248,14 @@ def intact(layout: Layout, dist_infos: list[str], wheel_dirs: list[str]) -> str 
         with open(os.path.join(layout.root, "pip.conf"), "rb") as f:
             if f.read() != pip_conf(wheel_dirs):
                 return "its pip.conf was changed"
-    except OSError:
-        return "its pip.conf is missing"
+        with open(os.path.join(layout.root, "pyvenv.cfg"), "rb") as f:
+            if fastpath.sha256_hex(f.read()) != pyvenv_cfg:
+                return "its pyvenv.cfg was changed"
+        with open(os.path.join(layout.root, fastpath.DIRS_FILE), "rb") as f:
+            if b"bin" not in f.read().split(b"\n"):  # else the no-op key would watch nothing
+                return f"its {fastpath.DIRS_FILE} is not as written"
+    except OSError as e:
+        return f"{e.filename} is missing or unreadable"
     for dist_info in dist_infos:
         record = os.path.join(layout.site_packages, dist_info, "RECORD")
         try:
@@ -292,13 +299,14 @@ def configure(layout: Layout, wheel_dirs: list[str], provenance: str) -> None:
 
 def watch(layout: Layout, placed: set[str], modules: set[str]) -> None:
     """List the directories whose inode and mtime the no-op key records (fastpath.DIRS_FILE):
-    bin/, site-packages/ and every directory the wheels' files were `placed` in, with their
-    parents. Each that holds modules gets its __pycache__ now, so that Python writing
+    bin/, site-packages/ and every directory the wheels' files were `placed` in (scripts,
+    data and headers too), with their parents. Each that holds modules gets its __pycache__ now, so that Python writing
     bytecode on first import changes none of them.
     """
     watched = {layout.bin, layout.site_packages}
-    for directory in placed:
-        while directory.startswith(layout.site_packages) and directory not in watched:
+    below_root = layout.root + os.sep
+    for directory in placed:  # with their parents (site-packages/ or the root stops the walk)
+        while directory.startswith(below_root) and directory not in watched:
             watched.add(directory)
             directory = os.path.dirname(directory)
     for directory in modules | {layout.site_packages}:

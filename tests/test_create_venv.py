@@ -473,6 +473,8 @@ def test_a_venv_that_is_a_mount_point_is_built_and_rebuilt_in_place(wheelhouse: 
         'CROS_VENV_TEST_KILL=installed:INT "$py" "$cv" "$d" "$r2"; echo "rc=$?"; show\n'
         '"$py" "$cv" "$d" "$r3"; echo "rc=$?"; show\n'
         '"$py" "$cv" "$d" "$r2"; echo "rc=$?"; show; ls -A "$d" | grep -c cros_venv-old\n'
+        'CROS_VENV_TEST_KILL=wiped "$py" "$cv" "$d" "$r1"; echo "rc=$?"\n'  # killed: old venv aside, DIR ours
+        '"$py" "$cv" "$d" "$r1"; echo "rc=$?"; show\n'
     )
     corrupt_member(wheelhouse.wheels / "gamma-1.0-py3-none-any.whl", "gamma.py")  # found only while unpacking
     out = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", str(venv_dir), PYTHON,
@@ -480,7 +482,8 @@ def test_a_venv_that_is_a_mount_point_is_built_and_rebuilt_in_place(wheelhouse: 
                          env=wheelhouse.env(), capture_output=True, text=True, timeout=120)
     if out.returncode == 99:
         pytest.skip("cannot mount a tmpfs here")
-    assert out.stdout.split() == ["rc=0", "1.0", "rc=130", "1.0", "rc=1", "1.0", "rc=0", "2.0", "0"], out.stderr
+    assert out.stdout.split() == ["rc=0", "1.0", "rc=130", "1.0", "rc=1", "1.0", "rc=0", "2.0", "0",
+                                  "rc=137", "rc=0", "1.0"], out.stderr
     assert "Traceback" not in out.stderr and out.stderr.count("as it was before") == 2, out.stderr
 
 
@@ -520,3 +523,35 @@ def test_using_the_venv_does_not_stale_its_no_op_key(built: tuple[ToolRepo, Path
     out = repo.run(str(venv_dir), str(reqs))
     assert (out.returncode, out.stderr) == (0, "")
     assert (venv_dir / ".cros_venv.json").read_bytes() == marker_bytes  # the no-op path answered
+
+
+@pytest.mark.parametrize("damage", ["dirs-list-gone", "dirs-list-emptied", "pyvenv-cfg-edited", "data-file-gone",
+                                    "header-file-gone"])
+def test_damage_the_no_op_key_watches_is_rebuilt(wheelhouse: ToolRepo, tmp_path: Path, damage: str) -> None:
+    """Each of these left a broken venv 'up to date' once: the no-op path must send it to the
+    full path, and the full path must rebuild (never store a key that watches nothing).
+    """
+    wheelhouse.add_wheel(WheelSpec("datapkg", files={
+        "datapkg.py": b"VERSION = '1.0'\n", "datapkg-1.0.data/data/share/datapkg/config.txt": b"x = 1\n",
+        "datapkg-1.0.data/headers/datapkg.h": b"#define X 1\n"}))
+    reqs = wheelhouse.requirements("r.txt", "datapkg==1.0\nbeta==1.0\n")
+    venv_dir = tmp_path / "v"
+    assert wheelhouse.run(str(venv_dir), str(reqs)).returncode == 0
+    target = {"dirs-list-gone": venv_dir / ".cros_venv.dirs", "dirs-list-emptied": venv_dir / ".cros_venv.dirs",
+              "pyvenv-cfg-edited": venv_dir / "pyvenv.cfg", "data-file-gone": venv_dir / "share/datapkg/config.txt",
+              "header-file-gone": next(venv_dir.glob("include/site/python*/datapkg/datapkg.h"))}[damage]
+    if damage == "dirs-list-emptied":
+        target.write_bytes(b"")
+    elif damage == "pyvenv-cfg-edited":
+        target.write_text(target.read_text().replace("include-system-site-packages = false",
+                                                     "include-system-site-packages = true"))
+    else:
+        target.unlink()
+    for _ in range(2):  # the first run rebuilds; then a damage after it is still seen
+        out = wheelhouse.run(str(venv_dir), str(reqs))
+        assert (out.returncode, out.stderr) == (0, "")
+        assert (venv_dir / "share/datapkg/config.txt").exists() and (venv_dir / ".cros_venv.dirs").read_bytes()
+        assert "include-system-site-packages = false" in (venv_dir / "pyvenv.cfg").read_text()
+        (venv_dir / "lib").joinpath(next((venv_dir / "lib").iterdir()).name, "site-packages", "beta.py").unlink()
+        out = wheelhouse.run(str(venv_dir), str(reqs))
+        assert out.returncode == 0 and venv_python(venv_dir, "import beta").returncode == 0

@@ -95,3 +95,21 @@ def test_no_op_check_imports_nothing_heavy() -> None:
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code, str(Path(__file__).parent.parent)],
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_python_wrapper_script_is_resolved_to_the_binary_it_runs(tmp_path: Path) -> None:
+    """pyenv's shims and other wrappers: the caches key on the binary, asked for once per
+    run; a process the wrapper leaves behind (holding its stdout) does not keep us waiting.
+    """
+    real = os.path.realpath(sys.executable)
+    wrapper = tmp_path / "python3"
+    wrapper.write_text(f"#!/bin/sh\n(sleep 100) &\nexec {real} \"$@\"\n")
+    wrapper.chmod(0o755)
+    code = "from cros_venv import fastpath; import sys; print(fastpath.resolve_python(sys.argv[1]))"
+    out = subprocess.run([sys.executable, "-c", code, str(wrapper)], capture_output=True, text=True, timeout=60,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(fastpath.__file__))))
+    assert out.stdout.strip() == real, out.stderr
+    junk = tmp_path / "junk"
+    junk.write_text("#!/bin/sh\necho not a path\n")
+    junk.chmod(0o755)
+    assert fastpath.resolve_python(str(junk)) == str(junk)  # it did not say: the probe will refuse it

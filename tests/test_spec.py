@@ -17,7 +17,7 @@ def test_order_does_not_matter() -> None:
     assert a == b
 
 
-BUILT = {"tool": "t", "venv": "/v", "wheel_dir": "/w", "dist_info": ["a-2.dist-info"]}
+BUILT = {"tool": "t", "venv": "/v", "wheel_dir": "/w", "dist_info": ["a-2.dist-info"], "pyvenv_cfg": "0" * 64}
 
 
 def test_round_trips_through_the_marker() -> None:
@@ -26,7 +26,7 @@ def test_round_trips_through_the_marker() -> None:
     doc = json.loads(data)
     assert doc["noop"] == "cv1 key" and doc["spec"]["requirements"] == ["a[x]==2"]
     assert doc["spec"]["wheels"] == [{"filename": "a-2-py3-none-any.whl", "sha256": "ff" * 32}]
-    assert spec.read_marker(data) == spec.Marker(s, "/v", "/w", ("a-2.dist-info",), BUILT)
+    assert spec.read_marker(data) == spec.Marker(s, "/v", "/w", ("a-2.dist-info",), "0" * 64, BUILT)
 
 
 def test_any_difference_is_a_different_spec() -> None:
