@@ -393,10 +393,13 @@ class Cache:
         todo = [p for p in dict.fromkeys(wheel_paths) if p not in result]
         if todo:
             stats = [os.stat(p) for p in todo]  # before hashing: what the recorded hash is of
-            from concurrent.futures import ThreadPoolExecutor  # here: its import costs ~6 ms a run
+            if sum(st.st_size for st in stats) < 16 << 20:  # a few ms: not worth a pool's import (~6 ms)
+                digests = [file_sha256(p) for p in todo]
+            else:
+                from concurrent.futures import ThreadPoolExecutor
 
-            with ThreadPoolExecutor(max_workers=min(4, len(todo))) as pool:
-                digests = list(pool.map(file_sha256, todo))
+                with ThreadPoolExecutor(max_workers=min(4, len(todo))) as pool:
+                    digests = list(pool.map(file_sha256, todo))
             result.update(zip(todo, digests))
             self.record_hashes({p: [*stamp(st), digest] for p, st, digest in zip(todo, stats, digests)})
         return result
