@@ -92,17 +92,22 @@ def assert_put_back(ns: Namespace, venv_dir: Path, before: dict[str, tuple[int, 
     assert_venv(venv_dir, OLD, SCRIPTS, faults, prefix=ns.prefix, root=ns.root)
 
 
-def test_full_disk_mid_build(kit: Kit, ns: Namespace, faults: Faults) -> None:
-    """DIR's parent is a tmpfs with room for the old venv but not for it and the new one: the
-    rebuild fills the disk, exits 1 with one line, and puts the old venv back as it was.
-    With room again, the next run builds the new venv."""
+def old_venv_on_tmpfs(kit: Kit, ns: Namespace) -> tuple[Path, Path]:
+    """(a 64 MiB tmpfs, the venv of OLD built on it) in the namespace."""
     mnt = workdir("disk") / "mnt"
     mnt.mkdir()
     venv_dir = mnt / "venv"
     ns.tmpfs(mnt, 64 << 10)
     kit.write(OLD)
-    out = run_in(ns, kit.repo, str(venv_dir), str(kit.reqs))
-    assert_ok(out)
+    assert_ok(run_in(ns, kit.repo, str(venv_dir), str(kit.reqs)))
+    return mnt, venv_dir
+
+
+def test_full_disk_mid_build(kit: Kit, ns: Namespace, faults: Faults) -> None:
+    """DIR's parent is a tmpfs with room for the old venv but not for it and the new one: the
+    rebuild fills the disk, exits 1 with one line, and puts the old venv back as it was.
+    With room again, the next run builds the new venv."""
+    mnt, venv_dir = old_venv_on_tmpfs(kit, ns)
     used = (64 << 10) - ns.free_kib(mnt)
     ns.sh('mount -o "remount,size=$2k" "$1"', str(mnt), str(used + 1536))  # 1.5 MiB free: "heavy" needs 4
     new = {**OLD, "heavy": "1.0"}
@@ -129,13 +134,7 @@ def test_disk_full_when_the_marker_is_written(kit: Kit, ns: Namespace, faults: F
     configured:STOP); the test fills the tmpfs to the last byte and lets it go on: writing
     the marker fails. Exit 1, one line, the old venv back as it was; after the filler is
     removed, the next run builds the new venv."""
-    mnt = workdir("disk") / "mnt"
-    mnt.mkdir()
-    venv_dir = mnt / "venv"
-    ns.tmpfs(mnt, 64 << 10)
-    kit.write(OLD)
-    out = run_in(ns, kit.repo, str(venv_dir), str(kit.reqs))
-    assert_ok(out)
+    mnt, venv_dir = old_venv_on_tmpfs(kit, ns)
     new = {"alpha": "1.0", "beta": "2.0"}
     kit.write(new)
     before = snapshot(ns.see(venv_dir))

@@ -103,14 +103,19 @@ def kit(tmp_path_factory: pytest.TempPathFactory, shared_cache: Path) -> Kit:
     return Kit(repo, workdir("kills") / "venv", repo.root / "requirements.txt")
 
 
+
+def seeded() -> tuple[int, random.Random]:
+    """A random seed, printed (a failing round can be replayed), and its generator."""
+    seed = int.from_bytes(os.urandom(4), "big")
+    print(f"seed {seed}")
+    return seed, random.Random(seed)
+
 def test_random_sigkill(kit: Kit, faults: Faults, slow: bool) -> None:
     """SIGKILL 0-0.6 s into a rebuild that has a new wheel to unpack (so workers run), to the
     whole process group (even rounds) or only to the parent (odd rounds: its forked workers
     live on as orphans while the next run builds).
     """
-    seed = int.from_bytes(os.urandom(4), "big")
-    print(f"seed {seed}")
-    rng = random.Random(seed)
+    seed, rng = seeded()
     current = kit.held() or OLD
     kit.ensure(current)
     outside = kit.watch()
@@ -153,9 +158,7 @@ def signal_rounds(kit: Kit, faults: Faults, rounds: int, sig: signal.Signals, ti
     with one signal the old venv is back as it was (or, once its marker was written, the new
     one is complete); with two, at least invariant 1. Then a clean run.
     """
-    seed = int.from_bytes(os.urandom(4), "big")
-    print(f"seed {seed}")
-    rng = random.Random(seed)
+    seed, rng = seeded()
     current = kit.held() or OLD
     kit.ensure(current)
     outside = kit.watch()
