@@ -20,20 +20,49 @@ def main(argv: Sequence[str], script: str | None = None) -> int:
 
 
 def _main(argv: Sequence[str], script: str | None) -> int:
-    from cros_venv import __version__, fastpath
-
     # The no-op check imports only os and sys, so it is safe before isolation (but not in
     # PYTHONINSPECT's mode, where even exit 0 ends in a traceback and a prompt).
-    if not sys.flags.inspect and fastpath.up_to_date(argv, __version__):
-        return 0
+    simple = parse_simple_args(argv)
+    if simple is not None and not sys.flags.inspect:
+        from cros_venv import __version__, fastpath
+
+        if fastpath.up_to_date(*simple, __version__):
+            return 0
     if script is not None and not (sys.flags.isolated and sys.flags.no_site):
         # Started as `python create_venv` without -I -S: restart isolated, so that neither
         # PYTHONPATH, the user site nor .pth files reach the tool.
-        python = fastpath.running_python()
+        from cros_venv.locate import running_python
+
+        python = running_python()
         os.execv(python, [python, "-I", "-S", os.path.abspath(script), *argv])
     from cros_venv import cli
 
-    return cli.main(argv)
+    return cli.main(argv, simple)
+
+
+def parse_simple_args(argv: Sequence[str]) -> tuple[str, list[str], str | None] | None:
+    """(DIR, REQUIREMENTS, --python) from a plain command line, or None for anything else.
+
+    Anything beyond positionals and `--python` (help, -v, other options) takes the full
+    path, where argparse handles it properly.
+    """
+    positionals: list[str] = []
+    python = None
+    args = iter(argv)
+    for arg in args:
+        if arg == "--python":
+            python = next(args, None)
+            if python is None:
+                return None
+        elif arg.startswith("--python="):
+            python = arg[len("--python="):]
+        elif arg.startswith("-"):
+            return None
+        else:
+            positionals.append(arg)
+    if len(positionals) < 2:
+        return None
+    return positionals[0], positionals[1:], python
 
 
 if __name__ == "__main__":

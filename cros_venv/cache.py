@@ -46,7 +46,7 @@ import time
 import zlib
 from typing import TYPE_CHECKING, Iterator, Sequence
 
-from cros_venv import fastpath
+from cros_venv.digest import sha256_hex
 from cros_venv.errors import BuildError, InputError
 
 if TYPE_CHECKING:
@@ -342,7 +342,7 @@ class Cache:
     # -- hashes ----------------------------------------------------------------------------
 
     def stat_index_path(self, wheel_dir: str) -> str:
-        ident = fastpath.sha256_hex(os.fsencode(os.path.realpath(wheel_dir)))[:24]
+        ident = sha256_hex(os.fsencode(os.path.realpath(wheel_dir)))[:24]
         return os.path.join(self.root, "stat", ident + ".json")
 
     def _read_index(self, index_path: str) -> dict[str, object]:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import sys
 import time
-from typing import Mapping, NoReturn, Sequence, TextIO
 
 from cros_venv import __version__
 from cros_venv.errors import CrosVenvError, InputError, Interrupted
+
+TYPE_CHECKING = False  # typing and argparse cost ~10 ms: a plain command line needs neither
+if TYPE_CHECKING:
+    import argparse
+    from typing import Mapping, NoReturn, Sequence, TextIO
 
 PROG = "create_venv"
 EPILOG = """\
@@ -73,21 +76,14 @@ class Reporter:
             self._write("\r\x1b[K")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        """One line, no usage dump: wrappers show stderr to people."""
-        write_error(f"{PROG}: error: {message}; see {PROG} --help")
-        self.exit(2)
-
-
 def _seconds(text: str) -> float:
-    """A timeout: a number of seconds, 0 or more (inf: wait for ever)."""
+    """A timeout: a number of seconds, 0 or more (inf: wait for ever). ValueError if not."""
     try:
         value = float(text)
     except ValueError:
         value = float("nan")
     if not value >= 0:  # also nan
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
+        raise ValueError(f"{text!r} is not a number of seconds (0 or more)")
     return value
 
 
@@ -98,7 +94,7 @@ def lock_timeout(arg: float | None, environ: Mapping[str, str]) -> float:
     text = environ.get("CROS_VENV_LOCK_TIMEOUT") or "600"
     try:
         return _seconds(text)
-    except argparse.ArgumentTypeError as e:
+    except ValueError as e:
         raise InputError(f"CROS_VENV_LOCK_TIMEOUT={e}; set it to a number of seconds or unset it") from None
 
 
@@ -122,7 +118,21 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            """One line, no usage dump: wrappers show stderr to people."""
+            write_error(f"{PROG}: error: {message}; see {PROG} --help")
+            self.exit(2)
+
+    def seconds(text: str) -> float:
+        try:
+            return _seconds(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    p = Parser(
         prog=PROG,
         usage=f"{PROG} [options] DIR REQUIREMENTS [REQUIREMENTS ...]\n       {PROG} --prune-cache [--max-age DAYS]",
         description="Build a Python virtual environment in DIR from the wheels in pip_packages/, offline.",
@@ -132,7 +142,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("dir", nargs="?", metavar="DIR", help="the venv directory (created if missing)")
     p.add_argument("requirements", nargs="*", metavar="REQUIREMENTS", help="requirements files (pip format)")
     p.add_argument("--python", metavar="PATH", help="interpreter to build for (default: the one running this)")
-    p.add_argument("--lock-timeout", type=_seconds, metavar="SECONDS", default=None,
+    p.add_argument("--lock-timeout", type=seconds, metavar="SECONDS", default=None,
                    help="how long to wait for another build of DIR (default: $CROS_VENV_LOCK_TIMEOUT or 600)")
     p.add_argument("--compile", action="store_true", help="byte-compile the venv now (default: on first import)")
     p.add_argument("-v", "--verbose", action="store_true", help="show each step on stderr")
@@ -143,7 +153,24 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str]) -> int:
+class Options:
+    """The parsed command line (what argparse gives, or the plain command line's parts)."""
+
+    def __init__(self, dir: str | None, requirements: Sequence[str], python: str | None = None) -> None:
+        self.dir = dir
+        self.requirements = list(requirements)
+        self.python = python
+        self.lock_timeout: float | None = None
+        self.compile = False
+        self.verbose = False
+        self.prune_cache = False
+        self.max_age = 30.0
+
+
+def main(argv: Sequence[str], simple: tuple[str, list[str], str | None] | None = None) -> int:
+    """Run create_venv. `simple`: the command line is just DIR REQUIREMENTS... [--python P],
+    already taken apart (argparse is then not needed).
+    """
     from cros_venv import build
 
     # SIGTERM unwinds like Ctrl-C: a build in progress puts the old venv back.
@@ -153,7 +180,7 @@ def main(argv: Sequence[str]) -> int:
     except InputError as e:
         write_error(f"{PROG}: error: {e.problems[0]}")
         return e.exit_code
-    args = parser().parse_args(argv)
+    args: Options | argparse.Namespace = Options(*simple) if simple is not None else parser().parse_args(argv)
     build.clean_environment(os.environ)
     reporter = Reporter(args.verbose)
     try:

@@ -30,8 +30,9 @@ import shutil
 from base64 import urlsafe_b64encode
 from typing import Callable, NamedTuple
 
-from cros_venv import fastpath, toolchain
+from cros_venv import toolchain
 from cros_venv.cache import atomic_write, load_json
+from cros_venv.digest import sha256
 from cros_venv.errors import BuildError
 from cros_venv.venv import Layout
 
@@ -216,7 +217,7 @@ class Linker:
 
 
 def _digest(data: bytes) -> str:
-    return "sha256=" + urlsafe_b64encode(fastpath.sha256(data).digest()).decode("ascii").rstrip("=")
+    return "sha256=" + urlsafe_b64encode(sha256(data).digest()).decode("ascii").rstrip("=")
 
 
 def shebang(python: str) -> bytes:

@@ -20,7 +20,7 @@ from packaging.tags import Tag
 
 from cros_venv.cache import atomic_write, load_json
 from cros_venv.errors import InputError
-from cros_venv.fastpath import running_python
+from cros_venv.locate import running_python
 
 PROBE_FORMAT = 1
 

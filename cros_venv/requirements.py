@@ -19,7 +19,7 @@ from packaging.specifiers import InvalidSpecifier
 from packaging.utils import NormalizedName, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from cros_venv import fastpath
+from cros_venv import sources
 from cros_venv.errors import InputError
 
 # pip's rule: a comment starts a line or follows whitespace (so `a#b` is not a comment).
@@ -70,8 +70,8 @@ class RequirementFiles:
 
 
 MAX_INCLUDE_DEPTH = 100  # files deep: -r/-c are followed recursively (600 levels: RecursionError)
-MAX_FILE_SIZE = fastpath.MAX_REQUIREMENTS_SIZE
-read_file = fastpath.read_requirements  # load's default reader: the no-op path's, with its size limit
+MAX_FILE_SIZE = sources.MAX_REQUIREMENTS_SIZE
+read_file = sources.read_requirements  # load's default reader: the no-op path's, with its size limit
 
 
 @dataclass

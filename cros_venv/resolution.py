@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from cros_venv import __version__, fastpath, toolchain
 from cros_venv.cache import Cache, atomic_write, load_json
+from cros_venv.digest import sha256_hex
+from cros_venv.sources import Sources
 from cros_venv.spec import Spec
 
 if TYPE_CHECKING:
@@ -69,11 +71,11 @@ class Resolution(NamedTuple):
 
 
 def _cache_file(cache: Cache, python: str, arguments: list[str]) -> str:
-    ident = fastpath.sha256_hex(os.fsencode("\0".join([fastpath.WHEEL_DIR, python, *arguments])))[:32]
+    ident = sha256_hex(os.fsencode("\0".join([fastpath.WHEEL_DIR, python, *arguments])))[:32]
     return os.path.join(cache.root, "resolutions", ident + ".json")
 
 
-def cached(cache: Cache, python: str, arguments: list[str], sources: fastpath.Sources) -> Resolution | None:
+def cached(cache: Cache, python: str, arguments: list[str], sources: Sources) -> Resolution | None:
     """The cached resolution for these requirements files, if nothing it depends on changed."""
     found = Resolution.from_json(load_json(_cache_file(cache, python, arguments)))
     if (found is None or found.hash_checked
@@ -91,7 +93,7 @@ def _save(cache: Cache, arguments: list[str], resolution: Resolution) -> None:
         pass  # only a cache
 
 
-def resolve(cache: Cache, python: str, arguments: list[str], sources: fastpath.Sources,
+def resolve(cache: Cache, python: str, arguments: list[str], sources: Sources,
             report: Callable[[str], None], unpacker: Unpacker | None = None) -> Resolution:
     """Parse, select and check everything (raises InputError listing every problem)."""
     roots = toolchain.activate(cache, unpacker)

@@ -21,8 +21,9 @@ import traceback
 from typing import TYPE_CHECKING, Callable, Mapping
 
 from cros_venv.cache import WRITE_ERRNOS, load_json, not_writable
+from cros_venv.digest import sha256_hex
 from cros_venv.errors import BuildError
-from cros_venv.fastpath import running_python, sha256_hex
+from cros_venv.locate import running_python
 
 if TYPE_CHECKING:
     import subprocess  # imported where a child is started: a warm build starts none (~3 ms)

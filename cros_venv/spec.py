@@ -6,7 +6,6 @@ not change it; the interpreter, a pinned version, an extra or a wheel's bytes do
 
 from __future__ import annotations
 
-import json
 from typing import Any, Mapping, NamedTuple
 
 SPEC_FORMAT = 1
@@ -46,41 +45,4 @@ class Spec(NamedTuple):
             )
         except (KeyError, TypeError, AttributeError):
             return None
-
-
-def marker_bytes(spec: Spec, noop_key: str, provenance: Mapping[str, Any]) -> bytes:
-    """The marker file: readable JSON with the spec, the no-op key and how it was built.
-
-    The no-op key gets a line of its own so `fastpath` can find it without a JSON parser.
-    """
-    doc = {"spec": spec.to_json(), "noop": noop_key, "built": dict(provenance)}
-    return (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode()
-
-
-class Marker(NamedTuple):
-    """What a marker says: the spec, and where and how the venv was built."""
-
-    spec: Spec
-    venv: str  # the venv's real path when it was built
-    wheel_dir: str  # the pip_packages/ it was built from (its pip.conf names it)
-    dist_info: tuple[str, ...]  # the .dist-info directories installed
-    pyvenv_cfg: str  # sha256 of pyvenv.cfg as built
-    built: Mapping[str, Any]  # the whole "built" object, kept when the no-op key is refreshed
-
-
-def read_marker(data: bytes) -> Marker | None:
-    """The marker in `data`, or None if any part of it is missing or not as written:
-    a marker the tool cannot fully read means the venv is rebuilt.
-    """
-    try:
-        doc = json.loads(data)
-        found = Spec.from_json(doc["spec"])
-        built = doc["built"]
-        venv, wheel_dir, dist_info, cfg = built["venv"], built["wheel_dir"], built["dist_info"], built["pyvenv_cfg"]
-    except (ValueError, KeyError, TypeError, RecursionError):
-        return None
-    if (found is None or not isinstance(venv, str) or not isinstance(wheel_dir, str) or not isinstance(cfg, str)
-            or not isinstance(dist_info, list) or not all(isinstance(d, str) for d in dist_info)):
-        return None
-    return Marker(found, venv, wheel_dir, tuple(dist_info), cfg, built)
 

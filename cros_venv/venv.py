@@ -1,4 +1,4 @@
-"""A venv directory: its paths, ownership, skeleton, wipe and marker.
+"""A venv directory: its paths, ownership, wipe and trash, and what makes it whole.
 
 Ownership protocol: create_venv writes SIGN first into a directory it creates (and keeps
 it), and MARKER last when the venv is complete. A directory with either file, or an empty
@@ -14,15 +14,10 @@ import os
 import shutil
 from typing import NamedTuple
 
-from cros_venv import fastpath
-from cros_venv.cache import atomic_write
+from cros_venv.digest import sha256_hex
 from cros_venv.errors import BuildError, InputError
+from cros_venv.names import DIRS_FILE, INSIDE_TRASH, LEGACY_TRASH_INFIX, MARKER, SIGN, TRASH_SUFFIX
 
-MARKER = fastpath.MARKER_NAME  # written last: the venv is complete
-SIGN = ".cros_venv.owner"  # written first, kept: create_venv made this directory
-TRASH_SUFFIX = fastpath.TRASH_SUFFIX  # `.NAME.cros_venv-trash/`: old venvs of NAME being deleted
-LEGACY_TRASH_INFIX = ".cros_venv-trash-"  # `.NAME.cros_venv-trash-*`, left by older versions
-INSIDE_TRASH = fastpath.INSIDE_TRASH  # DIR/.cros_venv-old/: the old venv of a DIR that cannot be moved
 # A directory that cannot be renamed is cleared in place: a mount point (EBUSY), a parent
 # this user cannot write (EACCES, EPERM), a container volume (EXDEV, EINVAL).
 CANNOT_RENAME = (errno.EBUSY, errno.EACCES, errno.EPERM, errno.EXDEV, errno.EINVAL)
@@ -249,11 +244,11 @@ def intact(layout: Layout, dist_infos: list[str], wheel_dirs: list[str], pyvenv_
             if f.read() != pip_conf(wheel_dirs):
                 return "its pip.conf was changed"
         with open(os.path.join(layout.root, "pyvenv.cfg"), "rb") as f:
-            if fastpath.sha256_hex(f.read()) != pyvenv_cfg:
+            if sha256_hex(f.read()) != pyvenv_cfg:
                 return "its pyvenv.cfg was changed"
-        with open(os.path.join(layout.root, fastpath.DIRS_FILE), "rb") as f:
+        with open(os.path.join(layout.root, DIRS_FILE), "rb") as f:
             if b"bin" not in f.read().split(b"\n"):  # else the no-op key would watch nothing
-                return f"its {fastpath.DIRS_FILE} is not as written"
+                return f"its {DIRS_FILE} is not as written"
     except OSError as e:
         return f"{e.filename} is missing or unreadable"
     for dist_info in dist_infos:
@@ -298,7 +293,7 @@ def configure(layout: Layout, wheel_dirs: list[str], provenance: str) -> None:
 
 
 def watch(layout: Layout, placed: set[str], modules: set[str]) -> None:
-    """List the directories whose inode and mtime the no-op key records (fastpath.DIRS_FILE):
+    """List the directories whose inode and mtime the no-op key records (DIRS_FILE):
     bin/, site-packages/ and every directory the wheels' files were `placed` in (scripts,
     data and headers too), with their parents. Each that holds modules gets its __pycache__ now, so that Python writing
     bytecode on first import changes none of them.
@@ -314,18 +309,6 @@ def watch(layout: Layout, placed: set[str], modules: set[str]) -> None:
             os.mkdir(os.path.join(directory, "__pycache__"))
     cut = len(layout.root) + 1
     listing = sorted(d[cut:] for d in watched)  # all below the root: no os.path.relpath (slow)
-    with open(os.path.join(layout.root, fastpath.DIRS_FILE), "wb") as f:
+    with open(os.path.join(layout.root, DIRS_FILE), "wb") as f:
         f.write(b"\n".join(os.fsencode(d) for d in listing))
 
-
-def read_marker(layout: Layout) -> bytes | None:
-    try:
-        with open(layout.marker, "rb") as f:
-            return f.read()
-    except (OSError, ValueError):
-        return None
-
-
-def write_marker(layout: Layout, data: bytes) -> None:
-    """Written last, atomically: from now on the venv is complete."""
-    atomic_write(layout.marker, data)

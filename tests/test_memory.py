@@ -16,8 +16,10 @@ from typing import Callable
 
 import pytest
 
-from cros_venv import __version__, fastpath, install, interpreter, resolution, skeleton, toolchain
+from cros_venv import __version__, fastpath, install, interpreter, marker, resolution, skeleton, toolchain
 from cros_venv.cache import MANIFEST, Cache, file_sha256
+from cros_venv.names import DIRS_FILE, MARKER, TRASH_SUFFIX
+from cros_venv.sources import Sources, read_regular
 from cros_venv.spec import Spec
 from tests.conftest import WheelSpec, build_wheel
 
@@ -74,17 +76,16 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     (venv / "bin" / "python").write_text("")
     (venv / "lib" / "pkg").mkdir()
     (venv / "pyvenv.cfg").write_text("home = /usr/bin\n")
-    (venv / fastpath.DIRS_FILE).write_bytes(b"bin\nlib\nlib/pkg")
+    (venv / DIRS_FILE).write_bytes(b"bin\nlib\nlib/pkg")
     key = fastpath.make_key("1", PYTHON, [str(req)], [(str(req), req.read_bytes()), (str(inc), inc.read_bytes())],
                             [str(home)], [str(wheel)])
     key = fastpath.venv_key(key, str(venv), [str(venv / "pyvenv.cfg")])
-    (venv / fastpath.MARKER_NAME).write_text(json.dumps({"noop": key}) + "\n")
+    (venv / MARKER).write_bytes(marker.render(Spec.build({}, [], {}), key, {}))
     return {"venv": venv, "req": req, "inc": inc, "wheel": wheel, "home": home}
 
 
 def noop(world: dict[str, Path], version: str = "1", python: str | None = None) -> bool:
-    argv = [str(world["venv"]), str(world["req"])] + (["--python", python] if python else [])
-    return fastpath.up_to_date(argv, version)
+    return fastpath.up_to_date(str(world["venv"]), [str(world["req"])], python, version)
 
 
 def test_the_no_op_key_matches_an_unchanged_world(world: dict[str, Path]) -> None:
@@ -105,15 +106,15 @@ CHANGES: dict[str, Callable[[dict[str, Path]], object]] = {
         w["venv"].with_name("other")) or shutil.copytree(w["venv"].with_name("other"), w["venv"], symlinks=True),
     "venv-lib-changed": lambda w: (w["venv"] / "lib" / "x").mkdir(),
     "venv-package-dir-changed": lambda w: (w["venv"] / "lib" / "pkg" / "x").touch(),
-    "venv-dirs-list-gone": lambda w: (w["venv"] / fastpath.DIRS_FILE).unlink(),
+    "venv-dirs-list-gone": lambda w: (w["venv"] / DIRS_FILE).unlink(),
     "venv-pyvenv-cfg-gone": lambda w: (w["venv"] / "pyvenv.cfg").unlink(),
     "venv-pyvenv-cfg-edited": lambda w: (w["venv"] / "pyvenv.cfg").write_text("home = /elsewhere\n"),
-    "marker-cut-short": lambda w: (w["venv"] / fastpath.MARKER_NAME).write_bytes(
-        (w["venv"] / fastpath.MARKER_NAME).read_bytes()[:-3]),
+    "marker-cut-short": lambda w: (w["venv"] / MARKER).write_bytes(
+        (w["venv"] / MARKER).read_bytes()[:-3]),
     "venv-bin-entry-added": lambda w: (w["venv"] / "bin" / "pip").write_text(""),
     "venv-python-gone": lambda w: (w["venv"] / "bin" / "python").unlink(),
-    "marker-gone": lambda w: (w["venv"] / fastpath.MARKER_NAME).unlink(),
-    "trash-left-beside": lambda w: (w["venv"].parent / f".venv{fastpath.TRASH_SUFFIX}").mkdir(),
+    "marker-gone": lambda w: (w["venv"] / MARKER).unlink(),
+    "trash-left-beside": lambda w: (w["venv"].parent / f".venv{TRASH_SUFFIX}").mkdir(),
     "tool-code-replaced": lambda w: None,  # see below: the package directory's mtime
 }
 
@@ -156,7 +157,7 @@ def test_the_no_op_path_never_opens_what_is_not_a_regular_file(world: dict[str, 
         os.mkfifo(world["req"])
     else:
         world["req"].mkdir()
-    assert fastpath.read_regular(str(world["req"])) is None
+    assert read_regular(str(world["req"])) is None
     assert not noop(world)  # and did not hang
 
 
@@ -168,7 +169,7 @@ def test_sources_read_each_file_once(tmp_path: Path) -> None:
         with open(fifo, "wb") as f:
             f.write(b"alpha==1.0\n")
         os._exit(0)
-    sources = fastpath.Sources()
+    sources = Sources()
     assert sources.read(str(fifo)) == b"alpha==1.0\n"
     assert sources.read(str(fifo)) == b"alpha==1.0\n"  # from memory: a second open would block
     os.waitpid(pid, 0)
@@ -194,7 +195,7 @@ def resolved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Cache, Pa
     spec = Spec.build({"path": PYTHON}, ["alpha==1.0"], {wheel.name: "0" * 64})
     found = resolution.Resolution(PYTHON, "3.11", spec, key, (resolution.Install(str(wheel), "0" * 64, True),))
     resolution._save(cache, [str(req)], found)
-    assert resolution.cached(cache, PYTHON, [str(req)], fastpath.Sources()) == found
+    assert resolution.cached(cache, PYTHON, [str(req)], Sources()) == found
     return cache, req, wheel
 
 
@@ -227,7 +228,7 @@ def test_each_input_of_the_resolution_cache(resolved: tuple[Cache, Path, Path], 
         data = json.loads(path.read_bytes())
         data["hash_checked"] = True
         path.write_text(json.dumps(data))
-    assert resolution.cached(cache, python, [str(req)], fastpath.Sources()) is None
+    assert resolution.cached(cache, python, [str(req)], Sources()) is None
 
 
 # -- the stat index of wheel hashes ---------------------------------------------------------

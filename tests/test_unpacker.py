@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import threading
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from cros_venv import build, fastpath, toolchain
+from cros_venv import toolchain
 from cros_venv import unpacker as unpacker_mod
 from cros_venv.cache import MANIFEST, Cache, file_sha256
 from cros_venv.errors import BuildError
@@ -176,37 +175,6 @@ def test_tool_wheels_hashed_by_workers_go_into_the_stat_index(cache: Cache) -> N
     with Unpacker(cache, workers=2) as unpacker:
         assert toolchain.unpack(cache, toolchain.LIBRARIES, unpacker) == roots
         assert unpacker.jobs == {}
-
-
-class Recorder(Unpacker):
-    """An Unpacker that only notes what it is asked to unpack."""
-
-    def __init__(self, cache: Cache) -> None:
-        super().__init__(cache, workers=0)
-        self.submitted: list[str] = []
-
-    def submit(self, wheel: str, sha256: str | None = None, meta: bool = False) -> None:
-        assert meta  # resolving will want their METADATA
-        self.submitted.append(os.path.basename(wheel))
-
-
-def test_prefetch_guesses_the_pinned_wheels(cache: Cache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    house = tmp_path / "pip_packages"
-    house.mkdir()
-    ours = f"cp{sys.version_info[0]}{sys.version_info[1]}"
-    other = "cp38" if ours != "cp38" else "cp39"
-    for name in ["Foo_Bar-1.0-py3-none-any.whl", f"baz-2.0-{ours}-{ours}-manylinux_2_17_x86_64.whl",
-                 f"baz-2.0-{other}-{other}-manylinux_2_17_x86_64.whl", "qux-1.0-py3-none-any.whl",
-                 "qux-2.0-py3-none-any.whl", toolchain.PIP]:
-        (house / name).write_bytes(b"")
-    monkeypatch.setattr(toolchain, "PIP_PACKAGES", str(house))
-    reqs = tmp_path / "requirements.txt"
-    reqs.write_text("# pins\nfoo.bar == 1.0  # comment\nbaz[extra]==2.0 ; python_version >= '3'\n"
-                    "qux==2.0\nmissing==1.0\n-r other.txt\n")
-    recorder = Recorder(cache)
-    build._prefetch_named(cache, recorder, [str(reqs)], fastpath.Sources(), ours=True)
-    assert recorder.submitted == ["Foo_Bar-1.0-py3-none-any.whl", f"baz-2.0-{ours}-{ours}-manylinux_2_17_x86_64.whl",
-                                  "qux-2.0-py3-none-any.whl", toolchain.PIP]
 
 
 @pytest.mark.parametrize("with_proc", [True, False], ids=["proc", "no-proc"])

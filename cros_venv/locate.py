@@ -1,0 +1,92 @@
+"""Which interpreter: the real path of `--python ARG`, or of the one running this.
+
+Standard library only: the no-op check asks this on every call.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def running_python() -> str:
+    """Real path of the interpreter running this: the kernel's answer where there is one.
+    sys.executable comes from PYTHONEXECUTABLE if that is set, even under -I.
+    """
+    try:
+        return os.path.realpath(os.readlink("/proc/self/exe"))
+    except OSError:
+        return os.path.realpath(sys.executable)
+
+
+def resolve_python(arg: str | None) -> str:
+    """Real path of the target interpreter: `--python ARG` (a path or a name on PATH) or ours.
+
+    A script in front of an interpreter (pyenv's shims, a wrapper) is asked which binary it
+    runs: what it runs may change with the environment (PYENV_VERSION), while its own file,
+    whose stamp the caches would key on, does not.
+    """
+    if arg is None:
+        return running_python()
+    found = os.path.realpath(arg)
+    if os.sep not in arg:
+        for entry in os.environ.get("PATH", os.defpath).split(os.pathsep):
+            candidate = os.path.join(entry or ".", arg)
+            if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+                found = os.path.realpath(candidate)
+                break
+    return _behind_script(found) or found
+
+
+_ASK = ("import os, sys; e = '/proc/self/exe'; "
+        "print(os.path.realpath(e) if os.path.exists(e) else os.path.realpath(sys.executable))")
+
+
+def _behind_script(path: str) -> str | None:
+    """The interpreter binary a `#!` script runs, or None (not a script, or it did not say)."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(2) != b"#!":
+                return None
+    except OSError:
+        return None
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child execs
+        try:
+            null = os.open(os.devnull, os.O_RDWR)
+            os.dup2(null, 0)
+            os.dup2(write, 1)
+            os.dup2(null, 2)
+            os.execv(path, [path, "-I", "-S", "-c", _ASK])
+        finally:
+            os._exit(127)
+    os.close(write)
+    import select
+    import time
+
+    # One line is the answer: read until it is there, the pipe closes, or 30 s pass (a
+    # process the wrapper left behind may hold the pipe open for ever).
+    out = b""
+    deadline = time.monotonic() + 30
+    while b"\n" not in out and time.monotonic() < deadline:
+        if not select.select([read], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            break
+        data = os.read(read, 4096)
+        if not data:
+            break
+        out += data
+    os.close(read)
+    for _ in range(300):  # it has answered (or failed): it should be gone at once
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.01)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        return None
+    answer = os.fsdecode(out.partition(b"\n")[0].strip())
+    if status != 0 or not answer.startswith("/") or not os.path.isfile(answer):
+        return None
+    return os.path.realpath(answer)

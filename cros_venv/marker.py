@@ -1,0 +1,131 @@
+"""The marker, DIR/.cros_venv.json: its layout, written and read here and nowhere else.
+
+Written last (atomically): a venv with a marker is complete. It is readable JSON, but its
+first line is fixed so that the no-op check can take the no-op key from the front of the
+file without a JSON parser (`json` imports `re` and `enum`: ~10 ms, as much as starting
+Python)::
+
+    {"noop": "<key>",
+     "built": {...},
+     "spec": {...}
+    }
+
+The key is made of `[0-9a-z.:=-]` and spaces only (fastpath.py), so it needs no escaping.
+Standard library only, and `json` only when the whole marker is read or written.
+"""
+
+from __future__ import annotations
+
+import os
+
+from cros_venv.names import MARKER
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: the no-op check must not import typing
+if TYPE_CHECKING:
+    from typing import Any, Mapping
+
+    from cros_venv.spec import Spec
+
+HEAD = b'{"noop": "'  # the marker's first bytes; the key follows, up to KEY_END
+KEY_END = b'",\n'
+TAIL = b"}\n"  # a marker cut short (no TAIL) is no marker
+_KEY_CHARS = frozenset(b"0123456789abcdefghijklmnopqrstuvwxyz.:=- ")
+
+
+def render(spec: Spec, noop_key: str, built: Mapping[str, Any]) -> bytes:
+    """The marker's bytes: the no-op key on the first line, then the spec and how the venv
+    was built (provenance for whoever debugs it later).
+    """
+    import json
+
+    key = noop_key.encode("ascii")
+    if not set(key) <= _KEY_CHARS:
+        raise ValueError(f"a no-op key may not hold {sorted(set(key) - _KEY_CHARS)!r}")
+    rest = json.dumps({"built": dict(built), "spec": spec.to_json()}, indent=1, sort_keys=True)
+    return HEAD + key + KEY_END + b" " + rest[1:].lstrip().encode() + b"\n"
+
+
+def key_of(data: bytes) -> str | None:
+    """The no-op key at the front of a marker's bytes, or None if they are not a marker."""
+    if not data.startswith(HEAD) or not data.endswith(TAIL):
+        return None
+    end = data.find(KEY_END, len(HEAD))
+    if end < 0:
+        return None
+    key = data[len(HEAD):end]
+    return key.decode("ascii") if set(key) <= _KEY_CHARS else None
+
+
+def read(venv_dir: str) -> bytes | None:
+    """The bytes of DIR's marker, or None if there is none (or it cannot be read)."""
+    try:
+        with open(os.path.join(venv_dir, MARKER), "rb") as f:
+            return f.read()
+    except (OSError, ValueError):
+        return None
+
+
+def read_key(venv_dir: str) -> str | None:
+    """The no-op key of DIR's marker, or None."""
+    data = read(venv_dir)
+    return None if data is None else key_of(data)
+
+
+def write(venv_dir: str, data: bytes) -> None:
+    """Write the marker, atomically and durably: from now on the venv is complete."""
+    from cros_venv.cache import atomic_write
+
+    atomic_write(os.path.join(venv_dir, MARKER), data)
+
+
+class Marker:
+    """What a marker says: the spec, and where and how the venv was built."""
+
+    __slots__ = ("built", "dist_info", "noop_key", "pyvenv_cfg", "spec", "venv", "wheel_dir")
+
+    def __init__(self, spec: Spec, noop_key: str, venv: str, wheel_dir: str, dist_info: tuple[str, ...],
+                 pyvenv_cfg: str, built: Mapping[str, Any]) -> None:
+        self.spec = spec
+        self.noop_key = noop_key
+        self.venv = venv  # the venv's real path when it was built
+        self.wheel_dir = wheel_dir  # the pip_packages/ it was built from (its pip.conf names it)
+        self.dist_info = dist_info  # the .dist-info directories installed
+        self.pyvenv_cfg = pyvenv_cfg  # sha256 of pyvenv.cfg as built
+        self.built = built  # the whole "built" object, kept when the no-op key is refreshed
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Marker) and all(getattr(self, a) == getattr(other, a) for a in self.__slots__)
+
+    def __repr__(self) -> str:
+        return f"Marker(venv={self.venv!r}, spec={self.spec!r})"
+
+
+def parse(data: bytes) -> Marker | None:
+    """The marker in `data`, or None if any part of it is missing or not as written: a
+    marker the tool cannot fully read means the venv is rebuilt.
+    """
+    import json
+
+    from cros_venv.spec import Spec
+
+    key = key_of(data)
+    if key is None:
+        return None
+    try:
+        doc = json.loads(data)
+        found = Spec.from_json(doc["spec"])
+        built = doc["built"]
+        venv, wheel_dir, dist_info, cfg = built["venv"], built["wheel_dir"], built["dist_info"], built["pyvenv_cfg"]
+    except (ValueError, KeyError, TypeError, RecursionError):
+        return None
+    if (found is None or doc.get("noop") != key or not isinstance(venv, str) or not isinstance(wheel_dir, str)
+            or not isinstance(cfg, str) or not isinstance(dist_info, list)
+            or not all(isinstance(d, str) for d in dist_info)):
+        return None
+    return Marker(found, key, venv, wheel_dir, tuple(dist_info), cfg, built)
+
+
+def load(venv_dir: str) -> Marker | None:
+    """DIR's marker, read and checked, or None."""
+    data = read(venv_dir)
+    return None if data is None else parse(data)

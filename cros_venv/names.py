@@ -1,0 +1,12 @@
+"""The names create_venv gives to what it writes in and beside a venv directory DIR.
+
+Standard library free (the no-op check imports this): just the names, in one place.
+"""
+
+MARKER = ".cros_venv.json"  # DIR/: written last, the venv is complete (layout: marker.py)
+SIGN = ".cros_venv.owner"  # DIR/: written first and kept: create_venv made this directory
+DIRS_FILE = ".cros_venv.dirs"  # DIR/: the directories the no-op key watches, one a line
+TRASH_SUFFIX = ".cros_venv-trash"  # beside DIR, `.NAME` + this: old venvs being deleted
+INSIDE_TRASH = ".cros_venv-old"  # DIR/: the old venv of a DIR that cannot be moved (a mount point)
+LEGACY_TRASH_INFIX = ".cros_venv-trash-"  # beside DIR, `.NAME` + this + random: left by older versions
+LOCK_SUFFIX = ".lock"  # DIR.lock beside DIR (lock.py)

@@ -1,0 +1,63 @@
+"""Requirements files as bytes, each read once per run.
+
+A pipe such as /dev/stdin, or a FIFO, can be read only once; the bytes are shared by the
+no-op key, the prefetch guess and the parser. Standard library only (the no-op check
+reads through this).
+"""
+
+from __future__ import annotations
+
+import os
+
+_REGULAR = 0o100000  # stat.S_IFREG, without importing stat
+
+
+MAX_REQUIREMENTS_SIZE = 16 << 20  # this repo's own requirements file is 1 KiB; /dev/zero is endless
+
+
+def read_requirements(path: str) -> bytes:
+    """A requirements file's bytes; one larger than MAX_REQUIREMENTS_SIZE (`-r /dev/zero`) is an
+    OSError, not a MemoryError some minutes later.
+    """
+    with open(path, "rb") as f:
+        data = f.read(MAX_REQUIREMENTS_SIZE + 1)
+    if len(data) > MAX_REQUIREMENTS_SIZE:
+        import errno
+
+        raise OSError(errno.EFBIG, f"larger than {MAX_REQUIREMENTS_SIZE >> 20} MiB; is it a requirements file?")
+    return data
+
+
+def read_regular(path: str) -> bytes | None:
+    """The bytes of a regular file, or None: a pipe or FIFO is never opened here (its
+    bytes can be read only once, and a FIFO with no writer would block).
+    """
+    try:
+        if os.stat(path).st_mode & 0o170000 != _REGULAR:
+            return None
+        return read_requirements(path)
+    except OSError:
+        return None
+
+
+class Sources:
+    """Requirements files, each read once per run (a pipe such as /dev/stdin, or a FIFO,
+    can be read only once); the bytes are shared by the no-op key, the prefetch guess and
+    the parser.
+    """
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+
+    def read(self, path: str) -> bytes:
+        """The file's bytes; raises OSError as open() does."""
+        key = os.path.abspath(path)
+        if key not in self.data:
+            self.data[key] = read_requirements(path)
+        return self.data[key]
+
+    def get(self, path: str) -> bytes | None:
+        try:
+            return self.read(path)
+        except OSError:
+            return None
