@@ -16,8 +16,8 @@ from cros_venv import requirements, wheels
 from cros_venv.errors import BuildError, InputError
 from cros_venv.interpreter import Target
 from tests.conftest import WheelSpec, build_wheel
-from tests.test_check import inflate_metadata, patch_headers
 from tests.test_requirements import ENV_311
+from tests.tools.test_check import inflate_metadata, patch_headers
 
 TAGS = ("cp311-cp311-linux_x86_64", "cp311-cp311-manylinux_2_17_x86_64", "cp311-abi3-manylinux_2_17_x86_64",
         "cp311-none-manylinux_2_17_x86_64", "py3-none-manylinux_2_17_x86_64", "cp311-none-any", "py3-none-any")
@@ -261,7 +261,7 @@ def test_a_dependency_marker_packaging_cannot_evaluate_names_the_wheel(tmp_path:
 
 
 def test_fix_command_names_every_platform_the_target_accepts(tmp_path: Path) -> None:
-    from cros_venv import targets
+    from cros_venv.tools import targets
 
     target = targets.declared("3.11", "manylinux_2_28_x86_64")
     h = house(tmp_path, "native-1.0-cp311-cp311-macosx_11_0_arm64.whl")

@@ -181,7 +181,7 @@ def test_with_hashes(text: str, expected: str) -> None:
     from packaging.utils import canonicalize_name
     from packaging.version import Version
 
-    from cros_venv import vendor
+    from cros_venv.tools import vendor
 
     hashes = {(canonicalize_name("alpha"), Version("1.0")): [A], (canonicalize_name("alpha"), Version("2.0")): [C, B]}
     assert vendor.with_hashes(text, hashes) == expected

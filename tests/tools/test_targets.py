@@ -7,8 +7,8 @@ import time
 import pytest
 from packaging.tags import Tag
 
-from cros_venv import targets
 from cros_venv.errors import InputError
+from cros_venv.tools import targets
 
 
 def test_manylinux_expands_down_with_legacy_aliases() -> None:

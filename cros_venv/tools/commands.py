@@ -17,7 +17,7 @@ def run(prog: str, argv: Sequence[str]) -> int:
         _escape_unencodable(stream)
     try:
         if prog == "presubmit":
-            from cros_venv import presubmit
+            from cros_venv.tools import presubmit
 
             return presubmit.main(argv)
         return _run_with_cache(prog, argv)
@@ -49,9 +49,9 @@ def _run_with_cache(prog: str, argv: Sequence[str]) -> int:
         toolchain.activate(cache)
         main: Callable[[Sequence[str], Cache], int]
         if vendoring:
-            from cros_venv.vendor import main
+            from cros_venv.tools.vendor import main
         else:
-            from cros_venv.check import main
+            from cros_venv.tools.check import main
         return main(argv, cache)
 
 

@@ -24,9 +24,10 @@ from typing import Sequence
 
 from packaging.version import Version
 
-from cros_venv import interpreter, requirements, targets, toolchain, wheels
+from cros_venv import interpreter, requirements, toolchain, wheels
 from cros_venv.cache import Cache, atomic_write
 from cros_venv.errors import BuildError, InputError
+from cros_venv.tools import targets
 
 PROG = "check_requirements"
 LFS_POINTER = b"version https://git-lfs.github.com/spec/"

@@ -15,9 +15,9 @@ from typing import Any, Callable
 import pytest
 from packaging.utils import canonicalize_name
 
-from cros_venv import check as checker
 from cros_venv import wheels
 from cros_venv.cache import Cache
+from cros_venv.tools import check as checker
 from tests.conftest import ToolRepo, WheelSpec, build_wheel
 
 pytestmark = pytest.mark.e2e

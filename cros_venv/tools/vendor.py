@@ -26,11 +26,12 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from cros_venv import requirements, targets, toolchain, wheels
+from cros_venv import requirements, toolchain, wheels
 from cros_venv.cache import Cache, file_sha256
 from cros_venv.errors import BuildError
 from cros_venv.interpreter import Target
 from cros_venv.requirements import Pin
+from cros_venv.tools import targets
 
 PROG = "vendor_wheels"
 # What pip (its console output or its --log) says when the index cannot be reached.
