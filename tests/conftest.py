@@ -235,6 +235,37 @@ def contents(directory: Path) -> dict[str, tuple[str, bytes | str, int]]:
     return out
 
 
+# Changes to a file that keep its size and mtime: each cache's key must still see them.
+
+def rewrite_keeping_size_and_mtime(path: Path, data: bytes | None = None) -> None:
+    """What `cp -p` over the file, or `touch -r`, leaves: same inode, size and mtime, other bytes."""
+    st = path.stat()
+    old = path.read_bytes()
+    new = data if data is not None else bytes(b ^ 1 for b in old)
+    assert len(new) == len(old)
+    path.chmod(0o644)
+    with open(path, "r+b") as f:
+        f.write(new)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_ino == st.st_ino and path.stat().st_mtime_ns == st.st_mtime_ns
+
+
+def replace_by_rename(path: Path) -> None:
+    """What `rsync -a` leaves: same bytes, size and mtime, another inode."""
+    st = path.stat()
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.copy2(path, tmp)
+    os.replace(tmp, path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def chmod_round_trip(path: Path) -> None:
+    """Only the ctime changes."""
+    mode = path.stat().st_mode
+    path.chmod(0o600)
+    path.chmod(mode & 0o7777)
+
+
 def venv_python(venv_dir: Path, code: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(venv_dir / "bin" / "python"), "-c", code], capture_output=True, text=True, timeout=60)
 

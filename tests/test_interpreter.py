@@ -17,8 +17,7 @@ from packaging import tags
 from cros_venv import interpreter, toolchain
 from cros_venv.cache import Cache
 from cros_venv.errors import InputError
-from tests.conftest import OTHER_PYTHONS, PYTHON
-from tests.test_memory import chmod_round_trip, replace_by_rename
+from tests.conftest import OTHER_PYTHONS, PYTHON, chmod_round_trip, replace_by_rename
 
 OURS = ".".join(map(str, sys.version_info[:3]))
 

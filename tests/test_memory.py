@@ -22,38 +22,9 @@ from cros_venv.cache import MANIFEST, Cache, file_sha256
 from cros_venv.names import DIRS_FILE, MARKER, TRASH_SUFFIX
 from cros_venv.sources import Sources, read_regular
 from cros_venv.spec import Spec
-from tests.conftest import WheelSpec, build_wheel
+from tests.conftest import WheelSpec, build_wheel, chmod_round_trip, replace_by_rename, rewrite_keeping_size_and_mtime
 
 PYTHON = os.path.realpath(sys.executable)
-
-
-def rewrite_keeping_size_and_mtime(path: Path, data: bytes | None = None) -> None:
-    """What `cp -p` over the file, or `touch -r`, leaves: same inode, size and mtime, other bytes."""
-    st = path.stat()
-    old = path.read_bytes()
-    new = data if data is not None else bytes(b ^ 1 for b in old)
-    assert len(new) == len(old)
-    path.chmod(0o644)
-    with open(path, "r+b") as f:
-        f.write(new)
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert path.stat().st_ino == st.st_ino and path.stat().st_mtime_ns == st.st_mtime_ns
-
-
-def replace_by_rename(path: Path) -> None:
-    """What `rsync -a` leaves: same bytes, size and mtime, another inode."""
-    st = path.stat()
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.copy2(path, tmp)
-    os.replace(tmp, path)
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-
-
-def chmod_round_trip(path: Path) -> None:
-    """Only the ctime changes."""
-    mode = path.stat().st_mode
-    path.chmod(0o600)
-    path.chmod(mode & 0o7777)
 
 
 # -- the marker's no-op key (fastpath) ------------------------------------------------------

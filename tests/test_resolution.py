@@ -18,8 +18,16 @@ from cros_venv.cache import Cache
 from cros_venv.resolution import Install, Resolution
 from cros_venv.sources import Sources
 from cros_venv.spec import Spec
-from tests.conftest import PYTHON, REPO, WheelSpec, build_wheel, link_or_copy
-from tests.test_memory import chmod_round_trip, replace_by_rename, rewrite_keeping_size_and_mtime
+from tests.conftest import (
+    PYTHON,
+    REPO,
+    WheelSpec,
+    build_wheel,
+    chmod_round_trip,
+    link_or_copy,
+    replace_by_rename,
+    rewrite_keeping_size_and_mtime,
+)
 
 
 class Checkout:
