@@ -184,6 +184,88 @@ def built(wheelhouse: ToolRepo) -> Iterator[tuple[ToolRepo, Path, Path]]:
     yield wheelhouse, venv_dir, reqs
 
 
+OLD_SET = "installer==0.7.0\n"  # for builds in this process: wheels of the tool's own pip_packages/
+NEW_SET = "installer==0.7.0\npackaging==26.3\n"
+
+
+@dataclass
+class InProcess:
+    """build.create run in the test's own process, from the tool's own pip_packages/ and the
+    session's cache: a test may replace a step of build.BUILD or catch the checkpoints.
+    A warm build of OLD_SET takes ~0.1 s.
+    """
+
+    tmp_path: Path
+    reports: list[str] = field(default_factory=list)
+
+    def requirements(self, text: str, name: str = "requirements.txt") -> Path:
+        path = self.tmp_path / name
+        path.write_text(text)
+        return path
+
+    def create(self, venv_dir: Path, reqs: Path, compile: bool = False) -> str:
+        from cros_venv import build
+
+        return build.create(build.Request(str(venv_dir), (str(reqs),), compile=compile), self.reports.append)
+
+
+@pytest.fixture
+def in_process(tmp_path: Path, shared_cache: Path, monkeypatch: pytest.MonkeyPatch) -> InProcess:
+    monkeypatch.setenv("CROS_VENV_CACHE", str(shared_cache))
+    monkeypatch.delenv("CROS_VENV_TEST_KILL", raising=False)
+    return InProcess(tmp_path)
+
+
+def contents(directory: Path) -> dict[str, tuple[str, bytes | str, int]]:
+    """Every path under `directory` with its kind, bytes (or link target) and mode: to prove a
+    tree is back byte for byte. An absent directory has no contents.
+    """
+    out: dict[str, tuple[str, bytes | str, int]] = {}
+    for dirpath, dirnames, filenames in os.walk(directory):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            rel = os.path.relpath(path, directory)
+            mode = os.lstat(path).st_mode
+            if os.path.islink(path):
+                out[rel] = ("link", os.readlink(path), mode)
+            elif os.path.isdir(path):
+                out[rel] = ("dir", b"", mode)
+            else:
+                out[rel] = ("file", Path(path).read_bytes(), mode)
+    return out
+
+
+# Changes to a file that keep its size and mtime: each cache's key must still see them.
+
+def rewrite_keeping_size_and_mtime(path: Path, data: bytes | None = None) -> None:
+    """What `cp -p` over the file, or `touch -r`, leaves: same inode, size and mtime, other bytes."""
+    st = path.stat()
+    old = path.read_bytes()
+    new = data if data is not None else bytes(b ^ 1 for b in old)
+    assert len(new) == len(old)
+    path.chmod(0o644)
+    with open(path, "r+b") as f:
+        f.write(new)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_ino == st.st_ino and path.stat().st_mtime_ns == st.st_mtime_ns
+
+
+def replace_by_rename(path: Path) -> None:
+    """What `rsync -a` leaves: same bytes, size and mtime, another inode."""
+    st = path.stat()
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.copy2(path, tmp)
+    os.replace(tmp, path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def chmod_round_trip(path: Path) -> None:
+    """Only the ctime changes."""
+    mode = path.stat().st_mode
+    path.chmod(0o600)
+    path.chmod(mode & 0o7777)
+
+
 def venv_python(venv_dir: Path, code: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(venv_dir / "bin" / "python"), "-c", code], capture_output=True, text=True, timeout=60)
 

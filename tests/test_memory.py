@@ -1,7 +1,8 @@
 """Every cache and remembered fact, each input changed in turn: the remembered result is not used.
 
-One section per row of DESIGN.md's table "What each memory depends on". A memory that is
-unreadable, truncated or of another shape is made again, never trusted and never a traceback.
+One section per row of DESIGN.md's table "What each memory depends on" (the rows "resolution"
+and "interpreter probe": tests/test_resolution.py and tests/test_interpreter.py). A memory that
+is unreadable, truncated or of another shape is made again, never trusted and never a traceback.
 """
 
 from __future__ import annotations
@@ -16,43 +17,14 @@ from typing import Callable
 
 import pytest
 
-from cros_venv import __version__, fastpath, install, interpreter, marker, resolution, skeleton, toolchain
+from cros_venv import __version__, fastpath, install, marker, skeleton, toolchain
 from cros_venv.cache import MANIFEST, Cache, file_sha256
 from cros_venv.names import DIRS_FILE, MARKER, TRASH_SUFFIX
 from cros_venv.sources import Sources, read_regular
 from cros_venv.spec import Spec
-from tests.conftest import WheelSpec, build_wheel
+from tests.conftest import WheelSpec, build_wheel, chmod_round_trip, replace_by_rename, rewrite_keeping_size_and_mtime
 
 PYTHON = os.path.realpath(sys.executable)
-
-
-def rewrite_keeping_size_and_mtime(path: Path, data: bytes | None = None) -> None:
-    """What `cp -p` over the file, or `touch -r`, leaves: same inode, size and mtime, other bytes."""
-    st = path.stat()
-    old = path.read_bytes()
-    new = data if data is not None else bytes(b ^ 1 for b in old)
-    assert len(new) == len(old)
-    path.chmod(0o644)
-    with open(path, "r+b") as f:
-        f.write(new)
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert path.stat().st_ino == st.st_ino and path.stat().st_mtime_ns == st.st_mtime_ns
-
-
-def replace_by_rename(path: Path) -> None:
-    """What `rsync -a` leaves: same bytes, size and mtime, another inode."""
-    st = path.stat()
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.copy2(path, tmp)
-    os.replace(tmp, path)
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-
-
-def chmod_round_trip(path: Path) -> None:
-    """Only the ctime changes."""
-    mode = path.stat().st_mode
-    path.chmod(0o600)
-    path.chmod(mode & 0o7777)
 
 
 # -- the marker's no-op key (fastpath) ------------------------------------------------------
@@ -175,62 +147,6 @@ def test_sources_read_each_file_once(tmp_path: Path) -> None:
     os.waitpid(pid, 0)
 
 
-# -- the resolution cache -------------------------------------------------------------------
-
-
-@pytest.fixture
-def resolved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Cache, Path, Path]:
-    """A cached resolution for one requirements file and one wheel in a private checkout."""
-    home = tmp_path / "pip_packages"
-    home.mkdir()
-    monkeypatch.setattr(fastpath, "WHEEL_DIR", str(home))
-    wheel = home / "alpha-1.0-py3-none-any.whl"
-    wheel.write_bytes(b"wheel bytes")
-    req = tmp_path / "r.txt"
-    req.write_bytes(b"alpha==1.0\n")
-    cache = Cache(str(tmp_path / "cache"))
-    cache.ensure_dirs()
-    key = fastpath.make_key(__version__, PYTHON, [str(req)], [(str(req), req.read_bytes())],
-                            [str(home)], [str(wheel)])
-    spec = Spec.build({"path": PYTHON}, ["alpha==1.0"], {wheel.name: "0" * 64})
-    found = resolution.Resolution(PYTHON, "3.11", spec, key, (resolution.Install(str(wheel), "0" * 64, True),))
-    resolution._save(cache, [str(req)], found)
-    assert resolution.cached(cache, PYTHON, [str(req)], Sources()) == found
-    return cache, req, wheel
-
-
-@pytest.mark.parametrize("change", ["requirements", "wheel-bytes-same-stat", "wheel-ctime", "other-checkout",
-                                    "other-interpreter", "corrupt-file", "other-shape", "hash-checked"])
-def test_each_input_of_the_resolution_cache(resolved: tuple[Cache, Path, Path], change: str, tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    cache, req, wheel = resolved
-    python = PYTHON
-    path = Path(resolution._cache_file(cache, PYTHON, [str(req)]))
-    if change == "requirements":
-        req.write_bytes(b"alpha==1.0  # same meaning, other bytes\n")
-    elif change == "wheel-bytes-same-stat":
-        rewrite_keeping_size_and_mtime(wheel)
-    elif change == "wheel-ctime":
-        chmod_round_trip(wheel)
-    elif change == "other-checkout":  # two checkouts sharing one cache: B never uses A's wheels
-        other = tmp_path / "b" / "pip_packages"
-        other.mkdir(parents=True)
-        monkeypatch.setattr(fastpath, "WHEEL_DIR", str(other))
-    elif change == "other-interpreter":
-        python = "/bin/sh"
-    elif change == "corrupt-file":
-        path.write_bytes(path.read_bytes()[:40])
-    elif change == "other-shape":
-        data = json.loads(path.read_bytes())
-        data["installs"] = [["only", "two"]]
-        path.write_text(json.dumps(data))
-    elif change == "hash-checked":
-        data = json.loads(path.read_bytes())
-        data["hash_checked"] = True
-        path.write_text(json.dumps(data))
-    assert resolution.cached(cache, python, [str(req)], Sources()) is None
-
-
 # -- the stat index of wheel hashes ---------------------------------------------------------
 
 
@@ -333,42 +249,6 @@ def test_a_plan_file_of_another_shape_is_made_again(tmp_path: Path, bad: str) ->
     plan_file.write_text(bad)
     assert install.Plan.from_json(json.loads(bad) if bad != "not json" else None) is None
     assert install.plan_for(path, str(plans), sha, lambda: None) == good
-
-
-# -- interpreter probes ---------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("change", ["ctime", "corrupt", "other-shape"])
-def test_each_input_of_the_interpreter_probe_cache(tmp_path: Path, change: str,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    python = tmp_path / "python3"
-    os.symlink(PYTHON, python)  # a link is resolved: use a copy so that its stamp is ours to change
-    python.unlink()
-    shutil.copy2(PYTHON, python)
-    cache_dir = tmp_path / "interpreters"
-    cache_dir.mkdir()
-    probes: list[str] = []
-    real = interpreter._probe_other
-
-    def counting(path: str, roots: list[str]) -> dict[str, object]:
-        probes.append(path)
-        return real(path, roots)
-
-    monkeypatch.setattr(interpreter, "_probe_other", counting)
-    roots = [os.path.dirname(os.path.dirname(interpreter.__file__)), *sys.path]
-    first = interpreter.find(str(python), str(cache_dir), roots)
-    assert interpreter.find(str(python), str(cache_dir), roots) == first and len(probes) == 1
-    (cached_file,) = cache_dir.iterdir()
-    if change == "ctime":
-        chmod_round_trip(python)
-    elif change == "corrupt":
-        cached_file.write_text('{"key": ')
-    else:
-        data = json.loads(cached_file.read_text())
-        data["probe"] = {"tags": 3}
-        data["key"] = data["key"]
-        cached_file.write_text(json.dumps(data))
-    assert interpreter.find(str(python), str(cache_dir), roots) == first and len(probes) == 2
 
 
 # -- skeleton templates ---------------------------------------------------------------------
