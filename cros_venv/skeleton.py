@@ -47,7 +47,8 @@ def command(dest: str, python: str, virtualenv_roots: list[str], app_data: str, 
 
     Without `virtualenv_roots`, the child unpacks virtualenv into the cache at `cache_root`
     itself, with this package's code: only for the interpreter running this. `driver`:
-    "direct" (virtualenv's classes, see skeleton_child.py) or "cli" (its command line).
+    "direct" (virtualenv's classes, see skeleton_child.py; its command line if they moved),
+    "direct-only" (the same without that fallback: for the tests) or "cli" (`cli_run`).
     """
     repo = os.path.dirname(os.path.dirname(CHILD))
     args = {"roots": virtualenv_roots, "dest": dest, "app_data": app_data, "repo": repo, "cache": cache_root,

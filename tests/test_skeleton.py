@@ -4,30 +4,37 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from cros_venv import skeleton, toolchain
 from cros_venv.cache import Cache
-from tests.conftest import OTHER_PYTHONS, PYTHON, REPO
+from tests.conftest import PYTHON, REPO
 
-PYTHONS = [PYTHON, *OTHER_PYTHONS, *(["/usr/bin/python3"] if os.path.exists("/usr/bin/python3") else [])]
+if TYPE_CHECKING:
+    from _pytest.mark import ParameterSet
+
+Entry = tuple[str, bytes, int]  # (kind: file, link or dir; contents or link target; mode)
 
 
-def tree(root: Path) -> dict[str, bytes | str]:
-    out: dict[str, bytes | str] = {}
+def tree(root: Path) -> dict[str, Entry]:
+    """Every file, symlink and directory under `root`, by path relative to it."""
+    out: dict[str, Entry] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
             p = os.path.join(dirpath, name)
             rel = os.path.relpath(p, root)
-            if os.path.islink(p):
-                out[rel] = "-> " + os.readlink(p)
-            elif os.path.isfile(p):
-                out[rel] = Path(p).read_bytes() + oct(os.stat(p).st_mode).encode()
+            st = os.lstat(p)
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = ("link", os.fsencode(os.readlink(p)), 0)
+            elif stat.S_ISREG(st.st_mode):
+                out[rel] = ("file", Path(p).read_bytes(), stat.S_IMODE(st.st_mode))
             else:
-                out[rel] = "dir"
+                out[rel] = ("dir" if stat.S_ISDIR(st.st_mode) else "other", b"", stat.S_IMODE(st.st_mode))
     return out
 
 
@@ -37,24 +44,101 @@ def run_virtualenv(cache: Cache, dest: str, driver: str = "direct") -> None:
     skeleton.finish(skeleton.start(cmd, os.environ, None))
 
 
-@pytest.mark.parametrize("python", PYTHONS)
+def _pyenv_root() -> Path:
+    if os.environ.get("PYENV_ROOT"):
+        return Path(os.environ["PYENV_ROOT"])
+    pyenv = shutil.which("pyenv")
+    if pyenv:
+        out = subprocess.run([pyenv, "root"], capture_output=True, text=True, check=False).stdout.strip()
+        if out:
+            return Path(out)
+    return Path.home() / ".pyenv"
+
+
+def _interpreters() -> list[ParameterSet]:
+    """Every CPython 3.9+ on this machine: pyenv's versions, the system's, the one running the
+    tests. A version expected on CI machines (3.9 to 3.13, /usr/bin/python3) that is absent
+    here is a skip, so the report shows what was not compared.
+    """
+    found: dict[str, str] = {}  # real path -> test id
+    minors = set()
+    def version(python: Path) -> list[int]:
+        return [int(p) if p.isdigit() else -1 for p in python.parent.parent.name.split(".")]
+
+    for python in sorted((_pyenv_root() / "versions").glob("3.*/bin/python3"), key=version):
+        parts = version(python)
+        if len(parts) >= 2 and parts[1] >= 9 and os.access(python, os.X_OK):
+            found.setdefault(os.path.realpath(python), f"pyenv-{python.parent.parent.name}")
+            minors.add(parts[1])
+    if os.access("/usr/bin/python3", os.X_OK):
+        found.setdefault(os.path.realpath("/usr/bin/python3"), "system")
+    found.setdefault(PYTHON, "running")
+    params = [pytest.param(python, id=name) for python, name in found.items()]
+    params += [pytest.param("", id=f"pyenv-3.{minor}", marks=pytest.mark.skip(reason=f"no pyenv Python 3.{minor} here"))
+               for minor in range(9, 14) if minor not in minors]
+    if "system" not in found.values():
+        params.append(pytest.param("", id="system", marks=pytest.mark.skip(reason="no /usr/bin/python3 here")))
+    return params
+
+
+def _differences(expected: dict[str, Entry], got: dict[str, Entry]) -> list[str]:
+    """What differs between two trees, a line a path, in terms a reader can act on."""
+    out = []
+    for rel in sorted(expected.keys() | got.keys()):
+        if rel not in got:
+            out.append(f"{rel}: missing")
+        elif rel not in expected:
+            out.append(f"{rel}: not written by virtualenv's command line")
+        elif got[rel][0] != expected[rel][0]:
+            out.append(f"{rel}: a {got[rel][0]}, not a {expected[rel][0]}")
+        elif got[rel][0] == "link" and got[rel][1] != expected[rel][1]:
+            out.append(f"{rel}: links to {got[rel][1]!r}, not {expected[rel][1]!r}")
+        elif got[rel][1] != expected[rel][1]:
+            want, have = expected[rel][1].splitlines(), got[rel][1].splitlines()
+            n = next((n for n, (a, b) in enumerate(zip(want, have)) if a != b), min(len(want), len(have)))
+            lines = [repr(x[n]) if n < len(x) else "nothing" for x in (have, want)]
+            out.append(f"{rel}: contents differ (line {n + 1}: {lines[0]}, not {lines[1]})")
+        elif got[rel][2] != expected[rel][2]:
+            out.append(f"{rel}: mode {oct(got[rel][2])}, not {oct(expected[rel][2])}")
+    return out
+
+
+@pytest.mark.parametrize("python", _interpreters())
 def test_the_direct_driver_writes_what_virtualenvs_command_line_writes(tmp_path: Path, shared_cache: Path,
                                                                         python: str) -> None:
-    """skeleton_child.direct calls virtualenv's classes without its CLI: the same bytes, for
-    every interpreter we build for (each is run both ways at the same path).
+    """skeleton_child.direct uses virtualenv's private internals: it must write the same
+    bytes as `python -m virtualenv` from the vendored wheels with the same options, on
+    every interpreter here, or the day a virtualenv upgrade changes them this fails and
+    names the files. The same venv path for all three runs (so nothing needs normalising):
+    the file list, contents, modes and symlink targets must match. "direct-only" makes a
+    failure inside the direct driver an error (create_venv would fall back to cli_run);
+    cli_run, the fallback, must write the same too.
     """
     cache = Cache(str(shared_cache))
     cache.ensure_dirs()
     roots = toolchain.unpack(cache, toolchain.VIRTUALENV)
+    env = {k: v for k, v in os.environ.items()  # what build.clean_environment leaves
+           if not k.startswith(("PIP_", "VIRTUALENV_", "PYTHON")) and k not in ("VIRTUAL_ENV", "__PYVENV_LAUNCHER__")}
+    env.update(PIP_CONFIG_FILE=os.devnull, VIRTUALENV_CONFIG_FILE=os.devnull)
     dest = tmp_path / "venv"
+    options = ["--no-seed", "--no-periodic-update", "--no-download", "--quiet"]
+    runs = {
+        "command line": [python, "-B", "-m", "virtualenv", str(dest), *options, "--app-data", str(tmp_path / "app-0")],
+        "direct": skeleton.command(str(dest), python, roots, str(tmp_path / "app-1"), driver="direct-only"),
+        "cli_run": skeleton.command(str(dest), python, roots, str(tmp_path / "app-2"), driver="cli"),
+    }
     trees = {}
-    for driver in ("cli", "direct"):
-        cmd = skeleton.command(str(dest), python, roots, str(tmp_path / f"app-data-{driver}"), driver=driver)
-        skeleton.finish(skeleton.start(cmd, os.environ, None))
-        trees[driver] = tree(dest)
-        os.rename(dest, tmp_path / driver)
-    assert trees["direct"] == trees["cli"]
-    assert "bin/activate" in trees["direct"] and "pyvenv.cfg" in trees["direct"]
+    for name, cmd in runs.items():
+        run_env = dict(env, PYTHONPATH=os.pathsep.join(roots)) if name == "command line" else env
+        out = subprocess.run(cmd, env=run_env, cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        assert out.returncode == 0, f"{name} failed on {python}:\n{out.stdout}{out.stderr}"
+        trees[name] = tree(dest)
+        os.rename(dest, tmp_path / name)
+    assert "bin/activate" in trees["command line"] and "pyvenv.cfg" in trees["command line"]
+    for name in ("direct", "cli_run"):
+        differences = _differences(trees["command line"], trees[name])
+        assert not differences, (f"{name} wrote another venv than virtualenv's command line on {python} "
+                                 f"(compare the two under {tmp_path}):\n" + "\n".join(differences))
 
 
 def test_a_forked_template_maker_writes_what_a_started_one_writes(tmp_path: Path, shared_cache: Path) -> None:
