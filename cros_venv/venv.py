@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 from cros_venv import fastpath
 from cros_venv.cache import atomic_write
+from cros_venv.digest import sha256_hex
 from cros_venv.errors import BuildError, InputError
 
 MARKER = fastpath.MARKER_NAME  # written last: the venv is complete
@@ -249,7 +250,7 @@ def intact(layout: Layout, dist_infos: list[str], wheel_dirs: list[str], pyvenv_
             if f.read() != pip_conf(wheel_dirs):
                 return "its pip.conf was changed"
         with open(os.path.join(layout.root, "pyvenv.cfg"), "rb") as f:
-            if fastpath.sha256_hex(f.read()) != pyvenv_cfg:
+            if sha256_hex(f.read()) != pyvenv_cfg:
                 return "its pyvenv.cfg was changed"
         with open(os.path.join(layout.root, fastpath.DIRS_FILE), "rb") as f:
             if b"bin" not in f.read().split(b"\n"):  # else the no-op key would watch nothing

@@ -56,7 +56,7 @@ def test_an_orphan_child_that_inherited_the_lock_keeps_it(tmp_path: Path) -> Non
             "print(child.pid, flush=True); import time; time.sleep(60)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(REPO), path], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
-    child_pid = int(proc.stdout.readline())
+    assert proc.stdout.readline().strip().isdigit()  # its child is running, holding the lock
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     start = time.monotonic()
@@ -65,8 +65,6 @@ def test_an_orphan_child_that_inherited_the_lock_keeps_it(tmp_path: Path) -> Non
     fd = lock.acquire(path, 10)  # ... until it exits
     assert time.monotonic() - start > 0.3
     lock.release(fd)
-    with pytest.raises(ChildProcessError):
-        os.waitpid(child_pid, os.WNOHANG)  # not our child; it is gone or reparented
 
 
 @pytest.mark.parametrize("planted", ["symlink", "fifo", "directory"])

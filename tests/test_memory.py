@@ -17,7 +17,9 @@ from typing import Callable
 import pytest
 
 from cros_venv import __version__, fastpath, install, interpreter, resolution, skeleton, toolchain
-from cros_venv.cache import MANIFEST, Cache, file_sha256
+from cros_venv.cache import Cache
+from cros_venv.digest import Hashed, file_sha256, stamp
+from cros_venv.extract import MANIFEST
 from cros_venv.spec import Spec
 from tests.conftest import WheelSpec, build_wheel
 
@@ -238,8 +240,8 @@ def test_each_input_of_the_stat_index(tmp_path: Path, change: str) -> None:
     cache = Cache(str(tmp_path / "cache"))
     cache.ensure_dirs()
     wheel = build_wheel(tmp_path, WheelSpec("alpha"))
-    assert cache.hashes([str(wheel)]) == {str(wheel): file_sha256(str(wheel))}
-    assert cache.known_hashes([str(wheel)]) == {str(wheel): file_sha256(str(wheel))}
+    assert cache.stat_index.hashes([str(wheel)]) == {str(wheel): file_sha256(str(wheel))}
+    assert cache.stat_index.known([str(wheel)]) == {str(wheel): file_sha256(str(wheel))}
     if change == "bytes-same-size-and-mtime":
         rewrite_keeping_size_and_mtime(wheel)
     elif change == "replaced-by-rename":
@@ -247,18 +249,19 @@ def test_each_input_of_the_stat_index(tmp_path: Path, change: str) -> None:
     elif change == "ctime-only":
         chmod_round_trip(wheel)
     else:
-        Path(cache.stat_index_path(str(tmp_path))).write_text('{"alpha-1.0-py3-none-any.whl": [1, 2]}')
-    assert cache.known_hashes([str(wheel)]) == {}
-    assert cache.hashes([str(wheel)]) == {str(wheel): file_sha256(str(wheel))}
+        Path(cache.stat_index.path(str(tmp_path))).write_text('{"alpha-1.0-py3-none-any.whl": [1, 2]}')
+    assert cache.stat_index.known([str(wheel)]) == {}
+    assert cache.stat_index.hashes([str(wheel)]) == {str(wheel): file_sha256(str(wheel))}
 
 
 def test_hash_checking_ignores_the_stat_index(tmp_path: Path) -> None:
     cache = Cache(str(tmp_path / "cache"))
     cache.ensure_dirs()
     wheel = build_wheel(tmp_path, WheelSpec("alpha"))
-    cache.record_hashes({str(wheel): [*__import__("cros_venv.cache").cache.stamp(wheel.stat()), "f" * 64]})
-    assert cache.hashes([str(wheel)]) == {str(wheel): "f" * 64}  # what the index says...
-    assert cache.hashes([str(wheel)], trust_index=False) == {str(wheel): file_sha256(str(wheel))}  # ...and the bytes
+    cache.stat_index.record({str(wheel): Hashed("f" * 64, stamp(wheel.stat()))})
+    assert cache.stat_index.hashes([str(wheel)]) == {str(wheel): "f" * 64}  # what the index says...
+    # ...and the bytes
+    assert cache.stat_index.hashes([str(wheel)], trust_index=False) == {str(wheel): file_sha256(str(wheel))}
 
 
 # -- unpacked wheels (cache entries) --------------------------------------------------------
@@ -337,7 +340,7 @@ def test_a_plan_file_of_another_shape_is_made_again(tmp_path: Path, bad: str) ->
 # -- interpreter probes ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("change", ["ctime", "corrupt", "other-shape"])
+@pytest.mark.parametrize("change", ["ctime", "corrupt", "other-shape", "field-of-another-type"])
 def test_each_input_of_the_interpreter_probe_cache(tmp_path: Path, change: str,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     python = tmp_path / "python3"
@@ -362,10 +365,13 @@ def test_each_input_of_the_interpreter_probe_cache(tmp_path: Path, change: str,
         chmod_round_trip(python)
     elif change == "corrupt":
         cached_file.write_text('{"key": ')
-    else:
+    elif change == "other-shape":
         data = json.loads(cached_file.read_text())
         data["probe"] = {"tags": 3}
-        data["key"] = data["key"]
+        cached_file.write_text(json.dumps(data))
+    else:  # read as it was, this would be a Target whose version is not a string
+        data = json.loads(cached_file.read_text())
+        data["probe"]["version"] = 3
         cached_file.write_text(json.dumps(data))
     assert interpreter.find(str(python), str(cache_dir), roots) == first and len(probes) == 2
 
