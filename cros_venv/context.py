@@ -22,8 +22,9 @@ if TYPE_CHECKING:
 
     from cros_venv.cache import Cache
     from cros_venv.install import Linker
+    from cros_venv.procs import Forked
     from cros_venv.resolution import Resolution
-    from cros_venv.skeleton import Forked, TemplateJob, Templates
+    from cros_venv.skeleton import TemplateJob, Templates
     from cros_venv.unpacker import Unpacker
     from cros_venv.venv import Layout, Wiped
 

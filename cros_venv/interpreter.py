@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import json
 import os
-import subprocess
 import sys
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 from packaging.tags import Tag
 
+from cros_venv import procs
 from cros_venv.cache import atomic_write, load_json
+from cros_venv.digest import sha256_hex
 from cros_venv.errors import InputError
 from cros_venv.locate import running_python
 
@@ -59,13 +59,22 @@ class Target:
 
     @classmethod
     def from_probe(cls, data: Mapping[str, Any]) -> Target:
+        """The Target a probe describes (from a child, or the cache); raises ValueError,
+        KeyError or TypeError unless every field has its shape.
+        """
+        fields = (data["path"], data["version"], data["implementation"], data["abi"])
+        tags, environment = data["tags"], data["environment"]
+        if not (all(isinstance(f, str) for f in fields) and isinstance(tags, list) and tags
+                and all(isinstance(t, str) and t.count("-") == 2 for t in tags) and isinstance(environment, dict)
+                and all(isinstance(v, str) for v in environment.values())):
+            raise ValueError("not a probe of this format")
         return cls(
             path=data["path"],
             version=data["version"],
             implementation=data["implementation"],
             abi=data["abi"],
-            tags=tuple(Tag(*t.split("-")) for t in data["tags"]),
-            environment=dict(data["environment"]),
+            tags=tuple(Tag(*t.split("-")) for t in tags),
+            environment=dict(environment),
         )
 
 
@@ -103,13 +112,10 @@ def _probe_other(path: str, import_roots: list[str]) -> dict[str, Any]:
     )
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
-        out = subprocess.run(
-            [path, "-I", "-S", "-c", code, json.dumps([repo, *import_roots])],
-            capture_output=True, text=True, timeout=120, check=False,
-        )
+        out = procs.run_text([path, "-I", "-S", "-c", code, json.dumps([repo, *import_roots])], timeout=120)
     except OSError as e:
         raise _not_python(path, f"cannot run it: {e.strerror}") from None
-    except subprocess.TimeoutExpired:
+    except procs.Timeout:
         raise _not_python(path, "it did not answer in 120 s") from None
     if out.returncode != 0:
         last = (out.stderr.strip().splitlines() or ["no output"])[-1]
@@ -137,7 +143,7 @@ def find(python: str, cache_dir: str, import_roots: list[str]) -> Target:
     from packaging import __version__ as packaging_version
 
     key = f"{PROBE_FORMAT}:{packaging_version}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
-    cache_file = os.path.join(cache_dir, hashlib.sha256(os.fsencode(python)).hexdigest()[:24] + ".json")
+    cache_file = os.path.join(cache_dir, sha256_hex(os.fsencode(python))[:24] + ".json")
     cached = load_json(cache_file)
     if isinstance(cached, dict) and cached.get("key") == key:
         try:

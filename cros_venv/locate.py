@@ -50,43 +50,9 @@ def _behind_script(path: str) -> str | None:
                 return None
     except OSError:
         return None
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child execs
-        try:
-            null = os.open(os.devnull, os.O_RDWR)
-            os.dup2(null, 0)
-            os.dup2(write, 1)
-            os.dup2(null, 2)
-            os.execv(path, [path, "-I", "-S", "-c", _ASK])
-        finally:
-            os._exit(127)
-    os.close(write)
-    import select
-    import time
+    from cros_venv.procs import first_line
 
-    # One line is the answer: read until it is there, the pipe closes, or 30 s pass (a
-    # process the wrapper left behind may hold the pipe open for ever).
-    out = b""
-    deadline = time.monotonic() + 30
-    while b"\n" not in out and time.monotonic() < deadline:
-        if not select.select([read], [], [], max(0.0, deadline - time.monotonic()))[0]:
-            break
-        data = os.read(read, 4096)
-        if not data:
-            break
-        out += data
-    os.close(read)
-    for _ in range(300):  # it has answered (or failed): it should be gone at once
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        time.sleep(0.01)
-    else:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-        return None
-    answer = os.fsdecode(out.partition(b"\n")[0].strip())
-    if status != 0 or not answer.startswith("/") or not os.path.isfile(answer):
+    answer = first_line([path, "-I", "-S", "-c", _ASK])
+    if not answer or not answer.startswith("/") or not os.path.isfile(answer):
         return None
     return os.path.realpath(answer)

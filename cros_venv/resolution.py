@@ -63,7 +63,8 @@ class Resolution(NamedTuple):
             installs = tuple(Install(w, h, r) for w, h, r in data["installs"])
             fields = (data["python"], data["python_version"], data["key"], *(i.wheel for i in installs),
                       *(i.sha256 for i in installs))
-            if not all(isinstance(x, str) for x in fields) or not isinstance(data["hash_checked"], bool):
+            if (not all(isinstance(x, str) for x in fields) or not isinstance(data["hash_checked"], bool)
+                    or not all(isinstance(i.requested, bool) for i in installs)):
                 return None
             return cls(data["python"], data["python_version"], spec, data["key"], installs, data["hash_checked"])
         except (KeyError, TypeError, ValueError):
@@ -116,13 +117,13 @@ def resolve(cache: Cache, python: str, arguments: list[str], sources: Sources,
     paths = [w.path for w in best if w is not None]
     early = {p: m for p in paths if unpacker is not None and (m := unpacker.metadata(p)) is not None}
     if unpacker is not None and any(p in unpacker.hashed for p in early):
-        cache.record_hashes({p: unpacker.hashed[p] for p in early if p in unpacker.hashed})
+        cache.stat_index.record({p: unpacker.hashed[p] for p in early if p in unpacker.hashed})
     # With --hash, the hashes checked are of the bytes as they are now, not remembered ones.
     hash_checked = reqs.require_hashes or any(p.hashes for p in reqs.pins)
-    hashes = cache.hashes(paths, trust_index=not hash_checked)
+    hashes = cache.stat_index.hashes(paths, trust_index=not hash_checked)
 
     def metadata(w: Wheel) -> Message:
-        text = early[w.path][2] if w.path in early and early[w.path][0] == hashes.get(w.path) else None
+        text = early[w.path].text if w.path in early and early[w.path].sha256 == hashes.get(w.path) else None
         if text is not None:
             return wheels.parse_headers(text)
         h = hashes.get(w.path)

@@ -20,14 +20,15 @@ import tempfile
 import traceback
 from typing import TYPE_CHECKING, Callable, Mapping
 
+from cros_venv import procs
 from cros_venv.cache import WRITE_ERRNOS, load_json, not_writable
 from cros_venv.digest import sha256_hex
 from cros_venv.errors import BuildError
 from cros_venv.locate import running_python
+from cros_venv.procs import Forked, can_fork
 
 if TYPE_CHECKING:
     import subprocess  # imported where a child is started: a warm build starts none (~3 ms)
-from cros_venv.unpacker import can_fork, close_all_but, fork
 
 # shlex.quote's test: paths made only of these appear unquoted in the activation scripts.
 UNSAFE = re.compile(r"[^\w@%+=:,./-]", re.ASCII)
@@ -59,61 +60,27 @@ def command(dest: str, python: str, virtualenv_roots: list[str], app_data: str, 
 
 def start(cmd: list[str], env: Mapping[str, str], lock_fd: int | None) -> subprocess.Popen[bytes]:
     """Start a virtualenv child. It inherits the venv's lock when it writes into the venv."""
-    import subprocess
-
-    return subprocess.Popen(cmd, env=dict(env), pass_fds=(lock_fd,) if lock_fd is not None else (),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return procs.spawn(cmd, env, (lock_fd,) if lock_fd is not None else ())
 
 
-class Forked:
-    """skeleton_child run in a fork of this process: as if `python -I -S -B CHILD ARGS` had
-    been started (the same flags are in effect, sys.executable is `python`), with what
-    `finish` needs of a Popen.
+def _run_child(python: str, args: str) -> int:
+    """skeleton_child in a fork of this process (procs.Forked), as if `python -I -S -B CHILD
+    ARGS` had been started: the same flags are in effect, sys.executable is `python`.
     """
+    sys.executable = python
+    sys.dont_write_bytecode = True
+    try:
+        from cros_venv import skeleton_child
 
-    def __init__(self, python: str, args: str) -> None:
-        read, write = os.pipe()
-
-        def run() -> int:
-            os.dup2(write, 1)
-            os.dup2(write, 2)
-            close_all_but()
-            sys.executable = python
-            sys.dont_write_bytecode = True
-            try:
-                from cros_venv import skeleton_child
-
-                skeleton_child.main([args])
-                return 0
-            except SystemExit as e:
-                if e.code is not None and not isinstance(e.code, int):
-                    print(e.code, file=sys.stderr)
-                return e.code if isinstance(e.code, int) else 1
-            except BaseException:
-                traceback.print_exc()
-                return 1
-            finally:
-                with contextlib.suppress(BaseException):
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-
-        pid = fork(run)
-        os.close(write)
-        self.pid = pid
-        self.output = read
-        self.returncode: int | None = None
-
-    def communicate(self) -> tuple[bytes, None]:
-        chunks = []
-        while True:
-            data = os.read(self.output, 1 << 16)
-            if not data:
-                break
-            chunks.append(data)
-        os.close(self.output)
-        _, status = os.waitpid(self.pid, 0)
-        self.returncode = os.waitstatus_to_exitcode(status)
-        return b"".join(chunks), None
+        skeleton_child.main([args])
+        return 0
+    except SystemExit as e:
+        if e.code is not None and not isinstance(e.code, int):
+            print(e.code, file=sys.stderr)
+        return e.code if isinstance(e.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+        return 1
 
 
 def finish(proc: subprocess.Popen[bytes] | Forked) -> None:
@@ -279,7 +246,8 @@ class TemplateJob:
         cmd = command(dest, self.python, roots, self.app_data, self.cache_root)
         try:
             if ours and sys.prefix == sys.base_prefix and can_fork():
-                self.proc = Forked(self.python, cmd[-1])
+                python, args = self.python, cmd[-1]
+                self.proc = Forked(lambda: _run_child(python, args))
             else:
                 self.proc = start(cmd, os.environ, None)
         except BaseException:

@@ -267,17 +267,15 @@ def mark(ctx: Context) -> None:
 
 def compile_bytecode(ctx: Context) -> None:
     """Byte-compile site-packages in a child that holds the venv's lock (see lock.py)."""
-    import subprocess
+    from cros_venv import procs
 
     layout = ctx.layout
     ctx.report("compiling bytecode")
     if not os.access(layout.site_packages, os.W_OK):
         raise InputError(f"cannot compile {layout.site_packages}: not writable by this user; "
                          "ask the venv's owner to run create_venv --compile")
-    result = subprocess.run(
-        [layout.python, "-I", "-m", "compileall", "-q", "-j0", layout.site_packages],
-        pass_fds=(ctx.lock_fd,), stdin=subprocess.DEVNULL, capture_output=True, check=False,
-    )
+    result = procs.run([layout.python, "-I", "-m", "compileall", "-q", "-j0", layout.site_packages],
+                       pass_fds=(ctx.lock_fd,), stdin_null=True)
     if result.returncode not in (0, 1):  # 1: some file did not compile (pip tolerates that too)
         detail = result.stderr.decode(errors="replace").strip()
         raise BuildError(f"compiling bytecode in {layout.site_packages} failed: {detail}")

@@ -55,8 +55,8 @@ def unpack(cache: Cache, filenames: tuple[str, ...], unpacker: Unpacker | None =
     results = {p: unpacker.result(p) for p in todo}
     hashed = {p: unpacker.hashed[p] for p in todo if p in unpacker.hashed}
     if hashed:
-        cache.record_hashes(hashed)
-    return [results[p][1] if p in todo else cache.touch(cache.entry(known[p])) for p in paths]
+        cache.stat_index.record(hashed)
+    return [results[p].entry if p in todo else cache.touch(cache.entry(known[p])) for p in paths]
 
 
 def virtualenv_id(cache: Cache) -> str:
@@ -65,7 +65,7 @@ def virtualenv_id(cache: Cache) -> str:
     """
     if cache.root not in _VIRTUALENV_IDS:
         paths = [wheel_path(f) for f in VIRTUALENV]
-        hashes = cache.hashes(paths)
+        hashes = cache.stat_index.hashes(paths)
         _VIRTUALENV_IDS[cache.root] = ",".join([__version__, *(hashes[p] for p in paths)])
     return _VIRTUALENV_IDS[cache.root]
 

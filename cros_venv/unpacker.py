@@ -25,28 +25,45 @@ after an abort the parent also removes any temp directory left by a worker it st
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import select
 import shutil
 import signal
-import sys
-import threading
-from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple
+from typing import NamedTuple, Sequence, Union
 
-from cros_venv.cache import TMP_PREFIX, WHOLE, Cache, stamp, write_all
+from cros_venv import procs
+from cros_venv.cache import TMP_PREFIX, Cache
+from cros_venv.digest import Hashed, hash_file
 from cros_venv.errors import BuildError, CrosVenvError
-
-if TYPE_CHECKING:
-    import zipfile  # imported by the workers, which read wheels (a warm build reads none)
+from cros_venv.extract import WHOLE, WheelRead, write_all
 
 IN_FLIGHT = 64  # jobs written to a worker's pipe and not yet answered (keeps both pipes far from full)
 KEEP = 16 << 20  # bytes of wheels a worker keeps in memory between reading METADATA and unpacking
 
 
-# (sha256, the stat of the bytes hashed or None, METADATA text or None)
-Meta = Tuple[str, Optional[List[int]], Optional[str]]
+class Meta(NamedTuple):
+    """What a worker tells about a wheel as soon as it has read it, before unpacking it."""
+
+    sha256: str  # of the bytes read (whatever hash the caller gave)
+    stamp: list[int] | None  # of the bytes hashed, for the stat index (None: the caller's hash was right)
+    text: str | None  # METADATA (None: unreadable; resolving reads the zip and reports it)
+
+
+class Unpacked(NamedTuple):
+    """A wheel unpacked: the sha256 of its bytes and its cache entry."""
+
+    sha256: str
+    entry: str
+
+
+class Failed(NamedTuple):
+    """A wheel that could not be unpacked: why, in one line."""
+
+    error: str
+
+
+Outcome = Union[Unpacked, Failed]
 
 
 class _Worker:
@@ -70,10 +87,9 @@ class Unpacker:
         self.wanted = min(os.cpu_count() or 1, 4) if workers is None else workers
         self.workers: list[_Worker] | None = None  # forked on the first submit
         self.jobs: dict[str, str | None] = {}  # wheel path -> sha256 given (None: the worker hashes)
-        self.done: dict[str, tuple[str, str] | str] = {}  # wheel path -> (sha256, entry) or error
+        self.done: dict[str, Outcome] = {}
         self.owner: dict[str, _Worker] = {}
-        # wheel path -> [*stamp, sha256] of wheels a worker hashed (for the stat index)
-        self.hashed: dict[str, list[object]] = {}
+        self.hashed: dict[str, Hashed] = {}  # the wheels a worker hashed (for the stat index)
         self.wants_meta: set[str] = set()
         self.meta: dict[str, Meta] = {}
 
@@ -108,15 +124,15 @@ class Unpacker:
         """Submit the wheels the cache has no entry for (by the stat index: nothing is
         hashed here). Returns (the hashes the index knew, the wheels submitted).
         """
-        known = self.cache.known_hashes(wheels)
+        known = self.cache.stat_index.known(wheels)
         missing = [w for w in wheels if w not in known or not self.cache.has(known[w])]
         for wheel in missing:
             self.submit(wheel, known.get(wheel), meta)
         return known, missing
 
     def metadata(self, wheel: str) -> Meta | None:
-        """(sha256, stat hashed or None, METADATA text or None) of a wheel submitted with
-        `meta`, as soon as its worker has read it (before unpacking it); else None.
+        """The Meta of a wheel submitted with `meta`, as soon as its worker has read it
+        (before unpacking it); else None.
         """
         if wheel not in self.wants_meta:
             return None
@@ -124,18 +140,18 @@ class Unpacker:
             self._read(self.owner[wheel])
         return self.meta.get(wheel)
 
-    def result(self, wheel: str) -> tuple[str, str]:
-        """(sha256, cache entry) for a submitted wheel, waiting for it; raises BuildError."""
+    def result(self, wheel: str) -> Unpacked:
+        """The sha256 and cache entry of a submitted wheel, waiting for it; raises BuildError."""
         if wheel not in self.jobs:
             self.submit(wheel)
         while wheel not in self.done:
             if not self.workers:
-                self._record(*_unpack(self.cache, wheel, self.jobs[wheel]))
+                self._record(wheel, *_unpack(self.cache, wheel, self.jobs[wheel]))
             else:
                 self._read(self.owner[wheel])
         outcome = self.done[wheel]
-        if isinstance(outcome, str):
-            raise BuildError(outcome)
+        if isinstance(outcome, Failed):
+            raise BuildError(outcome.error)
         return outcome
 
     def close(self, abort: bool = False) -> None:
@@ -164,7 +180,7 @@ class Unpacker:
     # -- plumbing ------------------------------------------------------------------------------
 
     def _start(self) -> list[_Worker]:
-        if self.wanted < 1 or not can_fork():
+        if self.wanted < 1 or not procs.can_fork():
             return []
         workers = []
         for _ in range(self.wanted):
@@ -172,11 +188,11 @@ class Unpacker:
             res_r, res_w = os.pipe()
 
             def work(job_r: int = job_r, res_w: int = res_w) -> int:
-                close_all_but(job_r, res_w)
+                procs.close_all_but(job_r, res_w)
                 _serve(self.cache, job_r, res_w)
                 return 0
 
-            pid = fork(work)
+            pid = procs.fork(work)
             os.close(job_r)
             os.close(res_w)
             os.set_inheritable(job_w, False)
@@ -184,19 +200,11 @@ class Unpacker:
             workers.append(_Worker(pid, job_w, res_r))
         return workers
 
-    def _record_meta(self, wheel: str, sha256: str, stat: list[int] | None, text: str | None) -> None:
-        self.meta[wheel] = (sha256, stat, text)
-        if stat is not None:
-            self.hashed[wheel] = [*stat, sha256]
-
-    def _record(self, wheel: str, outcome: Sequence[str] | str, stat: list[int] | None) -> None:
-        """Note a job's outcome (`outcome` is a list when it came through JSON)."""
-        if isinstance(outcome, str):
-            self.done[wheel] = outcome
-            return
-        self.done[wheel] = (outcome[0], outcome[1])
-        if stat is not None:
-            self.hashed[wheel] = [*stat, outcome[0]]
+    def _record(self, wheel: str, outcome: Outcome, stat: list[int] | None) -> None:
+        """Note a job's outcome (`stat`: of the bytes hashed, if the worker hashed them)."""
+        self.done[wheel] = outcome
+        if isinstance(outcome, Unpacked) and stat is not None:
+            self.hashed[wheel] = Hashed(outcome.sha256, stat)
 
     def _feed(self, worker: _Worker) -> None:
         while worker.queue and worker.in_flight < IN_FLIGHT:
@@ -210,128 +218,54 @@ class Unpacker:
         if not data:
             for wheel, w in self.owner.items():
                 if w is worker and wheel not in self.done:
-                    self.done[wheel] = f"the process unpacking {os.path.basename(wheel)} died; run create_venv again"
+                    self.done[wheel] = Failed(f"the process unpacking {os.path.basename(wheel)} died; "
+                                              "run create_venv again")
             return
         lines = (worker.buffer + data).split(b"\n")
         worker.buffer = lines.pop()
         for line in lines:
-            kind, *message = json.loads(line)
+            kind, wheel, *message = json.loads(line)
             if kind == "meta":
-                self._record_meta(*message)
+                sha256, stat, text = message
+                self.meta[wheel] = Meta(sha256, stat, text)
+                if stat is not None:
+                    self.hashed[wheel] = Hashed(sha256, stat)
             else:
-                self._record(*message)
+                sha256, entry, error, stat = message
+                self._record(wheel, Failed(error) if error else Unpacked(sha256, entry), stat)
                 worker.in_flight -= 1
         self._feed(worker)
 
 
-def can_fork() -> bool:
-    """fork() is safe only while this process runs a single thread."""
-    return hasattr(os, "fork") and threading.active_count() == 1
-
-
-def fork(child: Callable[[], int]) -> int:
-    """Fork; the child runs `child` and exits with its status (it never returns from here,
-    nor runs this process's atexit handlers or flushes its buffers twice). Returns the pid.
-    """
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # No signal may land while fork runs its at-fork callbacks (an exception raised there is
-    # printed and swallowed). The child ignores Ctrl-C: the parent handles it, and stops its
-    # children itself (SIGTERM); a child that died of the same Ctrl-C would look like a
-    # failed build to a parent that had not yet seen its own interrupt.
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    pid = os.fork()
-    if pid == 0:
-        status = 1
-        try:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-            status = child()
-        finally:
-            os._exit(status)
-    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-    return pid
-
-
-def close_all_but(*keep: int) -> None:
-    """In a forked child: close every inherited descriptor above 2 but `keep` (the other
-    workers' pipes, the venv's lock): it must not keep them open after its parent has let
-    them go.
-    """
-    try:
-        fds = [int(fd) for fd in os.listdir("/proc/self/fd")]
-    except OSError:  # no /proc (not Linux): every descriptor number up to a sane bound
-        fds = list(range(3, min(os.sysconf("SC_OPEN_MAX"), 4096)))
-    for fd in fds:
-        if fd > 2 and fd not in keep:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-
-def _unpack(cache: Cache, wheel: str, sha256: str | None, read: tuple[bytes, zipfile.ZipFile] | None = None,
-            ) -> tuple[str, tuple[str, str] | str, list[int] | None]:
-    """(wheel, (sha256, entry) or an error message, the stat of what was hashed or None)."""
+def _unpack(cache: Cache, wheel: str, sha256: str | None, read: WheelRead | None = None,
+            ) -> tuple[Outcome, list[int] | None]:
+    """The outcome, and the stat of the bytes hashed if they were hashed here (else None)."""
     stat = None
     try:
         if sha256 is None and read is None and os.path.getsize(wheel) <= WHOLE:
-            (_, sha256, stat, _), read = _meta(wheel, None)  # read once: hashed, then unpacked
+            meta, read = _meta(wheel, None)  # read once: hashed, then unpacked
+            sha256, stat = meta.sha256, meta.stamp
         elif sha256 is None:
-            sha256, stat = _hash(wheel)
-        return wheel, (sha256, cache.unpack(wheel, sha256, read)), stat
+            hashed = hash_file(wheel)
+            sha256, stat = hashed.sha256, hashed.stamp
+        return Unpacked(sha256, cache.unpack(wheel, sha256, read)), stat
     except CrosVenvError as e:
-        return wheel, str(e), None
+        return Failed(str(e)), None
     except OSError as e:
-        return wheel, f"cannot read {wheel}: {e.strerror}; check the file", None
+        return Failed(f"cannot read {wheel}: {e.strerror}; check the file"), None
     except Exception as e:  # a bug: still reported as this wheel's failure
-        return wheel, f"unpacking {os.path.basename(wheel)} failed: {type(e).__name__}: {e}", None
+        return Failed(f"unpacking {os.path.basename(wheel)} failed: {type(e).__name__}: {e}"), None
 
 
-def _hash(path: str) -> tuple[str, list[int]]:
-    """sha256 of a file and the stamp (cache.stamp) of what was read."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        st = os.fstat(f.fileno())
-        while True:
-            block = f.read(1 << 20)
-            if not block:
-                return h.hexdigest(), stamp(st)
-            h.update(block)
-
-
-def _meta(wheel: str, sha256: str | None) -> tuple[tuple[str, str, list[int] | None, str | None],
-                                                   tuple[bytes, zipfile.ZipFile] | None]:
-    """((wheel, sha256, stat of what was hashed or None, METADATA text or None if
-    unreadable), (the wheel's bytes, their ZipFile) or None).
+def _meta(wheel: str, sha256: str | None) -> tuple[Meta, WheelRead]:
+    """The wheel's Meta, and the wheel read whole (for unpacking it without reading it again).
 
     The bytes are always hashed: the hash sent is theirs, whatever the caller thought (the
     stat index may be older than a change), and an entry is made only under its own hash.
     """
-    import hashlib
-    import zipfile
-
-    stat = None
-    with open(wheel, "rb") as f:
-        st = os.fstat(f.fileno())
-        data = f.read()
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != sha256:
-        stat = stamp(st)
-    sha256 = actual
-    text = None
-    zf = None
-    try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
-        for name in zf.namelist():
-            top, _, rest = name.partition("/")
-            if top.endswith(".dist-info") and rest == "METADATA":
-                text = zf.read(name).decode("utf-8")
-                break
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, UnicodeDecodeError, ValueError, EOFError, OSError):
-        pass  # the caller reads the zip itself and reports the problem
-    return (wheel, sha256, stat, text), ((data, zf) if zf is not None else None)
+    read = WheelRead.of(wheel)
+    actual = read.hashed.sha256
+    return Meta(actual, read.hashed.stamp if actual != sha256 else None, read.metadata()), read
 
 
 def _serve(cache: Cache, jobs: int, results: int) -> None:
@@ -342,7 +276,7 @@ def _serve(cache: Cache, jobs: int, results: int) -> None:
     """
     signal.signal(signal.SIGTERM, _exit_on_term)
     pending: list[tuple[str, str | None, list[int] | None]] = []
-    kept: dict[str, tuple[bytes, zipfile.ZipFile]] = {}  # read for "meta", kept for unpacking
+    kept: dict[str, WheelRead] = {}  # read for "meta", kept for unpacking
     room = KEEP
     buffer = b""
     eof = False
@@ -358,22 +292,23 @@ def _serve(cache: Cache, jobs: int, results: int) -> None:
                 stat = None
                 if meta:
                     try:
-                        message, read = _meta(wheel, sha256)
-                        _, sha256, stat, _ = message
-                        write_all(results, json.dumps(["meta", *message]).encode() + b"\n")
-                        if read is not None and len(read[0]) <= room:
+                        found, read = _meta(wheel, sha256)
+                        sha256, stat = found.sha256, found.stamp
+                        write_all(results, json.dumps(["meta", wheel, *found]).encode() + b"\n")
+                        if read.zf is not None and len(read.data) <= room:
                             kept[wheel] = read
-                            room -= len(read[0])
+                            room -= len(read.data)
                     except OSError:
                         pass  # unreadable: unpacking reports it
                 pending.append((wheel, sha256, stat))
         if not pending:
             return
         wheel, sha256, stat = pending.pop(0)
-        read = kept.pop(wheel, None)
-        room += len(read[0]) if read is not None else 0
-        done_wheel, outcome, hashed = _unpack(cache, wheel, sha256, read)
-        write_all(results, json.dumps(["done", done_wheel, outcome, hashed or stat]).encode() + b"\n")
+        whole = kept.pop(wheel, None)
+        room += len(whole.data) if whole is not None else 0
+        outcome, hashed = _unpack(cache, wheel, sha256, whole)
+        sha256, entry, error = (None, None, outcome.error) if isinstance(outcome, Failed) else (*outcome, "")
+        write_all(results, json.dumps(["done", wheel, sha256, entry, error, hashed or stat]).encode() + b"\n")
 
 
 def _exit_on_term(signum: int, frame: object) -> None:

@@ -24,6 +24,7 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
+from cros_venv import digest
 from cros_venv.errors import BuildError, InputError
 from cros_venv.interpreter import Target
 from cros_venv.requirements import Pin, UnusableMarker, excerpt, marker_holds
@@ -314,10 +315,8 @@ def check_hashes(chosen: Iterable[Resolved], hashes: Mapping[str, str], require:
             continue
         actual = {f"sha256:{hashes[r.wheel.path]}"}
         for algo in {h.split(':')[0] for h in r.pin.hashes} - {"sha256"}:
-            import hashlib
-
             with open(r.wheel.path, "rb") as f:
-                actual.add(f"{algo}:{hashlib.new(algo, f.read()).hexdigest()}")
+                actual.add(f"{algo}:{digest.hexdigest(algo, f.read())}")
         if not actual & r.pin.hashes:
             problems.append(f"{r.pin.origin}: {r.wheel.filename} does not match any --hash of "
                             f"{r.pin.name}=={r.pin.version} (its sha256 is {hashes[r.wheel.path]}); "

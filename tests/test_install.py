@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cros_venv.cache import Cache, file_sha256
+from cros_venv.cache import Cache
+from cros_venv.digest import file_sha256
 from cros_venv.errors import BuildError
 from cros_venv.install import Linker, install
 from cros_venv.venv import Layout

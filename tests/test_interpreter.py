@@ -131,6 +131,8 @@ PROBE_CHANGES: dict[str, Callable[[Counted], object]] = {
     "cache-file-of-another-shape": lambda c: rewrite_cached(c, lambda d: d.update(probe={"tags": 3})),
     "cache-file-of-another-packaging": lambda c: rewrite_cached(
         c, lambda d: d.update(key=str(d["key"]).replace(":", ":0.1-", 1))),
+    "cache-file-field-of-another-type": lambda c: rewrite_cached(  # a version that is not a string
+        c, lambda d: d["probe"].__setitem__("version", 3)),  # type: ignore[index]
 }
 
 

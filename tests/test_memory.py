@@ -18,7 +18,9 @@ from typing import Callable
 import pytest
 
 from cros_venv import __version__, fastpath, install, marker, skeleton, toolchain
-from cros_venv.cache import MANIFEST, Cache, file_sha256
+from cros_venv.cache import Cache
+from cros_venv.digest import Hashed, file_sha256, stamp
+from cros_venv.extract import MANIFEST
 from cros_venv.names import DIRS_FILE, MARKER, TRASH_SUFFIX
 from cros_venv.sources import Sources, read_regular
 from cros_venv.spec import Spec
@@ -155,8 +157,8 @@ def test_each_input_of_the_stat_index(tmp_path: Path, change: str) -> None:
     cache = Cache(str(tmp_path / "cache"))
     cache.ensure_dirs()
     wheel = build_wheel(tmp_path, WheelSpec("alpha"))
-    assert cache.hashes([str(wheel)]) == {str(wheel): file_sha256(str(wheel))}
-    assert cache.known_hashes([str(wheel)]) == {str(wheel): file_sha256(str(wheel))}
+    assert cache.stat_index.hashes([str(wheel)]) == {str(wheel): file_sha256(str(wheel))}
+    assert cache.stat_index.known([str(wheel)]) == {str(wheel): file_sha256(str(wheel))}
     if change == "bytes-same-size-and-mtime":
         rewrite_keeping_size_and_mtime(wheel)
     elif change == "replaced-by-rename":
@@ -164,18 +166,19 @@ def test_each_input_of_the_stat_index(tmp_path: Path, change: str) -> None:
     elif change == "ctime-only":
         chmod_round_trip(wheel)
     else:
-        Path(cache.stat_index_path(str(tmp_path))).write_text('{"alpha-1.0-py3-none-any.whl": [1, 2]}')
-    assert cache.known_hashes([str(wheel)]) == {}
-    assert cache.hashes([str(wheel)]) == {str(wheel): file_sha256(str(wheel))}
+        Path(cache.stat_index.path(str(tmp_path))).write_text('{"alpha-1.0-py3-none-any.whl": [1, 2]}')
+    assert cache.stat_index.known([str(wheel)]) == {}
+    assert cache.stat_index.hashes([str(wheel)]) == {str(wheel): file_sha256(str(wheel))}
 
 
 def test_hash_checking_ignores_the_stat_index(tmp_path: Path) -> None:
     cache = Cache(str(tmp_path / "cache"))
     cache.ensure_dirs()
     wheel = build_wheel(tmp_path, WheelSpec("alpha"))
-    cache.record_hashes({str(wheel): [*__import__("cros_venv.cache").cache.stamp(wheel.stat()), "f" * 64]})
-    assert cache.hashes([str(wheel)]) == {str(wheel): "f" * 64}  # what the index says...
-    assert cache.hashes([str(wheel)], trust_index=False) == {str(wheel): file_sha256(str(wheel))}  # ...and the bytes
+    cache.stat_index.record({str(wheel): Hashed("f" * 64, stamp(wheel.stat()))})
+    assert cache.stat_index.hashes([str(wheel)]) == {str(wheel): "f" * 64}  # what the index says...
+    # ...and the bytes
+    assert cache.stat_index.hashes([str(wheel)], trust_index=False) == {str(wheel): file_sha256(str(wheel))}
 
 
 # -- unpacked wheels (cache entries) --------------------------------------------------------

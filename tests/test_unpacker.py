@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
@@ -12,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from cros_venv import toolchain
-from cros_venv import unpacker as unpacker_mod
-from cros_venv.cache import MANIFEST, Cache, file_sha256
+from cros_venv.cache import Cache
+from cros_venv.digest import file_sha256
 from cros_venv.errors import BuildError
-from cros_venv.unpacker import Unpacker
+from cros_venv.extract import MANIFEST
+from cros_venv.unpacker import Unpacked, Unpacker
 from tests.conftest import WheelSpec, build_wheel
 
 
@@ -94,7 +94,7 @@ def test_a_bad_wheel_fails_alone_with_a_one_line_error(cache: Cache, tmp_path: P
             unpacker.result(str(bad))
         assert "\n" not in str(err.value)
         for p in good:
-            assert tree(unpacker.result(p)[1]) == members(p)
+            assert tree(unpacker.result(p).entry) == members(p)
     assert leftovers(cache) == []
 
 
@@ -107,7 +107,7 @@ def test_a_wrong_hash_never_names_an_entry(cache: Cache, tmp_path: Path, meta: b
     with Unpacker(cache, workers=1) as unpacker:
         unpacker.submit(path, "a" * 64, meta=meta)
         if meta:
-            assert unpacker.result(path) == (file_sha256(path), cache.entry(file_sha256(path)))
+            assert unpacker.result(path) == Unpacked(file_sha256(path), cache.entry(file_sha256(path)))
         else:
             with pytest.raises(BuildError, match="changed during the build"):
                 unpacker.result(path)
@@ -125,7 +125,7 @@ def test_a_killed_worker_is_an_error_not_a_hang(cache: Cache, tmp_path: Path) ->
         outcomes: list[bool | None] = []
         for p in paths:
             try:
-                outcomes.append(tree(unpacker.result(p)[1]) == members(p))
+                outcomes.append(tree(unpacker.result(p).entry) == members(p))
             except BuildError as e:
                 assert "died; run create_venv again" in str(e)
                 outcomes.append(None)
@@ -168,7 +168,7 @@ def test_tool_wheels_hashed_by_workers_go_into_the_stat_index(cache: Cache) -> N
     with Unpacker(cache, workers=2) as unpacker:
         roots = toolchain.unpack(cache, toolchain.LIBRARIES, unpacker)
     paths = [toolchain.wheel_path(f) for f in toolchain.LIBRARIES]
-    known = cache.known_hashes(paths)
+    known = cache.stat_index.known(paths)
     assert known == {p: file_sha256(p) for p in paths}
     assert roots == [cache.entry(known[p]) for p in paths]
     # Next time nothing is submitted: the index and the entries answer.
@@ -177,39 +177,3 @@ def test_tool_wheels_hashed_by_workers_go_into_the_stat_index(cache: Cache) -> N
         assert unpacker.jobs == {}
 
 
-@pytest.mark.parametrize("with_proc", [True, False], ids=["proc", "no-proc"])
-def test_a_forked_child_keeps_only_the_descriptors_it_is_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                with_proc: bool) -> None:
-    """Workers and the template maker must not hold the venv's lock (or anything else)."""
-    if not with_proc:
-        listdir = os.listdir
-
-        def no_proc(path: str = ".") -> list[str]:
-            if path == "/proc/self/fd":
-                raise FileNotFoundError(path)
-            return listdir(path)
-
-        monkeypatch.setattr(os, "listdir", no_proc)
-    lock = os.open(tmp_path / "venv.lock", os.O_RDWR | os.O_CREAT)
-    read, write = os.pipe()
-
-    def child() -> int:
-        unpacker_mod.close_all_but(write)
-        still_open = []
-        for fd in (lock, read):
-            try:
-                os.fstat(fd)
-                still_open.append(fd)
-            except OSError:
-                pass
-        os.write(write, json.dumps(still_open).encode())
-        return 0
-
-    pid = unpacker_mod.fork(child)
-    os.close(write)
-    answer = os.read(read, 1000)
-    _, status = os.waitpid(pid, 0)
-    os.close(read)
-    os.close(lock)
-    assert os.waitstatus_to_exitcode(status) == 0
-    assert json.loads(answer) == []

@@ -125,7 +125,7 @@ class Verified:
     """
 
     def __init__(self, cache: Cache, directory: str) -> None:
-        self.path = os.path.join(cache.root, "stat", "verified-" + os.path.basename(cache.stat_index_path(directory)))
+        self.path = os.path.join(cache.root, "stat", "verified-" + os.path.basename(cache.stat_index.path(directory)))
         self.known = self._load(self.path)
         self.changed = False
 
@@ -235,7 +235,7 @@ def requirement_problems(paths: Sequence[str], target_list: Sequence[interpreter
                 wanted, constraints = requirements.applicable(reqs, target.environment)
                 chosen = wheels.resolve(wanted, constraints, house, target, metadata)
                 used.update(r.wheel.path for r in chosen.values())
-                hashes = cache.hashes([r.wheel.path for r in chosen.values()])
+                hashes = cache.stat_index.hashes([r.wheel.path for r in chosen.values()])
                 wheels.check_hashes(chosen.values(), hashes, reqs.require_hashes)
             except InputError as e:
                 for text in e.problems:

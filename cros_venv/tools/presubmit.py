@@ -14,11 +14,11 @@ import argparse
 import configparser
 import os
 import shlex
-import subprocess
 import sys
 import time
 from typing import Sequence
 
+from cros_venv import procs
 from cros_venv.errors import InputError
 
 PROG = "presubmit"
@@ -26,7 +26,7 @@ PROG = "presubmit"
 
 def git(root: str, *args: str) -> bytes | None:
     """git's output as bytes (file names are bytes), or None if it failed."""
-    out = subprocess.run(["git", *args], cwd=root, capture_output=True)
+    out = procs.run(["git", *args], cwd=root)
     return out.stdout if out.returncode == 0 else None
 
 
@@ -80,7 +80,7 @@ def run_hook(name: str, command: str, files: list[str], project: str, root: str)
         argv = expand(command, files, project)
         if not argv:
             raise HookError(f"the command is empty; write the command to run after '{name} ='")
-        result = subprocess.run(argv, cwd=root, capture_output=True)
+        result = procs.run(argv, cwd=root)
     except HookError as e:
         return 2, f"{e}\n"
     except OSError as e:

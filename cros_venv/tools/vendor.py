@@ -16,22 +16,25 @@ import argparse
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from cros_venv import requirements, toolchain, wheels
-from cros_venv.cache import Cache, file_sha256
+from cros_venv import procs, requirements, toolchain, wheels
+from cros_venv.cache import Cache
+from cros_venv.digest import file_sha256
 from cros_venv.errors import BuildError
 from cros_venv.interpreter import Target
 from cros_venv.requirements import Pin
 from cros_venv.tools import targets
+
+if TYPE_CHECKING:
+    import subprocess
 
 PROG = "vendor_wheels"
 # What pip (its console output or its --log) says when the index cannot be reached.
@@ -72,8 +75,8 @@ def run_pip(cache: Cache, args: list[str]) -> subprocess.CompletedProcess[str]:
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     with tempfile.TemporaryDirectory(prefix="vendor_wheels-log-") as tmp:
         log = os.path.join(tmp, "pip.log")
-        result = subprocess.run(pip_command(cache, ["--retries", "0", "--timeout", "15", "--log", log, *args]),
-                                capture_output=True, text=True, env=env, check=False)
+        result = procs.run_text(pip_command(cache, ["--retries", "0", "--timeout", "15", "--log", log, *args]),
+                                env=env)
         if os.path.exists(log):
             with open(log, encoding="utf-8", errors="replace") as f:
                 result.stderr += f.read()

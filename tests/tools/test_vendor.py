@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from cros_venv.cache import file_sha256
+from cros_venv.digest import file_sha256
 from tests.conftest import PYTHON, ToolRepo, WheelSpec, build_wheel, snapshot
 
 pytestmark = pytest.mark.e2e
