@@ -9,21 +9,34 @@ is offline: local wheels only. Runs are interleaved (each round runs every tool 
 scenario) and the table shows medians. Prints a Markdown table for the README.
 
 Scenarios (pip is installed in every venv):
-  cold   empty caches, new venv directory
-  warm   the same wheels seen before (caches kept), new venv directory
-  no-op  the venv is already up to date (pip: `pip install -r` again; uv: `uv pip sync`)
+  cold    empty caches, new venv directory
+  warm    the same wheels seen before (caches kept), new venv directory
+  rebuild warm, but on the same path each time, the previous venv deleted just before the
+          run (`rm -rf .venv && ./create_venv ...`; the deletion itself is not timed)
+  no-op   the venv is already up to date (pip: `pip install -r` again; uv: `uv pip sync`)
 
-Two methods, both printed. "Interleaved": each round runs every tool once per scenario,
-with `sync` and a short pause before each run (so that no run pays for another's
-writeback). "Back to back": for uv and create_venv only, the same command run N times in a
-row with nothing in between (as hyperfine or a shell loop would time it: each run also pays
-for the writeback the previous one left, e.g. a journal commit forced by an fsync).
+Methods, all printed. "Interleaved" (cold, warm, no-op): each round runs every tool once
+per scenario, with `sync` and a short pause before each run (so that no run pays for
+another's writeback), and nothing is deleted until every run is done. ext4's inode
+allocator skips inodes freed in the last minute (fs/ext4/ialloc.c, recently_deleted; it
+checks that when the file system has no journal, as on this machine), so deleting one run's
+~8,000 files made the next run's file creation several times slower (perf: find_inode_bit
+and recently_deleted at the top), and more so with every round: a measure of the
+deletions, not of the tools. "Rebuild" includes that on purpose, since it is what
+a user who deletes .venv and builds again waits for: `sync` and a pause, then the previous
+venv is deleted, then the timed run starts at once; uv and create_venv alternate (in
+turn first), the pip-based tools run after them (their deletions would otherwise
+precede the fast tools' runs). It runs last so that its deletions touch no other figure.
+"Back to back": for uv and create_venv only, the same command run N times in a row with
+nothing in between (as hyperfine or a shell loop would time it: each run also pays for
+the writeback the previous one left). "Direct": uv's warm commands timed with
+time.perf_counter around the two subprocess.run calls and nothing else, alternating with
+this harness on the same kind of new directory: what the harness itself adds.
 
-Nothing is deleted until every run is done. ext4's inode allocator skips inodes freed in
-the last minute (fs/ext4/ialloc.c, recently_deleted), so deleting one run's ~8,000 files
-made the next run's file creation several times slower (perf: find_inode_bit and
-recently_deleted at the top), and more so with every round: a measure of the deletions,
-not of the tools.
+uv queries every interpreter it has not seen at that path (it runs the venv's python once
+and caches the answer under the path), so in a new directory `uv pip install -p
+DIR/bin/python` starts Python once more than it does when the same path is rebuilt: most
+of the difference between the warm and rebuild rows.
 """
 
 from __future__ import annotations
@@ -177,6 +190,7 @@ def main() -> int:
             "noop": lambda d, c: [[str(repo / "create_venv"), str(d), R]],
         },
     }
+    uv_name = "uv venv + uv pip install --offline"
     env_path = f"{os.path.dirname(python)}:{os.environ.get('PATH', '')}"
     results: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for rnd in range(args.rounds):
@@ -201,7 +215,7 @@ def main() -> int:
         print(f"bench: round {rnd + 1}/{args.rounds} done", file=sys.stderr)
 
     # The second method: back to back, no sync or pause between runs.
-    direct: dict[tuple[str, str], list[float]] = {}
+    back_to_back: dict[tuple[str, str], list[float]] = {}
     for name in ("uv venv + uv pip install --offline", "create_venv"):
         run = peers[name]
         cache = runs / f"cache-{abs(hash(name))}"
@@ -209,11 +223,34 @@ def main() -> int:
         noop_dir = runs / f"noop-{abs(hash(name))}"
         os.sync()
         for _ in range(args.rounds * 2):
-            venv_dir = runs / f"direct-{uuid.uuid4().hex[:8]}"
-            direct.setdefault((name, "warm"), []).append(timed(run["build"](venv_dir, cache), env, settle=False)[0])
+            venv_dir = runs / f"b2b-{uuid.uuid4().hex[:8]}"
+            b2b_warm = timed(run["build"](venv_dir, cache), env, settle=False)[0]
+            back_to_back.setdefault((name, "warm"), []).append(b2b_warm)
             trash.append(venv_dir)
         for _ in range(args.rounds * 2):
-            direct.setdefault((name, "noop"), []).append(timed(run["noop"](noop_dir, cache), env, settle=False)[0])
+            b2b_noop = timed(run["noop"](noop_dir, cache), env, settle=False)[0]
+            back_to_back.setdefault((name, "noop"), []).append(b2b_noop)
+
+    print("bench: back to back done", file=sys.stderr)
+
+    # "Direct": uv's warm commands with nothing but perf_counter around the two subprocess.run
+    # calls (no sync, no pause, no wait4, no pipe), alternating with the harness, new dirs both.
+    uv_cache = runs / f"cache-{abs(hash(uv_name))}"
+    uv_env = clean_env(PATH=env_path, CROS_VENV_CACHE=str(uv_cache))
+    bare: list[float] = []
+    harness: list[float] = []
+    os.sync()
+    for _ in range(args.rounds * 2):
+        venv_dir = runs / f"bare-{uuid.uuid4().hex[:8]}"
+        commands = peers[uv_name]["build"](venv_dir, uv_cache)
+        start = time.perf_counter()
+        for cmd in commands:
+            subprocess.run(cmd, env=uv_env, check=True)
+        bare.append(time.perf_counter() - start)
+        trash.append(venv_dir)
+        venv_dir = runs / f"harness-{uuid.uuid4().hex[:8]}"
+        harness.append(timed(peers[uv_name]["build"](venv_dir, uv_cache), uv_env, settle=False)[0])
+        trash.append(venv_dir)
 
     # The no-op does not grow with pip_packages/: the same venv, interleaved, from a copy of
     # the repo with 500 unrelated wheels added.
@@ -237,21 +274,46 @@ def main() -> int:
     first_check = timed(check_cmd, check_env)[0]
     checks = [timed(check_cmd, check_env)[0] for _ in range(args.rounds)]
 
+    # "Rebuild": `rm -rf .venv && ./create_venv ...`, last, since it deletes on purpose. Each
+    # tool's venv is built once untimed at its path, so every timed run follows a deletion.
+    # uv and create_venv alternate which goes first; the slow pip-based tools run after them.
+    fast = [uv_name, "create_venv"]
+    slow = [n for n in peers if n not in fast]
+    order = [fast if rnd % 2 == 0 else fast[::-1] for rnd in range(args.rounds)] + [slow] * args.rounds
+    for name in peers:
+        cache = runs / f"cache-{abs(hash(name))}"
+        timed(peers[name]["build"](runs / f"rebuild-{abs(hash(name))}", cache),
+              clean_env(PATH=env_path, CROS_VENV_CACHE=str(cache)))
+    for names_in_turn in order:
+        for name in names_in_turn:
+            cache = runs / f"cache-{abs(hash(name))}"
+            venv_dir = runs / f"rebuild-{abs(hash(name))}"
+            env = clean_env(PATH=env_path, CROS_VENV_CACHE=str(cache))
+            os.sync()  # as in `timed`: the last run's writeback settles, then the deletion, then the run
+            time.sleep(0.2)
+            shutil.rmtree(venv_dir)
+            results.setdefault((name, "rebuild"), []).append(timed(peers[name]["build"](venv_dir, cache), env,
+                                                                    settle=False))
+    trash.extend(runs / f"rebuild-{abs(hash(name))}" for name in peers)
+    print("bench: rebuild done", file=sys.stderr)
+
     for path in set(trash):
         shutil.rmtree(path, ignore_errors=True)
 
     def med(name: str, scenario: str, i: int = 0) -> float:
         return statistics.median(r[i] for r in results[(name, scenario)])
 
-    uv_name = "uv venv + uv pip install --offline"
     version = subprocess.check_output([python, "-c", "import platform; print(platform.python_version())"], text=True)
     print(f"\n{n_wheels} wheels ({size:.0f} MB, {files:,} files), pip in every venv, "
-          f"CPython {version.strip()}, {os.cpu_count()} cores, medians of {args.rounds} interleaved runs, "
+          f"CPython {version.strip()}, {os.cpu_count()} cores, medians of {args.rounds} runs per cell, "
           f"{time.strftime('%Y-%m-%d')}\n")
     names = list(peers)
     print("| scenario | " + " | ".join(names) + " | create_venv ÷ uv |")
     print("|---" * (len(names) + 2) + "|")
-    for scenario, label in (("cold", "cold"), ("warm", "warm"), ("noop", "no-op")):
+    for scenario, label in (("cold", "cold: empty caches, new venv dir"),
+                            ("warm", "warm: wheels seen before, new venv dir"),
+                            ("rebuild", "rebuild: warm, same dir, the old venv deleted just before (`rm -rf`)"),
+                            ("noop", "no-op: the venv is up to date")):
         cells = []
         for name in names:
             t = med(name, scenario)
@@ -260,11 +322,14 @@ def main() -> int:
         print(f"| {label} | " + " | ".join(cells) + f" | {ratio:.2f}× |")
     mem = [f"{med(n, 'cold', 1):.0f} MiB" for n in names]
     print("| peak memory (cold) | " + " | ".join(mem) + " | |")
-    uv_w, cv_w = (statistics.median(direct[(n, "warm")]) for n in (uv_name, "create_venv"))
-    uv_n, cv_n = (statistics.median(direct[(n, "noop")]) for n in (uv_name, "create_venv"))
+    uv_w, cv_w = (statistics.median(back_to_back[(n, "warm")]) for n in (uv_name, "create_venv"))
+    uv_n, cv_n = (statistics.median(back_to_back[(n, "noop")]) for n in (uv_name, "create_venv"))
     print(f"\nBack to back ({args.rounds * 2} runs each, no sync between, medians): warm {cv_w * 1000:.0f} ms vs "
           f"uv {uv_w * 1000:.0f} ms ({cv_w / uv_w:.2f}×); no-op {cv_n * 1000:.1f} ms vs uv {uv_n * 1000:.1f} ms "
           f"({cv_n / uv_n:.2f}×)")
+    print(f"uv warm, new dir, timed directly (perf_counter around the two subprocess.run calls only) vs by this "
+          f"harness, alternating, {args.rounds * 2} each: {statistics.median(bare) * 1000:.0f} ms vs "
+          f"{statistics.median(harness) * 1000:.0f} ms")
     with_500, without = statistics.median(more), statistics.median(base)
     print(f"\nno-op with 500 unrelated wheels added to pip_packages/: {with_500 * 1000:.1f} ms "
           f"vs {without * 1000:.1f} ms without ({with_500 / without:.2f}×)")
