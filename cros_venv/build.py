@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from cros_venv import prefetch, skeleton, steps
+from cros_venv import install_all, prefetch, skeleton, steps
 from cros_venv.cache import Cache, default_root
 from cros_venv.context import STEPS, Context, Request, checkpoint
 from cros_venv.unpacker import Unpacker
@@ -30,7 +30,7 @@ BUILD = (
     (steps.wipe, "wiped"),
     (steps.sign, "signed"),
     (steps.start_skeleton, None),  # a virtualenv child runs beside the installs
-    (steps.install_wheels, "installed"),
+    (install_all.install_wheels, "installed"),
     (steps.finish_skeleton, "skeleton"),
     (steps.configure, None),
     (steps.compile_if_asked, "configured"),

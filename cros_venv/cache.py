@@ -39,8 +39,6 @@ import fcntl
 import functools
 import json
 import os
-import shutil
-import tempfile
 import time
 from typing import Iterator
 
@@ -87,7 +85,8 @@ def atomic_write(path: str, data: bytes, durable: bool = True) -> None:
     cache file lost in a crash is recomputed, and each fsync costs a journal commit).
     """
     directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    tmp = os.path.join(directory, f".tmp-{os.getpid()}-{os.urandom(6).hex()}")  # no tempfile: ~2 ms to import
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -183,7 +182,7 @@ class Cache:
                         continue
                     if name.startswith(TMP_PREFIX) or old:
                         if os.path.isdir(path) and not os.path.islink(path):
-                            shutil.rmtree(path, ignore_errors=True)
+                            rmtree(path, ignore_errors=True)
                         else:
                             with contextlib.suppress(OSError):
                                 os.unlink(path)
@@ -230,7 +229,7 @@ class Cache:
             os.rename(entry, aside)
         except FileNotFoundError:
             return  # another process set it aside first
-        shutil.rmtree(aside, ignore_errors=True)
+        rmtree(aside, ignore_errors=True)
 
     def unpack(self, wheel: str, sha256: str, read: WheelRead | None = None) -> str:
         """The cache entry for `wheel` (whose hash is `sha256`), extracting it if needed
@@ -243,6 +242,8 @@ class Cache:
                 os.utime(final)
             return final
         self.require_writable()
+        import tempfile
+
         tmp = tempfile.mkdtemp(dir=self.wheels, prefix=f"{TMP_PREFIX}{os.getpid()}-{sha256[:16]}-")
         try:
             if extract_wheel(wheel, tmp, read) != sha256:
@@ -250,14 +251,14 @@ class Cache:
             os.chmod(tmp, 0o755)
             os.rename(tmp, final)
         except OSError as e:
-            shutil.rmtree(tmp, ignore_errors=True)
+            rmtree(tmp, ignore_errors=True)
             if os.path.isdir(final):  # another process won the race: use its entry
                 return final
             if e.errno in WRITE_ERRNOS:
                 raise not_writable(self.root, e) from None
             raise BuildError(f"cannot unpack {os.path.basename(wheel)} into the cache: {e}") from None
         except BaseException:  # a wheel that is not a valid zip, an interrupt
-            shutil.rmtree(tmp, ignore_errors=True)
+            rmtree(tmp, ignore_errors=True)
             raise
         return final
 
@@ -267,3 +268,10 @@ class Cache:
         with contextlib.suppress(OSError):
             os.utime(entry)
         return entry
+
+
+def rmtree(path: str, ignore_errors: bool = False) -> None:
+    """shutil.rmtree, imported when used (~2 ms: a warm build into a new DIR removes nothing)."""
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=ignore_errors)

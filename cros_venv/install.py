@@ -25,8 +25,6 @@ import errno
 import io
 import json
 import os
-import shlex
-import shutil
 from typing import Callable, NamedTuple
 
 from cros_venv import toolchain
@@ -164,6 +162,16 @@ def make_plan(entry: str) -> Plan:
     return Plan(dist_info, tuple(files), tuple(scripts))
 
 
+def _plan_path(plans_dir: str, sha256: str) -> str:
+    installer = next(w for w in toolchain.LIBRARIES if w.startswith("installer-"))[:-4]
+    return os.path.join(plans_dir, f"{sha256}-{PLAN_FORMAT}-{installer}.json")
+
+
+def cached_plan(plans_dir: str, sha256: str) -> Plan | None:
+    """The plan made before for the wheel with these bytes, or None."""
+    return Plan.from_json(load_json(_plan_path(plans_dir, sha256)))
+
+
 def plan_for(entry: str, plans_dir: str, sha256: str, libraries: Callable[[], object]) -> Plan:
     """The plan for an entry: from `plans_dir` if made before, else made now and saved.
 
@@ -172,12 +180,11 @@ def plan_for(entry: str, plans_dir: str, sha256: str, libraries: Callable[[], ob
     are in its file name. `libraries` makes the tool's libraries (installer) importable;
     called only when needed.
     """
-    installer = next(w for w in toolchain.LIBRARIES if w.startswith("installer-"))[:-4]
-    path = os.path.join(plans_dir, f"{sha256}-{PLAN_FORMAT}-{installer}.json")
-    found = Plan.from_json(load_json(path))
+    found = cached_plan(plans_dir, sha256)
     if found is not None:
         return found
     libraries()
+    path = _plan_path(plans_dir, sha256)
     plan = make_plan(entry)
     try:
         os.makedirs(plans_dir, exist_ok=True)
@@ -219,6 +226,8 @@ class Linker:
                 self.copy = True
         if os.path.lexists(dst):
             os.unlink(dst)
+        import shutil  # across filesystems only
+
         shutil.copy2(src, dst)
 
     def write(self, dst: str, data: bytes, executable: bool = False) -> None:
@@ -240,6 +249,8 @@ def shebang(python: str) -> bytes:
     exe = os.fsencode(python)
     if b" " not in exe and len(exe) <= 127:
         return b"#!" + exe
+    import shlex
+
     return b"#!/bin/sh\n'''exec' " + shlex.quote(python).encode() + b' "$0" "$@"\n' + b"' '''"
 
 

@@ -14,14 +14,11 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import sys
-import tempfile
-import traceback
 from typing import TYPE_CHECKING, Callable, Mapping
 
 from cros_venv import procs
-from cros_venv.cache import WRITE_ERRNOS, load_json, not_writable
+from cros_venv.cache import WRITE_ERRNOS, load_json, not_writable, rmtree
 from cros_venv.digest import sha256_hex
 from cros_venv.errors import BuildError
 from cros_venv.locate import running_python
@@ -79,6 +76,8 @@ def _run_child(python: str, args: str) -> int:
             print(e.code, file=sys.stderr)
         return e.code if isinstance(e.code, int) else 1
     except BaseException:
+        import traceback
+
         traceback.print_exc()
         return 1
 
@@ -111,6 +110,8 @@ class Templates:
         """(temp dir, venv path inside it) to run virtualenv into, or raise if not plain."""
         try:
             os.makedirs(self.root, exist_ok=True)
+            import tempfile
+
             tmp = tempfile.mkdtemp(dir=self.root, prefix=".tmp-")
         except OSError as e:
             if e.errno in WRITE_ERRNOS:
@@ -136,12 +137,12 @@ class Templates:
         try:
             os.rename(tmp, final)
         except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
+            rmtree(tmp, ignore_errors=True)
             if not os.path.isdir(final):
                 raise
 
     def discard(self, tmp: str) -> None:
-        shutil.rmtree(tmp, ignore_errors=True)
+        rmtree(tmp, ignore_errors=True)
 
     def discard_final(self, final: str) -> None:
         """Take a damaged template out of use (rename, atomic), then delete it."""
@@ -152,7 +153,7 @@ class Templates:
             if e.errno in WRITE_ERRNOS:
                 raise not_writable(os.path.dirname(self.root), e) from None
             return  # gone already (another process set it aside)
-        shutil.rmtree(aside, ignore_errors=True)
+        rmtree(aside, ignore_errors=True)
 
 
 def _check(template: str) -> bytes:
@@ -201,7 +202,7 @@ def instantiate(template: str, dest: str) -> None:
                     data = f.read().replace(placeholder, replacement)
                 with open(dst, "wb") as f:
                     f.write(data)
-                shutil.copymode(src, dst)
+                os.chmod(dst, os.stat(src).st_mode & 0o7777)
         # symlinks to directories are listed in dirnames; do not descend into them
         dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
 
@@ -274,3 +275,4 @@ class TemplateJob:
         if self.proc is not None:
             with contextlib.suppress(Exception):
                 self.wait()
+

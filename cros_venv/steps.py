@@ -10,7 +10,7 @@ import os
 import signal
 import time
 
-from cros_venv import __version__, fastpath, install, lock, marker, resolution, skeleton, toolchain, venv
+from cros_venv import __version__, fastpath, lock, marker, resolution, skeleton, toolchain, venv
 from cros_venv.cache import WRITE_ERRNOS
 from cros_venv.context import Context, checkpoint
 from cros_venv.digest import sha256_hex
@@ -181,44 +181,6 @@ def template_job(ctx: Context, python: str) -> skeleton.TemplateJob:
     return skeleton.TemplateJob(ctx.templates, python, toolchain.virtualenv_id(ctx.cache),
                                 lambda: toolchain.unpack(ctx.cache, toolchain.VIRTUALENV, ctx.unpacker),
                                 os.path.join(ctx.cache.root, "virtualenv"), ctx.cache.root)
-
-
-def install_wheels(ctx: Context) -> None:
-    """Each wheel, hard-linked from its cache entry as soon as it is unpacked."""
-    cache, plan = ctx.cache, ctx.plan
-    todo = {i.wheel for i in plan.installs if not cache.has(i.sha256)}
-    for i in plan.installs:
-        if i.wheel in todo:
-            ctx.unpacker.submit(i.wheel, i.sha256)
-    plans_dir = os.path.join(cache.root, "plans")
-    ctx.linker = linker = install.Linker()
-    for n, i in enumerate(plan.installs, 1):
-        ctx.report(f"installing {os.path.basename(i.wheel)} ({n}/{len(plan.installs)})")
-        if i.wheel in todo:
-            sha256, entry = ctx.unpacker.result(i.wheel)
-            if sha256 != i.sha256:
-                raise BuildError(f"{i.wheel} changed during the build; run create_venv again")
-        else:
-            entry = cache.touch(cache.entry(i.sha256))
-        how = None
-        for attempt in range(3):
-            # An entry is checked before it is linked from: a file edited or deleted through
-            # a venv (hard links) sets it aside, and the wheel is unpacked again.
-            if not cache.intact(entry):
-                ctx.report(f"the cache entry of {os.path.basename(i.wheel)} was changed; unpacking it again")
-                cache.set_aside(entry)
-                entry = cache.unpack(i.wheel, i.sha256)
-            how = install.plan_for(entry, plans_dir, i.sha256, lambda: toolchain.activate(cache, ctx.unpacker))
-            try:
-                install.apply(how, entry, ctx.layout, i.requested, linker)
-                break
-            except install.SourceMissing:
-                if attempt == 2:
-                    raise BuildError(f"the cache entry {entry} keeps disappearing; run create_venv again") from None
-        assert how is not None
-        ctx.dist_infos.append(how.dist_info)
-    ctx.report(f"installed {len(plan.installs)} wheels from {cache.wheels} "
-               f"({'copied' if linker.copy else 'hard-linked'})")
 
 
 def finish_skeleton(ctx: Context) -> None:

@@ -28,12 +28,11 @@ import contextlib
 import json
 import os
 import select
-import shutil
 import signal
 from typing import NamedTuple, Sequence, Union
 
 from cros_venv import procs
-from cros_venv.cache import TMP_PREFIX, Cache
+from cros_venv.cache import TMP_PREFIX, Cache, rmtree
 from cros_venv.digest import Hashed, hash_file
 from cros_venv.errors import BuildError, CrosVenvError
 from cros_venv.extract import WHOLE, WheelRead, write_all
@@ -168,7 +167,7 @@ class Unpacker:
             if abort:  # a worker stopped between making its temp dir and its cleanup handler
                 for name in os.listdir(self.cache.wheels):
                     if name.startswith(f"{TMP_PREFIX}{w.pid}-"):
-                        shutil.rmtree(os.path.join(self.cache.wheels, name), ignore_errors=True)
+                        rmtree(os.path.join(self.cache.wheels, name), ignore_errors=True)
         self.workers = []
 
     def __enter__(self) -> Unpacker:

@@ -11,9 +11,9 @@ import contextlib
 import csv
 import errno
 import os
-import shutil
 from typing import NamedTuple
 
+from cros_venv.cache import rmtree
 from cros_venv.digest import sha256_hex
 from cros_venv.errors import BuildError, InputError
 from cros_venv.names import DIRS_FILE, INSIDE_TRASH, LEGACY_TRASH_INFIX, MARKER, SIGN, TRASH_SUFFIX
@@ -111,7 +111,7 @@ class Wiped(NamedTuple):
                 if self.in_place:
                     _clear(self.root, keep=(INSIDE_TRASH, SIGN))
                 else:
-                    shutil.rmtree(self.root)
+                    rmtree(self.root)
             if self.aside is not None and self.in_place:  # moved into DIR/.cros_venv-old: out again
                 names = sorted(os.listdir(self.aside), key=lambda n: n == MARKER)  # the marker last
                 for name in names:
@@ -178,7 +178,7 @@ def _set_aside_inside(path: str) -> str:
 
 def _remove(target: str) -> None:
     if os.path.isdir(target) and not os.path.islink(target):
-        shutil.rmtree(target)
+        rmtree(target)
     else:
         os.unlink(target)
 
@@ -226,7 +226,7 @@ def empty_trash(path: str) -> None:
             with contextlib.suppress(OSError):
                 os.unlink(target)
         else:
-            shutil.rmtree(target, ignore_errors=True)
+            rmtree(target, ignore_errors=True)
 
 
 def intact(layout: Layout, dist_infos: list[str], wheel_dirs: list[str], pyvenv_cfg: str) -> str | None:

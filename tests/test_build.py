@@ -16,7 +16,7 @@ from typing import Callable
 
 import pytest
 
-from cros_venv import __version__, build, fastpath, lock, marker, steps, venv
+from cros_venv import __version__, build, fastpath, install_all, lock, marker, venv
 from cros_venv.context import STEPS, Context
 from cros_venv.errors import BuildError, Interrupted, LockTimeout
 from cros_venv.names import INSIDE_TRASH, MARKER, SIGN
@@ -98,7 +98,7 @@ def test_an_interrupted_build_puts_the_old_venv_back(in_process: InProcess, monk
     venv_dir = in_process.tmp_path / "venv"
     assert in_process.create(venv_dir, in_process.requirements(OLD_SET)) == build.BUILT
     before = contents(venv_dir)
-    installed = [step for step, _ in build.BUILD].index(steps.install_wheels)
+    installed = [step for step, _ in build.BUILD].index(install_all.install_wheels)
     monkeypatch.setattr(build, "BUILD", failing_after(installed, Interrupted(signum)))  # as cli's handler raises it
     with pytest.raises(Interrupted) as info:
         in_process.create(venv_dir, in_process.requirements(NEW_SET, "new.txt"))
