@@ -28,15 +28,19 @@ BULK = 1 << 20  # from this size on, hashlib's faster code pays for its import
 
 def sha256(data: bytes = b"") -> Any:
     """A sha256 object of `data` without importing hashlib (which initialises OpenSSL: ~5 ms)."""
-    factory: Callable[[bytes], object]
-    try:
-        from _sha2 import sha256 as factory  # type: ignore[import-not-found,no-redef,unused-ignore]  # 3.12+
-    except ImportError:
+    if not _FACTORY:  # found once: a failed import costs ~0.1 ms, and a build hashes ~100 small things
         try:
-            from _sha256 import sha256 as factory  # type: ignore[import-not-found,no-redef,unused-ignore]
-        except ImportError:  # pragma: no cover - interpreters built without the module
-            from hashlib import sha256 as factory
-    return factory(data)
+            from _sha2 import sha256 as factory  # type: ignore[import-not-found,unused-ignore]  # 3.12+
+        except ImportError:
+            try:
+                from _sha256 import sha256 as factory  # type: ignore[import-not-found,no-redef,unused-ignore]
+            except ImportError:  # pragma: no cover - interpreters built without the module
+                from hashlib import sha256 as factory
+        _FACTORY.append(factory)
+    return _FACTORY[0](data)
+
+
+_FACTORY: list[Callable[[bytes], Any]] = []
 
 
 def sha256_hex(data: bytes) -> str:
