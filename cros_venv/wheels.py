@@ -27,7 +27,8 @@ from packaging.version import InvalidVersion, Version
 from cros_venv import digest
 from cros_venv.errors import BuildError, InputError
 from cros_venv.interpreter import Target
-from cros_venv.requirements import Pin, UnusableMarker, excerpt, marker_holds
+from cros_venv.reqlines import Pin, excerpt
+from cros_venv.requirements import UnusableMarker, marker_holds
 
 
 @dataclass(frozen=True)

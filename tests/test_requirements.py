@@ -13,7 +13,7 @@ import pytest
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from cros_venv import requirements
+from cros_venv import reqlines, requirements
 from cros_venv.errors import InputError
 
 ENV_311 = {"python_version": "3.11", "python_full_version": "3.11.7", "sys_platform": "linux",
@@ -301,7 +301,7 @@ def test_a_marker_too_deep_to_evaluate_is_a_problem(tmp_path: Path) -> None:
     finally:
         sys.setrecursionlimit(limit)
     assert info.value.problems == (f"{tmp_path / 'requirements.txt'}:1: the marker is nested too deeply to evaluate; "
-                                   f"{requirements.MARKER_FIX}",)
+                                   f"{reqlines.MARKER_FIX}",)
 
 
 @pytest.mark.parametrize("line", [

@@ -25,12 +25,12 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from cros_venv import procs, requirements, toolchain, wheels
+from cros_venv import procs, reqlines, requirements, toolchain, wheels
 from cros_venv.cache import Cache
 from cros_venv.digest import file_sha256
 from cros_venv.errors import BuildError
 from cros_venv.interpreter import Target
-from cros_venv.requirements import Pin
+from cros_venv.reqlines import Pin
 from cros_venv.tools import targets
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ def with_hashes(text: str, hashes: Hashes) -> str:
             i += 1
         i += 1
         logical = " ".join(line[:-1] if line.endswith("\\") else line for line in lines[start:i])
-        comment = requirements.COMMENT_RE.search(logical)
+        comment = reqlines.COMMENT_RE.search(logical)
         code = logical[:comment.start()] if comment else logical
         req = _pinned_text(code)
         key = _key(req) if req else None
