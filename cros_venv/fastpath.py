@@ -106,19 +106,25 @@ def _trees_token(root: str) -> str:
     `bin/python` changes one of them. (Each package directory has its __pycache__ made with
     the venv, so Python writing bytecode changes none of them.)
     """
-    try:
-        with open(os.path.join(root, DIRS_FILE), "rb") as f:
-            listing = f.read()
+    try:  # names relative to the venv's descriptor: shorter lookups (~0.3 ms of ~1 ms)
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
         return "trees=missing"
-    base = os.fsencode(root)
-    stamps = []
-    for rel in listing.split(b"\n"):
-        try:
-            st = os.stat(os.path.join(base, rel))
-            stamps.append(f"{st.st_ino}:{st.st_mtime_ns}")
-        except OSError:
-            stamps.append("missing")
+    stamps: list[str] = []
+    try:
+        with open(DIRS_FILE, "rb", opener=lambda path, flags: os.open(path, flags, dir_fd=fd)) as f:
+            listing = f.read()
+        stat, add = os.stat, stamps.append
+        for rel in listing.split(b"\n"):
+            try:
+                st = stat(rel, dir_fd=fd)
+                add(f"{st.st_ino}:{st.st_mtime_ns}")
+            except OSError:
+                add("missing")
+    except OSError:
+        return "trees=missing"
+    finally:
+        os.close(fd)
     return "trees=" + sha256_hex(listing + " ".join(stamps).encode())
 
 
