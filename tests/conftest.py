@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import zipfile
@@ -290,3 +292,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def slow(request: pytest.FixtureRequest) -> bool:
     """True under `bin/run_tests --slow`: long loops run their full number of rounds."""
     return bool(request.config.getoption("--slow"))
+
+
+@contextlib.contextmanager
+def no_hang(seconds: float = 30.0) -> Iterator[None]:
+    """Fail if the block runs for `seconds` (a hang guard for inputs that once took
+    quadratic time, far above what the block needs: not a timing assertion).
+    """
+    def expired(signum: int, frame: object) -> None:
+        raise AssertionError(f"did not finish within {seconds} s: a hang (quadratic work?)")
+
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from packaging.tags import Tag
 
 from cros_venv.errors import InputError
 from cros_venv.tools import targets
+from tests.conftest import no_hang
 
 
 def test_manylinux_expands_down_with_legacy_aliases() -> None:
@@ -119,7 +118,6 @@ def test_python_versions_are_ascii() -> None:
 
 @pytest.mark.parametrize("platform", ["manylinux_2_99_x86_64", "macosx_99_99_x86_64", "musllinux_1_99_aarch64"])
 def test_the_largest_allowed_targets_are_built_in_linear_time(platform: str) -> None:
-    start = time.monotonic()
-    t = targets.declared("3.99", platform)
-    assert time.monotonic() - start < 1.5
+    with no_hang():
+        t = targets.declared("3.99", platform)
     assert len(t.tags) == len(set(t.tags)) > 10_000
