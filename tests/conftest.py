@@ -34,6 +34,12 @@ OTHER_PYTHONS = sorted(
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "e2e: builds real venvs with create_venv")
+    # A suite started in the background (`bin/run_tests &`, nohup, some CI runners) inherits
+    # SIGINT ignored, and so would every create_venv it starts: the Ctrl-C tests would then
+    # see their SIGINT ignored, as it should be. Children get the default disposition, as
+    # a terminal's foreground job has.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _record_hash(data: bytes) -> str:
