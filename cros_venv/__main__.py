@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~10 ms here
@@ -20,8 +19,9 @@ def main(argv: Sequence[str], script: str | None = None) -> int:
 
 
 def _main(argv: Sequence[str], script: str | None) -> int:
-    # The no-op check imports only os and sys, so it is safe before isolation (but not in
-    # PYTHONINSPECT's mode, where even exit 0 ends in a traceback and a prompt).
+    # The no-op check imports only sys and builtin modules (not even os: see fs.py), so it
+    # is safe before isolation (but not in PYTHONINSPECT's mode, where even exit 0 ends in a
+    # traceback and a prompt).
     simple = parse_simple_args(argv)
     if simple is not None and not sys.flags.inspect:
         from cros_venv import __version__, fastpath
@@ -31,6 +31,8 @@ def _main(argv: Sequence[str], script: str | None) -> int:
     if script is not None and not (sys.flags.isolated and sys.flags.no_site):
         # Started as `python create_venv` without -I -S: restart isolated, so that neither
         # PYTHONPATH, the user site nor .pth files reach the tool.
+        import os
+
         from cros_venv.locate import running_python
 
         python = running_python()

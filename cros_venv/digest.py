@@ -5,9 +5,8 @@ use the interpreter's builtin `_sha2` (`_sha256` before 3.12): importing hashlib
 OpenSSL (~3-5 ms), and a warm build hashes nothing large. Wheels use hashlib: OpenSSL's
 sha256 is ~6x faster on megabytes (16 MB: ~9 ms against ~55 ms on this machine).
 
-This module imports only `os` (the no-op path may use it, see fastpath.py): json, hashlib
-and base64 are imported where they are used. (fastpath.py and build.py still hash with
-fastpath's own copy of `sha256`, until they switch to this one.)
+This module imports only `fs` (the no-op path uses it, see fastpath.py): json, hashlib
+and base64 are imported where they are used.
 
 The stat index: for each wheel directory, `<cache>/stat/<dir-id>.json` maps a wheel's file
 name to [inode, size, mtime_ns, ctime_ns, sha256]. A wheel whose stamp still matches is not
@@ -16,8 +15,9 @@ hashed again; `--hash` checks ignore the index and hash the bytes.
 
 from __future__ import annotations
 
-import os
 import sys
+
+from cros_venv import fs
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~10 ms (see fastpath.py)
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ def record_hash(data: bytes) -> str:
     return "sha256=" + urlsafe_b64encode(sha256(data).digest()).decode("ascii").rstrip("=")
 
 
-def stamp(st: os.stat_result) -> list[int]:
+def stamp(st: fs.stat_result) -> list[int]:
     """What says a file is unchanged, as git's index has it: inode, size, mtime, ctime.
 
     ctime cannot be set by a user: a file rewritten with its size and mtime restored
@@ -106,7 +106,7 @@ def hash_file(path: str) -> Hashed:
     """sha256 of a file's bytes, and the stamp of the file they were read from."""
     h = sha256_bulk()
     with open(path, "rb") as f:
-        st = os.fstat(f.fileno())
+        st = fs.fstat(f.fileno())
         for block in iter(lambda: f.read(CHUNK), b""):
             h.update(block)
     return Hashed(h.hexdigest(), stamp(st))
@@ -125,8 +125,8 @@ class StatIndex:
 
     def path(self, wheel_dir: str) -> str:
         """The index file of the wheels in `wheel_dir`."""
-        ident = sha256_hex(os.fsencode(os.path.realpath(wheel_dir)))[:24]
-        return os.path.join(self.directory, ident + ".json")
+        ident = sha256_hex(fs.fsencode(fs.realpath(wheel_dir)))[:24]
+        return fs.join(self.directory, ident + ".json")
 
     @staticmethod
     def _read(index_path: str) -> dict[str, object]:
@@ -140,12 +140,12 @@ class StatIndex:
         result: dict[str, str] = {}
         indexes: dict[str, dict[str, object]] = {}
         for p in wheel_paths:
-            wheel_dir = os.path.dirname(p)
+            wheel_dir = fs.dirname(p)
             if wheel_dir not in indexes:
                 indexes[wheel_dir] = self._read(self.path(wheel_dir))
-            row = indexes[wheel_dir].get(os.path.basename(p))
+            row = indexes[wheel_dir].get(fs.basename(p))
             try:
-                st = os.stat(p)
+                st = fs.stat(p)
             except OSError:
                 continue
             if isinstance(row, list) and len(row) == 5 and row[:4] == stamp(st) and isinstance(row[4], str):
@@ -161,12 +161,12 @@ class StatIndex:
 
         by_dir: dict[str, list[str]] = {}
         for p in computed:
-            by_dir.setdefault(os.path.dirname(p), []).append(p)
+            by_dir.setdefault(fs.dirname(p), []).append(p)
         for wheel_dir, paths in by_dir.items():
             index_path = self.path(wheel_dir)
             index = self._read(index_path)
             for p in paths:
-                index[os.path.basename(p)] = computed[p].row()
+                index[fs.basename(p)] = computed[p].row()
             with contextlib.suppress(OSError):
                 atomic_write(index_path, json.dumps(index, sort_keys=True).encode(), durable=False)
 
@@ -178,7 +178,7 @@ class StatIndex:
         todo = [p for p in dict.fromkeys(wheel_paths) if p not in result]
         if not todo:
             return result
-        if sum(os.path.getsize(p) for p in todo) < 16 << 20:  # a few ms: not worth a pool's import (~6 ms)
+        if sum(fs.getsize(p) for p in todo) < 16 << 20:  # a few ms: not worth a pool's import (~6 ms)
             hashed = [hash_file(p) for p in todo]
         else:
             from concurrent.futures import ThreadPoolExecutor

@@ -1,9 +1,10 @@
 """The no-op check: is DIR already built from these requirements by this interpreter?
 
 This runs before every wrapped script, so it must cost next to nothing: it imports only
-`os` and `sys` (already loaded), the stdlib-free modules names, marker, locate, sources
-and digest, and a builtin sha256 -- never `json`, `re`, `typing`, `argparse` or anything
-vendored (tests/test_imports.py holds the list). It compares a *stat fingerprint* ("no-op
+`sys` and the builtin `posix` (already loaded; not even `os`, see fs.py), the
+stdlib-free modules fs, names, marker, locate, sources and digest, and a builtin sha256 --
+never `os`, `json`, `re`, `typing`, `argparse` or anything vendored (tests/test_imports.py
+holds the list). It compares a *stat fingerprint* ("no-op
 key") stored in the marker with the current state of the requirements files, the
 selected wheels, the interpreter and the venv's own directories. A mismatch proves
 nothing is wrong; it only sends the caller down the full path, which recomputes the spec
@@ -15,9 +16,7 @@ marker.py can keep it on the marker's first line, found without a JSON parser.
 
 from __future__ import annotations
 
-import os
-
-from cros_venv import marker
+from cros_venv import fs, marker
 from cros_venv.digest import sha256_hex
 from cros_venv.locate import resolve_python
 from cros_venv.names import DIRS_FILE, INSIDE_TRASH, TRASH_SUFFIX
@@ -28,22 +27,22 @@ if TYPE_CHECKING:
     from typing import Callable, Iterable, Sequence
 
 KEY_FORMAT = "cv2"
-_PACKAGE = os.path.dirname(os.path.abspath(__file__))
-WHEEL_DIR = os.path.join(os.path.dirname(_PACKAGE), "pip_packages")  # the wheels of this checkout
+_PACKAGE = fs.realpath(fs.dirname(fs.abspath(__file__)))  # this checkout's code, by its real path
+WHEEL_DIR = fs.join(fs.dirname(_PACKAGE), "pip_packages")  # the wheels of this checkout
 
 
 def _hex(path: str) -> str:
-    return os.fsencode(path).hex()
+    return fs.fsencode(path).hex()
 
 
-def _stamp(st: os.stat_result) -> str:
+def _stamp(st: fs.stat_result) -> str:
     """git's index fields: inode, size, mtime, ctime (a user can restore mtime, not ctime)."""
     return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
 
 
 def _stat_token(kind: str, path: str) -> str:
     try:
-        return f"{kind}={_hex(path)}:{_stamp(os.stat(path))}"
+        return f"{kind}={_hex(path)}:{_stamp(fs.stat(path))}"
     except OSError:
         return f"{kind}={_hex(path)}:missing"
 
@@ -51,7 +50,7 @@ def _stat_token(kind: str, path: str) -> str:
 def _dir_token(kind: str, path: str) -> str:
     """A directory's inode and mtime: an entry added, removed or renamed in it changes them."""
     try:
-        st = os.stat(path)
+        st = fs.stat(path)
         return f"{kind}={_hex(path)}:{st.st_ino}:{st.st_mtime_ns}"
     except OSError:
         return f"{kind}={_hex(path)}:missing"
@@ -62,7 +61,7 @@ def _tool_token(tool_version: str) -> str:
     replaces files changes the directory's mtime).
     """
     try:
-        code = os.stat(_PACKAGE).st_mtime_ns
+        code = fs.stat(_PACKAGE).st_mtime_ns
     except OSError:
         code = 0
     return f"tool={tool_version}:{code}"
@@ -71,7 +70,7 @@ def _tool_token(tool_version: str) -> str:
 def _venv_token(root: str) -> str:
     """The venv's path and identity: a venv moved, copied or replaced is another venv."""
     try:
-        st = os.stat(root)
+        st = fs.stat(root)
         return f"venv={_hex(root)}:{st.st_dev}:{st.st_ino}"
     except OSError:
         return f"venv={_hex(root)}:missing"
@@ -107,14 +106,14 @@ def _trees_token(root: str) -> str:
     the venv, so Python writing bytecode changes none of them.)
     """
     try:  # names relative to the venv's descriptor: shorter lookups (~0.3 ms of ~1 ms)
-        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = fs.open(root, fs.O_RDONLY | fs.O_DIRECTORY | fs.O_CLOEXEC)
     except OSError:
         return "trees=missing"
     stamps: list[str] = []
     try:
-        with open(DIRS_FILE, "rb", opener=lambda path, flags: os.open(path, flags, dir_fd=fd)) as f:
+        with open(DIRS_FILE, "rb", opener=lambda path, flags: fs.open(path, flags, dir_fd=fd)) as f:
             listing = f.read()
-        stat, add = os.stat, stamps.append
+        stat, add = fs.stat, stamps.append
         for rel in listing.split(b"\n"):
             try:
                 st = stat(rel, dir_fd=fd)
@@ -124,7 +123,7 @@ def _trees_token(root: str) -> str:
     except OSError:
         return "trees=missing"
     finally:
-        os.close(fd)
+        fs.close(fd)
     return "trees=" + sha256_hex(listing + " ".join(stamps).encode())
 
 
@@ -156,7 +155,7 @@ def key_matches(key: str, tool_version: str, python: str, arguments: Sequence[st
         if kind == "req":
             hex_path, _, digest = rest.partition(":")
             try:
-                data = read(os.fsdecode(bytes.fromhex(hex_path)))
+                data = read(fs.fsdecode(bytes.fromhex(hex_path)))
             except ValueError:
                 return False
             if data is None or sha256_hex(data) != digest:
@@ -164,7 +163,7 @@ def key_matches(key: str, tool_version: str, python: str, arguments: Sequence[st
         elif kind in ("whl", "file", "dir"):
             hex_path = rest.partition(":")[0]
             try:
-                path = os.fsdecode(bytes.fromhex(hex_path))
+                path = fs.fsdecode(bytes.fromhex(hex_path))
             except ValueError:
                 return False
             now = _dir_token(kind, path) if kind == "dir" else _stat_token(kind, path)
@@ -180,12 +179,12 @@ def up_to_date(venv_dir: str, requirements: Sequence[str], python_arg: str | Non
     and nothing it was built from or made of has changed since (as far as stat can tell).
     """
     key = marker.read_key(venv_dir)
-    if key is None or not os.path.exists(os.path.join(venv_dir, "bin", "python")):
+    if key is None or not fs.exists(fs.join(venv_dir, "bin", "python")):
         return False
-    root = os.path.realpath(venv_dir)
-    parent, name = os.path.split(root)
-    if os.path.lexists(os.path.join(parent, f".{name}{TRASH_SUFFIX}")) or os.path.lexists(
-            os.path.join(root, INSIDE_TRASH)):
+    root = fs.realpath(venv_dir)
+    parent, name = fs.split(root)
+    if fs.lexists(fs.join(parent, f".{name}{TRASH_SUFFIX}")) or fs.lexists(
+            fs.join(root, INSIDE_TRASH)):
         return False  # an old venv is left to delete: the full path does that
-    arguments = [os.path.abspath(r) for r in requirements]
+    arguments = [fs.abspath(r) for r in requirements]
     return key_matches(key, tool_version, resolve_python(python_arg), arguments, venv_root=root)

@@ -5,8 +5,9 @@ Standard library only: the no-op check asks this on every call.
 
 from __future__ import annotations
 
-import os
 import sys
+
+from cros_venv import fs
 
 
 def running_python() -> str:
@@ -14,9 +15,9 @@ def running_python() -> str:
     sys.executable comes from PYTHONEXECUTABLE if that is set, even under -I.
     """
     try:
-        return os.path.realpath(os.readlink("/proc/self/exe"))
+        return fs.realpath(fs.readlink("/proc/self/exe"))
     except OSError:
-        return os.path.realpath(sys.executable)
+        return fs.realpath(sys.executable)
 
 
 def resolve_python(arg: str | None) -> str:
@@ -28,12 +29,13 @@ def resolve_python(arg: str | None) -> str:
     """
     if arg is None:
         return running_python()
-    found = os.path.realpath(arg)
-    if os.sep not in arg:
-        for entry in os.environ.get("PATH", os.defpath).split(os.pathsep):
-            candidate = os.path.join(entry or ".", arg)
-            if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-                found = os.path.realpath(candidate)
+    found = fs.realpath(arg)
+    if "/" not in arg:
+        search = fs.getenv("PATH")
+        for entry in (fs.DEFPATH if search is None else search).split(":"):
+            candidate = fs.join(entry or ".", arg)
+            if fs.isfile(candidate) and fs.access(candidate, fs.X_OK):
+                found = fs.realpath(candidate)
                 break
     return _behind_script(found) or found
 
@@ -53,6 +55,6 @@ def _behind_script(path: str) -> str | None:
     from cros_venv.procs import first_line
 
     answer = first_line([path, "-I", "-S", "-c", _ASK])
-    if not answer or not answer.startswith("/") or not os.path.isfile(answer):
+    if not answer or not answer.startswith("/") or not fs.isfile(answer):
         return None
-    return os.path.realpath(answer)
+    return fs.realpath(answer)

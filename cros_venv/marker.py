@@ -16,8 +16,7 @@ Standard library only, and `json` only when the whole marker is read or written.
 
 from __future__ import annotations
 
-import os
-
+from cros_venv import fs
 from cros_venv.names import MARKER
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: the no-op check must not import typing
@@ -59,7 +58,7 @@ def key_of(data: bytes) -> str | None:
 def read(venv_dir: str) -> bytes | None:
     """The bytes of DIR's marker, or None if there is none (or it cannot be read)."""
     try:
-        with open(os.path.join(venv_dir, MARKER), "rb") as f:
+        with open(fs.join(venv_dir, MARKER), "rb") as f:
             return f.read()
     except (OSError, ValueError):
         return None
@@ -75,7 +74,7 @@ def write(venv_dir: str, data: bytes) -> None:
     """Write the marker, atomically and durably: from now on the venv is complete."""
     from cros_venv.cache import atomic_write
 
-    atomic_write(os.path.join(venv_dir, MARKER), data)
+    atomic_write(fs.join(venv_dir, MARKER), data)
 
 
 class Marker:

@@ -7,10 +7,7 @@ reads through this).
 
 from __future__ import annotations
 
-import os
-
-_REGULAR = 0o100000  # stat.S_IFREG, without importing stat
-
+from cros_venv import fs
 
 MAX_REQUIREMENTS_SIZE = 16 << 20  # this repo's own requirements file is 1 KiB; /dev/zero is endless
 
@@ -33,7 +30,7 @@ def read_regular(path: str) -> bytes | None:
     bytes can be read only once, and a FIFO with no writer would block).
     """
     try:
-        if os.stat(path).st_mode & 0o170000 != _REGULAR:
+        if not fs.is_regular(fs.stat(path)):
             return None
         return read_requirements(path)
     except OSError:
@@ -51,7 +48,7 @@ class Sources:
 
     def read(self, path: str) -> bytes:
         """The file's bytes; raises OSError as open() does."""
-        key = os.path.abspath(path)
+        key = fs.abspath(path)
         if key not in self.data:
             self.data[key] = read_requirements(path)
         return self.data[key]

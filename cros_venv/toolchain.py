@@ -15,7 +15,7 @@ from cros_venv.cache import Cache
 from cros_venv.errors import BuildError
 from cros_venv.unpacker import Unpacker
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))  # as fastpath.WHEEL_DIR
 PIP_PACKAGES = os.path.join(REPO_ROOT, "pip_packages")
 
 # Imported by the tool itself.
