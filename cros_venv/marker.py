@@ -80,10 +80,10 @@ def write(venv_dir: str, data: bytes) -> None:
 class Marker:
     """What a marker says: the spec, and where and how the venv was built."""
 
-    __slots__ = ("built", "dist_info", "noop_key", "pyvenv_cfg", "spec", "venv", "wheel_dir")
+    __slots__ = ("built", "dist_info", "files", "noop_key", "pyvenv_cfg", "spec", "venv", "wheel_dir")
 
     def __init__(self, spec: Spec, noop_key: str, venv: str, wheel_dir: str, dist_info: tuple[str, ...],
-                 pyvenv_cfg: str, built: Mapping[str, Any]) -> None:
+                 pyvenv_cfg: str, built: Mapping[str, Any], files: tuple[str, ...] = ()) -> None:
         self.spec = spec
         self.noop_key = noop_key
         self.venv = venv  # the venv's real path when it was built
@@ -91,6 +91,7 @@ class Marker:
         self.dist_info = dist_info  # the .dist-info directories installed
         self.pyvenv_cfg = pyvenv_cfg  # sha256 of pyvenv.cfg as built
         self.built = built  # the whole "built" object, kept when the no-op key is refreshed
+        self.files = files  # bin/ and the top-level files as built (venv.built_files)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Marker) and all(getattr(self, a) == getattr(other, a) for a in self.__slots__)
@@ -115,13 +116,15 @@ def parse(data: bytes) -> Marker | None:
         found = Spec.from_json(doc["spec"])
         built = doc["built"]
         venv, wheel_dir, dist_info, cfg = built["venv"], built["wheel_dir"], built["dist_info"], built["pyvenv_cfg"]
+        files = built["files"]
     except (ValueError, KeyError, TypeError, RecursionError):
         return None
     if (found is None or doc.get("noop") != key or not isinstance(venv, str) or not isinstance(wheel_dir, str)
             or not isinstance(cfg, str) or not isinstance(dist_info, list)
-            or not all(isinstance(d, str) for d in dist_info)):
+            or not all(isinstance(d, str) for d in dist_info)
+            or not isinstance(files, list) or not all(isinstance(f, str) for f in files)):
         return None
-    return Marker(found, key, venv, wheel_dir, tuple(dist_info), cfg, built)
+    return Marker(found, key, venv, wheel_dir, tuple(dist_info), cfg, built, tuple(files))
 
 
 def load(venv_dir: str) -> Marker | None:

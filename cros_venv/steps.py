@@ -46,7 +46,8 @@ def why_rebuild(ctx: Context) -> str | None:
         return f"it was built at {found.venv} (moved or copied)"
     if found.wheel_dir != toolchain.PIP_PACKAGES:
         return f"it was built from {found.wheel_dir}"
-    return venv.intact(ctx.layout, list(found.dist_info), [toolchain.PIP_PACKAGES], found.pyvenv_cfg)
+    return venv.intact(ctx.layout, list(found.dist_info), [toolchain.PIP_PACKAGES], found.pyvenv_cfg,
+                       python=ctx.plan.python, files=found.files)
 
 
 def key_is_stale(ctx: Context) -> bool:
@@ -222,6 +223,7 @@ def mark(ctx: Context) -> None:
         pyvenv_cfg = sha256_hex(f.read())
     built = {"tool": f"cros_venv {__version__}", "requirements": ctx.arguments, "wheel_dir": toolchain.PIP_PACKAGES,
              "venv": ctx.root, "dist_info": ctx.dist_infos, "pyvenv_cfg": pyvenv_cfg,
+             "files": venv.built_files(ctx.layout),
              "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     marker.write(ctx.root, marker.render(ctx.plan.spec, _noop_key(ctx), built))
     ctx.report(f"wrote {ctx.layout.marker}")

@@ -11,7 +11,7 @@ import contextlib
 import csv
 import errno
 import os
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 from cros_venv.cache import rmtree
 from cros_venv.digest import sha256_hex
@@ -229,16 +229,27 @@ def empty_trash(path: str) -> None:
             rmtree(target, ignore_errors=True)
 
 
-def intact(layout: Layout, dist_infos: list[str], wheel_dirs: list[str], pyvenv_cfg: str) -> str | None:
-    """What is missing from a venv whose marker says it is complete, or None.
+def intact(layout: Layout, dist_infos: list[str], wheel_dirs: list[str], pyvenv_cfg: str, *,
+           python: str | None = None, files: Sequence[str] = ()) -> str | None:
+    """What is missing from (or added to) a venv whose marker says it is complete, or None.
 
-    The interpreter; pyvenv.cfg (its sha256 as built), pip.conf and the no-op key's list of
-    directories as written; and every file each installed package's RECORD lists (a
-    package removed with `pip uninstall`, a deleted file, a deleted lib/ or bin/python).
+    The interpreter, and that bin/python still runs `python` (the target's real path);
+    every file of `files` (bin/ and the venv's top level as built: activate, python3, ...);
+    pyvenv.cfg (its sha256 as built), pip.conf and the no-op key's list of directories as
+    written; every file each installed package's RECORD lists, at the size it lists (a
+    package removed with `pip uninstall`, a deleted or replaced file, a deleted lib/ or
+    bin/python); and no package beside `dist_infos` (one added with `pip install`, which
+    may also have replaced a console script). A file edited in place to the same size is
+    not seen (that would mean reading every file).
     """
     for path in (layout.python, os.path.join(layout.root, "pyvenv.cfg")):
         if not os.path.exists(path):
             return f"{path} is missing"
+    if python is not None and os.path.realpath(layout.python) != python:
+        return f"its bin/python runs {os.path.realpath(layout.python)}, not {python}"
+    for rel in files:
+        if not os.path.lexists(os.path.join(layout.root, rel)):
+            return f"{rel} is missing"
     try:
         with open(os.path.join(layout.root, "pip.conf"), "rb") as f:
             if f.read() != pip_conf(wheel_dirs):
@@ -251,6 +262,13 @@ def intact(layout: Layout, dist_infos: list[str], wheel_dirs: list[str], pyvenv_
                 return f"its {DIRS_FILE} is not as written"
     except OSError as e:
         return f"{e.filename} is missing or unreadable"
+    try:
+        found = {e for e in os.listdir(layout.site_packages) if e.endswith((".dist-info", ".egg-info"))}
+    except OSError as e:
+        return f"{layout.site_packages} is missing or unreadable ({e.strerror})"
+    added = sorted(found - set(dist_infos))
+    if added:
+        return f"it has packages its requirements do not name ({', '.join(added)})"
     for dist_info in dist_infos:
         record = os.path.join(layout.site_packages, dist_info, "RECORD")
         try:
@@ -259,9 +277,23 @@ def intact(layout: Layout, dist_infos: list[str], wheel_dirs: list[str], pyvenv_
         except (OSError, UnicodeDecodeError, csv.Error):
             return f"{record} is missing or unreadable"
         for row in rows:
-            if row and not os.path.lexists(os.path.join(layout.site_packages, row[0])):
+            if not row:
+                continue
+            try:
+                size = os.lstat(os.path.join(layout.site_packages, row[0])).st_size
+            except OSError:
                 return f"{row[0]} of {dist_info} is missing"
+            if len(row) > 2 and row[2].isdigit() and int(row[2]) != size:
+                return f"{row[0]} of {dist_info} was replaced ({size} bytes, not {row[2]})"
     return None
+
+
+def built_files(layout: Layout) -> list[str]:
+    """What `intact` checks beside the packages: bin/ and the venv's top-level files as
+    built (virtualenv's activation scripts and python links, pyvenv.cfg, ...)."""
+    files = sorted(f"bin/{name}" for name in os.listdir(layout.bin))
+    files += sorted(e.name for e in os.scandir(layout.root) if e.is_file(follow_symlinks=False) and e.name != MARKER)
+    return files
 
 
 def start(layout: Layout) -> None:

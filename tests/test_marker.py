@@ -12,7 +12,8 @@ import pytest
 from cros_venv import marker, spec
 
 INTERP = {"path": "/usr/bin/python3.11", "version": "3.11.7", "implementation": "cpython", "abi": "cp311"}
-BUILT = {"tool": "t", "venv": "/v", "wheel_dir": "/w", "dist_info": ["a-2.dist-info"], "pyvenv_cfg": "0" * 64}
+BUILT = {"tool": "t", "venv": "/v", "wheel_dir": "/w", "dist_info": ["a-2.dist-info"], "pyvenv_cfg": "0" * 64,
+         "files": ["bin/activate", "pyvenv.cfg"]}
 SPEC = spec.Spec.build(INTERP, ["a[x]==2"], {"a-2-py3-none-any.whl": "ff" * 32})
 KEY = "cv2 tool=0.1.0:17 py=2f75:1:2:3:4 trees=missing"
 
@@ -31,7 +32,8 @@ def test_round_trips_as_json() -> None:
     data = marker.render(SPEC, KEY, BUILT)
     doc = json.loads(data)
     assert doc == {"noop": KEY, "built": BUILT, "spec": SPEC.to_json()}
-    assert marker.parse(data) == marker.Marker(SPEC, KEY, "/v", "/w", ("a-2.dist-info",), "0" * 64, BUILT)
+    assert marker.parse(data) == marker.Marker(SPEC, KEY, "/v", "/w", ("a-2.dist-info",), "0" * 64, BUILT,
+                                               ("bin/activate", "pyvenv.cfg"))
 
 
 def test_a_key_that_would_need_escaping_is_refused() -> None:
@@ -72,9 +74,11 @@ GOOD = {"built": BUILT, "spec": SPEC.to_json()}
     _with_key({"spec": GOOD["spec"]}),
     _with_key({**GOOD, "spec": {**SPEC.to_json(), "wheels": ["a.whl"]}}),
     _with_key({**GOOD, "noop": "another key"}),
+    _with_key({**GOOD, "built": {k: v for k, v in BUILT.items() if k != "files"}}),
+    _with_key({**GOOD, "built": {**BUILT, "files": [1]}}),
 ], ids=["empty", "not-json", "not-utf8", "deep-nesting", "string", "list", "cut-short", "key-only", "format",
         "interpreter", "built-null", "venv-number", "dist-info-string", "dist-info-null", "no-built",
-        "wheels-strings", "two-keys"])
+        "wheels-strings", "two-keys", "no-files (an older version's marker)", "files-numbers"])
 def test_a_marker_not_fully_readable_is_no_marker(data: bytes) -> None:
     """Whatever a marker holds, reading it never raises: a marker the tool cannot fully
     read means the venv is rebuilt.

@@ -343,6 +343,12 @@ DAMAGE = [
                  "alpha/__init__.py of alpha-1.0.dist-info is missing", id="module-gone"),
     pytest.param(lambda r: (r / "bin/alpha-cli").unlink(), "../../../bin/alpha-cli of alpha-1.0.dist-info is missing",
                  id="script-gone"),
+    pytest.param(lambda r: (r / "lib/python3.11/site-packages/alpha/__init__.py").write_text("X = 22\n"),
+                 "alpha/__init__.py of alpha-1.0.dist-info was replaced (7 bytes, not 6)", id="module-replaced"),
+    pytest.param(lambda r: (r / "lib/python3.11/site-packages/zeta-2.dist-info").mkdir(),
+                 "it has packages its requirements do not name (zeta-2.dist-info)", id="package-added"),
+    pytest.param(lambda r: (r / "lib/python3.11/site-packages/old.egg-info").mkdir(),
+                 "it has packages its requirements do not name (old.egg-info)", id="egg-info-added"),
 ]
 
 
@@ -354,6 +360,26 @@ def test_intact_names_what_is_missing_from_a_marked_venv(tmp_path: Path, damage:
     assert venv.intact(layout, dist_infos, [WHEEL_DIR], pyvenv_cfg) is None
     damage(root)
     assert venv.intact(layout, dist_infos, [WHEEL_DIR], pyvenv_cfg) == reason.format(root=root)
+
+
+def test_intact_checks_what_bin_python_runs_and_the_files_virtualenv_made(tmp_path: Path) -> None:
+    root = tmp_path / "venv"
+    layout, dist_infos, pyvenv_cfg = whole_venv(root)
+    python = os.path.realpath(sys.executable)
+    files = venv.built_files(layout)
+    assert "bin/python" in files and "pyvenv.cfg" in files and venv.MARKER not in files
+    assert venv.intact(layout, dist_infos, [WHEEL_DIR], pyvenv_cfg, python=python, files=files) is None
+    assert venv.intact(layout, dist_infos, [WHEEL_DIR], pyvenv_cfg, python="/other/python3", files=files) == (
+        f"its bin/python runs {python}, not /other/python3")
+    (root / "bin/alpha-cli").rename(root / "bin/alpha-cli.bak")
+    assert venv.intact(layout, dist_infos, [WHEEL_DIR], pyvenv_cfg, python=python, files=files) in (
+        "bin/alpha-cli is missing", "../../../bin/alpha-cli of alpha-1.0.dist-info is missing")
+    (root / "bin/alpha-cli.bak").rename(root / "bin/alpha-cli")
+    (root / ".gitignore").write_text("*\n")
+    files = venv.built_files(layout)
+    (root / ".gitignore").unlink()
+    assert venv.intact(layout, dist_infos, [WHEEL_DIR], pyvenv_cfg, python=python, files=files) == (
+        ".gitignore is missing")
 
 
 def test_a_venv_configured_for_another_checkout_is_not_intact(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.conftest import ToolRepo
+from tests.conftest import OTHER_PYTHONS, ToolRepo
 from tests.reliability._common_b import (
     BASE_PKGS,
     BASE_REQS,
@@ -428,7 +428,16 @@ def test_a_moved_or_copied_venv_is_rebuilt_for_its_new_path(built: tuple[ToolRep
     outside.check()
 
 
-DAMAGES = ["bin-python-deleted", "lib-deleted", "pip-uninstall-beta", "package-file-deleted"]
+DAMAGES = ["bin-python-deleted", "lib-deleted", "pip-uninstall-beta", "package-file-deleted",
+           "bin-python-retargeted", "activate-deleted", "python3-link-deleted", "pip-install-extra",
+           "package-file-replaced"]
+
+
+def _other_interpreter(venv_dir: Path) -> str:
+    """Any interpreter (or, failing that, program) other than the one bin/python runs."""
+    mine = os.path.realpath(venv_dir / "bin" / "python")
+    found = [os.path.realpath(p) for p in (*OTHER_PYTHONS, "/usr/bin/python3", "/bin/sh")]
+    return next(p for p in found if os.path.exists(p) and p != mine)
 
 
 @pytest.mark.parametrize("damage", DAMAGES, ids=DAMAGES)
@@ -445,6 +454,22 @@ def test_a_damaged_venv_is_rebuilt(built: tuple[ToolRepo, Path, Path], tmp_path:
         out = subprocess.run([str(venv_dir / "bin" / "python"), "-m", "pip", "uninstall", "-y", "beta"],
                              capture_output=True, text=True, env=clean_env(), timeout=120)
         assert out.returncode == 0, out.stdout + out.stderr
+    elif damage == "bin-python-retargeted":  # `ln -sfn` to another interpreter
+        (venv_dir / "bin" / "python").unlink()
+        (venv_dir / "bin" / "python").symlink_to(_other_interpreter(venv_dir))
+    elif damage == "activate-deleted":  # virtualenv's files are no package's RECORD's
+        (venv_dir / "bin" / "activate").unlink()
+    elif damage == "python3-link-deleted":
+        (venv_dir / "bin" / "python3").unlink()
+    elif damage == "pip-install-extra":  # a package the requirements do not name, offline from pip.conf
+        env = {**clean_env(), "PIP_CONFIG_FILE": str(venv_dir / "pip.conf")}
+        out = subprocess.run([str(venv_dir / "bin" / "python"), "-m", "pip", "install", "gamma==1.0"],
+                             capture_output=True, text=True, env=env, timeout=120)
+        assert out.returncode == 0, out.stdout + out.stderr
+    elif damage == "package-file-replaced":  # another file renamed over a module (not an edit through the link)
+        fake = tmp_path / "fake.py"
+        fake.write_text("raise SystemExit('replaced')\n")
+        os.replace(fake, site_packages(venv_dir) / "beta.py")
     else:
         (site_packages(venv_dir) / "beta.py").unlink()
     outside = Outside(faults, [tmp_path], [venv_dir])
@@ -452,5 +477,7 @@ def test_a_damaged_venv_is_rebuilt(built: tuple[ToolRepo, Path, Path], tmp_path:
     faults.round()
     result = runner.run(str(venv_dir), str(reqs))
     assert result.returncode == 0, result.stderr
-    check_venv(faults, venv_dir, BASE_PKGS)
+    check_venv(faults, venv_dir, BASE_PKGS)  # exactly alpha and beta (and pip), and they work
+    for name in ("activate", "python3"):
+        assert (venv_dir / "bin" / name).exists(), f"bin/{name} was not made again"
     outside.check()
