@@ -367,7 +367,7 @@ def test_intact_checks_what_bin_python_runs_and_the_files_virtualenv_made(tmp_pa
     layout, dist_infos, pyvenv_cfg = whole_venv(root)
     python = os.path.realpath(sys.executable)
     files = venv.built_files(layout)
-    assert "bin/python" in files and "pyvenv.cfg" in files and venv.MARKER not in files
+    assert "bin/python" in files and "pyvenv.cfg" in files and ".cros_venv.json" not in files
     assert venv.intact(layout, dist_infos, [WHEEL_DIR], pyvenv_cfg, python=python, files=files) is None
     assert venv.intact(layout, dist_infos, [WHEEL_DIR], pyvenv_cfg, python="/other/python3", files=files) == (
         f"its bin/python runs {python}, not /other/python3")
