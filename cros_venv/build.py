@@ -41,6 +41,7 @@ BUILD = (
 def create(request: Request, report: Callable[[str], None]) -> str:
     """Make `request.venv_dir` match the requirements. Returns what was done."""
     cache = Cache(default_root())
+    steps.check_places(request.venv_dir, request.requirements, cache.root)  # before anything is made
     cache.ensure_dirs()
     with cache.in_use(), Unpacker(cache) as unpacker:
         ctx = Context(request, report, cache, unpacker, skeleton.Templates(os.path.join(cache.root, "skeletons")))
@@ -54,6 +55,7 @@ def create(request: Request, report: Callable[[str], None]) -> str:
 def _run(ctx: Context) -> str:
     prefetch.head_start(ctx)
     steps.resolve(ctx)
+    steps.check_places(ctx.root, list(ctx.sources.data), None)  # the included files too
     why = steps.why_rebuild(ctx)
     if steps.nothing_to_do(ctx, why):
         ctx.report(f"{ctx.root} is up to date")

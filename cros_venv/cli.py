@@ -47,8 +47,11 @@ class Reporter:
     def __init__(self, verbose: bool, stream: TextIO | None = None, delay: float = 1.0) -> None:
         self.verbose = verbose
         self.delay = delay
-        self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty()
+        self.stream = stream or sys.stderr  # None when stderr is closed (`2>&-`): then silent
+        try:
+            self.tty = self.stream is not None and self.stream.isatty()
+        except (OSError, ValueError):
+            self.tty = False
         self.last = "starting"
         self.shown = False
         self.start = time.monotonic()
@@ -61,8 +64,14 @@ class Reporter:
             self._progress()
 
     def _write(self, text: str) -> None:
-        self.stream.write(text)
-        self.stream.flush()
+        if self.stream is None:
+            return
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`2>&1 | head -1`), a full disk: the build goes on
+            _mute(self.stream)
+            self.stream = None
 
     def _progress(self) -> None:
         self.shown = True
@@ -103,14 +112,31 @@ def write_error(line: str, stream: TextIO | None = None) -> None:
     file name is written back as its bytes, never a UnicodeEncodeError).
     """
     out = stream or sys.stderr
-    out.flush()
+    if out is None:  # stderr closed (`2>&-`): the exit status is all there is
+        return
     data = (line + "\n").encode("utf-8", "surrogateescape")
     buffer = getattr(out, "buffer", None)
-    if buffer is not None:
-        buffer.write(data)
-        buffer.flush()
-    else:
-        out.write(data.decode("utf-8", "replace"))
+    try:
+        out.flush()
+        if buffer is not None:
+            buffer.write(data)
+            buffer.flush()
+        else:
+            out.write(data.decode("utf-8", "replace"))
+    except (OSError, ValueError):  # nobody is reading any more
+        _mute(out)
+
+
+def _mute(stream: TextIO) -> None:
+    """Point a stream that can no longer be written (a reader gone) at /dev/null, so that
+    Python's final flush does not turn a finished build into exit 120 (as the Python docs
+    advise for SIGPIPE)."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, stream.fileno())
+        os.close(null)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -188,7 +214,7 @@ def main(argv: Sequence[str], simple: tuple[str, list[str], str | None] | None =
             from cros_venv.cache import Cache, default_root
 
             removed, kept = Cache(default_root()).prune(args.max_age)
-            print(f"{PROG}: removed {removed} cache entries, kept {kept}", file=sys.stderr)
+            write_error(f"{PROG}: removed {removed} cache entries, kept {kept}")
             return 0
         if not args.dir or not args.requirements:
             parser().error("DIR and at least one REQUIREMENTS file are required")

@@ -44,17 +44,28 @@ _ASK = ("import os, sys; e = '/proc/self/exe'; "
         "print(os.path.realpath(e) if os.path.exists(e) else os.path.realpath(sys.executable))")
 
 
-def _behind_script(path: str) -> str | None:
-    """The interpreter binary a `#!` script runs, or None (not a script, or it did not say)."""
+def is_script(path: str) -> bool:
+    """Does the file start with `#!` (a shim or wrapper in front of an interpreter)?"""
     try:
         with open(path, "rb") as f:
-            if f.read(2) != b"#!":
-                return None
+            return f.read(2) == b"#!"
     except OSError:
-        return None
-    from cros_venv.procs import first_line
+        return False
 
-    answer = first_line([path, "-I", "-S", "-c", _ASK])
-    if not answer or not answer.startswith("/") or not fs.isfile(answer):
+
+_ASKED: dict[str, str | None] = {}  # each script is asked once per run (the no-op check, then the build)
+
+
+def _behind_script(path: str) -> str | None:
+    """The interpreter binary a `#!` script runs, or None (not a script, or it did not say
+    within 10 seconds: pyenv's shims answer in ~0.1 s).
+    """
+    if not is_script(path):
         return None
-    return fs.realpath(answer)
+    if path not in _ASKED:
+        from cros_venv.procs import first_line
+
+        answer = first_line([path, "-I", "-S", "-c", _ASK], timeout=10.0)
+        ok = answer and answer.startswith("/") and fs.isfile(answer)
+        _ASKED[path] = fs.realpath(answer) if ok and answer else None
+    return _ASKED[path]

@@ -36,14 +36,24 @@ def can_fork() -> bool:
     return hasattr(os, "fork") and threading.active_count() == 1
 
 
+def _flush() -> None:
+    """Flush what this process buffered (before a fork, and in a child before os._exit);
+    stdout or stderr may be closed (None) or their reader gone."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
 def fork(child: Callable[[], int]) -> int:
     """Fork; the child runs `child` and exits with its status (it never returns from here,
     nor runs this process's atexit handlers or flushes its buffers twice). Returns the pid.
     """
     import signal
 
-    sys.stdout.flush()
-    sys.stderr.flush()
+    _flush()
     # No signal may land while fork runs its at-fork callbacks (an exception raised there is
     # printed and swallowed). The child ignores Ctrl-C: the parent handles it, and stops its
     # children itself (SIGTERM); a child that died of the same Ctrl-C would look like a
@@ -95,11 +105,7 @@ class Forked:
             try:
                 return child()
             finally:  # fork() leaves with os._exit, which flushes nothing
-                try:
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                except BaseException:
-                    pass
+                _flush()
 
         try:
             self.pid = fork(run)

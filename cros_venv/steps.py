@@ -18,10 +18,29 @@ from cros_venv.errors import BuildError, CrosVenvError, InputError, Interrupted
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Iterator
+    from typing import Iterator, Sequence
 
 
 # -- what is asked for, and what is there ------------------------------------------------
+
+def check_places(venv_dir: str, files: Sequence[str], cache: str | None) -> None:
+    """Refuse what a build of `venv_dir` would break: a path its scripts' `#!` lines cannot
+    name, and requirement `files` or a `cache` inside it (a rebuild replaces the directory,
+    and with it whatever is in it).
+    """
+    root = os.path.realpath(venv_dir)
+    if any(c < " " or c == "\x7f" for c in root):
+        raise InputError(f"the venv directory {root!r} has a control character (a tab or a newline) in its path: "
+                         "the #! lines of its scripts cannot name it; choose another directory")
+    inside = root.rstrip("/") + "/"
+    for path in files:
+        if os.path.realpath(path).startswith(inside):
+            raise InputError(f"{path} is inside the venv directory {root}, which create_venv replaces when it "
+                             "rebuilds; keep requirements files outside it")
+    if cache is not None and (os.path.realpath(cache) + "/").startswith(inside):
+        raise InputError(f"the cache {cache} is inside the venv directory {root}, which create_venv replaces "
+                         "when it rebuilds; set CROS_VENV_CACHE to a directory outside it")
+
 
 def resolve(ctx: Context) -> None:
     """requirements -> pins -> wheels -> spec (cached while nothing it depends on changes)."""
