@@ -172,6 +172,9 @@ def _set_aside_inside(path: str) -> str:
         for name in reversed(moved):
             with contextlib.suppress(OSError):
                 os.rename(os.path.join(aside, name), os.path.join(path, name))
+        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):  # bad input, not a failed build: exit 2
+            raise InputError(f"cannot rebuild {path}: {e.strerror} (it, or what is in it, is not writable by this "
+                             "user); ask its owner to run create_venv, or choose another venv directory") from None
         raise BuildError(f"cannot move the old venv in {path} aside: {e.strerror}") from None
     return aside
 

@@ -107,8 +107,11 @@ def expand_platform(platform: str) -> list[str]:
         if not _within(major, 10, 99) or not _within(minor, 0, 99):
             raise _out_of_range("--platform", platform, f"macosx_10_0_{arch}", f"macosx_99_99_{arch}")
         return list(mac_platforms((int(major), int(minor)), arch))
-    if re.fullmatch(rf"(win32|win_amd64|win_arm64|linux_{ARCH}|any)", platform):
+    if re.fullmatch(rf"(win32|win_amd64|win_arm64|linux_{ARCH})", platform):
         return [platform]
+    if platform == "any":  # a wheel's tag, not a machine: which OS would the markers see?
+        raise InputError("--platform any: `any` is the tag of pure-Python wheels, not a platform; name the "
+                         "machines the requirements are for, e.g. manylinux_2_17_x86_64 or macosx_11_0_arm64")
     raise InputError(f"--platform {_shown(platform)}: not a platform tag; use e.g. manylinux_2_17_x86_64, "
                      "macosx_11_0_arm64 or win_amd64")
 

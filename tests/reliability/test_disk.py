@@ -253,9 +253,10 @@ def test_nobody_finds_the_venv_up_to_date(faults: Faults, shared_cache: Path) ->
     result = subprocess.run([python, str(repo.root / "create_venv"), str(venv_dir), str(reqs)], env=env,
                             capture_output=True, text=True, timeout=120, preexec_fn=as_nobody, cwd="/")
     faults.round()
-    assert result.returncode in (1, 2), result.stderr
+    assert result.returncode == 2, result.stderr  # bad input (whose venv it is), not a failed build
     line = assert_one_error(result.stderr)
     assert any(p in line for p in (str(venv_dir.parent), str(cache), "CROS_VENV_CACHE")), line
+    assert "not writable by this user" in line or "CROS_VENV_CACHE" in line, line
     assert state(venv_dir) == before
     assert_nothing_outside(outside, faults)
 
@@ -288,3 +289,43 @@ def test_no_home_and_a_missing_tmpdir(faults: Faults, shared_cache: Path, tmp_pa
         assert trash(venv_dir) == []
         assert_nothing_outside(outside, faults)
     assert not (base_dir() / "no-such-dir").exists()
+
+
+def test_a_venv_its_owner_made_read_only_is_bad_input(faults: Faults, shared_cache: Path) -> None:
+    """User nobody builds a venv, then `chmod -R a-w` it; a change that needs a rebuild is
+    exit 2 with one line saying it is not writable by this user (it was exit 1, "cannot
+    move the old venv aside", with no hint: found by a break-it session), the venv as it was."""
+    python = "/usr/bin/python3.11"
+    if os.geteuid() != 0 or not os.access(python, os.X_OK):
+        pytest.skip("needs root and a system python3.11 that nobody can run")
+    home = workdir("disk-nobody-ro")
+    cache = home / "cache"
+    shutil.copytree(shared_cache, cache, symlinks=True, copy_function=shutil.copy2)
+    repo = tool_copy(home / "infra_virtualenv", cache)
+    tiny_wheels(repo)
+    for p in [home, *home.rglob("*")]:
+        os.lchown(p, 65534, 65534)
+    reqs = repo.requirements("requirements.txt", "alpha==1.0\nbeta==1.0\n")
+    venv_dir = home / "venv"
+    env = repo.env()
+    env.pop("HOME", None)
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([python, str(repo.root / "create_venv"), str(venv_dir), str(reqs)], env=env,
+                              capture_output=True, text=True, timeout=120, preexec_fn=as_nobody, cwd="/")
+
+    assert_ok(run())
+    subprocess.run(["chmod", "-R", "a-w", str(venv_dir)], check=True)
+    try:
+        reqs.write_text("alpha==1.0\nbeta==2.0\n")
+        before = state(venv_dir)
+        result = run()
+        faults.round()
+        faults.inject()
+        assert_no_crash(result)
+        assert result.returncode == 2, result.stderr
+        line = assert_one_error(result.stderr, str(venv_dir))
+        assert "not writable by this user" in line, line
+        assert state(venv_dir) == before
+    finally:
+        subprocess.run(["chmod", "-R", "u+w", str(venv_dir)], check=True)

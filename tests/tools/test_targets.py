@@ -32,6 +32,12 @@ def test_rejects_unknown_platforms(bad: str) -> None:
         targets.expand_platform(bad)
 
 
+def test_any_is_a_wheel_tag_not_a_platform() -> None:
+    """A break-it session found `--platform any` checked as Windows (markers saw win32)."""
+    with pytest.raises(InputError, match="--platform any: `any` is the tag of pure-Python wheels, not a platform"):
+        targets.expand_platform("any")
+
+
 @pytest.mark.parametrize("bad", ["3", "2.7", "3.x", "311", "3.9.", "3.9.1.2", "3.9rc1"])
 def test_rejects_bad_python_versions(bad: str) -> None:
     with pytest.raises(InputError, match="give a Python version as 3.N or 3.N.P"):
