@@ -54,6 +54,7 @@ def main() -> int:
     parser.add_argument("a")
     parser.add_argument("b", nargs="?")
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--only", default="cold,warm,rebuild,no-op", help="the scenarios to time, comma-separated")
     parser.add_argument("--python", default=bench.DEFAULT_PYTHON if os.path.exists(bench.DEFAULT_PYTHON)
                         else sys.executable)
     args = parser.parse_args()
@@ -74,14 +75,18 @@ def main() -> int:
         for name in ("prime", "noop", "rebuild"):
             bench.timed([[str(versions[label] / "create_venv"), str(runs / f"{name}-{label}"), str(reqs)]],
                         bench.clean_env(PATH=env_path, CROS_VENV_CACHE=str(runs / f"cache-{label}")))
+    only = args.only.split(",")
     for rnd in range(args.rounds):
         for label in (("A", "B") if rnd % 2 == 0 else ("B", "A")):
             cache = runs / f"cache-{label}"
-            run(label, "cold", runs / f"cold-{uuid.uuid4().hex[:8]}", runs / f"cold-cache-{uuid.uuid4().hex[:8]}")
-            run(label, "warm", runs / f"warm-{uuid.uuid4().hex[:8]}", cache)
-            for _ in range(10):
+            if "cold" in only:
+                run(label, "cold", runs / f"cold-{uuid.uuid4().hex[:8]}", runs / f"cold-cache-{uuid.uuid4().hex[:8]}")
+            if "warm" in only:
+                run(label, "warm", runs / f"warm-{uuid.uuid4().hex[:8]}", cache)
+            for _ in range(10 if "no-op" in only else 0):
                 run(label, "no-op", runs / f"noop-{label}", cache, settle=False)
-        for label in (("A", "B") if rnd % 2 == 0 else ("B", "A")):
+        for label in (("A", "B") if rnd % 2 == 0 and "rebuild" in only else ("B", "A") if "rebuild" in only
+                      else ()):
             os.sync()
             time.sleep(0.2)
             shutil.rmtree(runs / f"rebuild-{label}")
@@ -92,7 +97,7 @@ def main() -> int:
     print(f"\nA = {args.a}, B = {args.b or 'working tree'}; {args.rounds} interleaved rounds, medians "
           f"({time.strftime('%Y-%m-%d %H:%M')})\n")
     print("| scenario | A | B | B ÷ A |\n|---|---|---|---|")
-    for scenario in ("cold", "warm", "rebuild", "no-op"):
+    for scenario in only:
         a, b = (statistics.median(times[(label, scenario)]) * 1000 for label in ("A", "B"))
         print(f"| {scenario} | {a:.1f} ms | {b:.1f} ms | {b / a:.2f}× |")
     return 0
