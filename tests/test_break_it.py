@@ -5,7 +5,6 @@ rebuild would destroy, and an interpreter wrapper that never answers.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -55,7 +54,8 @@ def test_a_reader_that_goes_away_does_not_stop_the_build(wheelhouse: ToolRepo, t
 @pytest.mark.parametrize("char", ["\t", "\n", "\x7f"], ids=["tab", "newline", "del"])
 def test_a_venv_path_with_a_control_character_is_refused(wheelhouse: ToolRepo, tmp_path: Path, char: str) -> None:
     """Its scripts' #! lines could not name it (a tab ends the interpreter's name; a newline
-    ends the line): exit 2 before anything is made."""
+    ends the line; other control characters are refused with them): exit 2 before anything
+    is made."""
     reqs = wheelhouse.requirements("r.txt", REQS)
     venv_dir = tmp_path / f"odd{char}dir" / "venv"
     one_error(wheelhouse.run(str(venv_dir), str(reqs)), "control character", "choose another directory")
@@ -104,4 +104,3 @@ def test_the_closed_stderr_case_is_not_a_shell_artefact() -> None:
     out = subprocess.run(["/bin/sh", "-c", 'exec "$@" 2>&-', "sh", PYTHON, "-c", "import sys; print(sys.stderr)"],
                          capture_output=True, text=True, timeout=30)
     assert out.stdout.strip() == "None"
-    assert os.path.exists("/bin/sh")
