@@ -13,6 +13,7 @@ import os
 from cros_venv import install_all, prefetch, skeleton, steps
 from cros_venv.cache import Cache, default_root
 from cros_venv.context import STEPS, Context, Request, checkpoint
+from cros_venv.errors import InputError
 from cros_venv.unpacker import Unpacker
 
 TYPE_CHECKING = False
@@ -40,6 +41,12 @@ BUILD = (
 
 def create(request: Request, report: Callable[[str], None]) -> str:
     """Make `request.venv_dir` match the requirements. Returns what was done."""
+    if not all(os.path.isabs(p) for p in (request.venv_dir, *request.requirements)):
+        try:
+            os.getcwd()
+        except OSError as e:
+            raise InputError(f"the current directory cannot be found ({e.strerror}: deleted?); cd to an existing "
+                             "directory, or give DIR and REQUIREMENTS as absolute paths") from None
     cache = Cache(default_root())
     steps.check_places(request.venv_dir, request.requirements, cache.root)  # before anything is made
     cache.ensure_dirs()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 
+from cros_venv import fs
 from cros_venv.errors import InputError
 from cros_venv.locate import is_script, resolve_python
 from cros_venv.names import MARKER
@@ -79,7 +80,7 @@ class Context:
         if request.python is not None and is_script(self.python):
             raise InputError(f"--python {request.python}: {self.python} is a script that did not say which "
                              "interpreter it runs; give --python the interpreter's own path")
-        self.arguments = [os.path.abspath(r) for r in request.requirements]
+        self.arguments = [fs.file_path(r) for r in request.requirements]
         self.sources = Sources()  # each requirements file is read once (it may be a pipe)
         self.root = os.path.realpath(request.venv_dir)
         self.resolution: Resolution | None = None

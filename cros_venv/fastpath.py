@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from typing import Callable, Iterable, Sequence
 
 KEY_FORMAT = "cv2"
-_PACKAGE = fs.realpath(fs.dirname(fs.abspath(__file__)))  # this checkout's code, by its real path
+_PACKAGE = fs.dirname(fs.realpath(__file__))  # this checkout's code, by its real path (bin/ may be a link)
 WHEEL_DIR = fs.join(fs.dirname(_PACKAGE), "pip_packages")  # the wheels of this checkout
 
 
@@ -186,5 +186,5 @@ def up_to_date(venv_dir: str, requirements: Sequence[str], python_arg: str | Non
     if fs.lexists(fs.join(parent, f".{name}{TRASH_SUFFIX}")) or fs.lexists(
             fs.join(root, INSIDE_TRASH)):
         return False  # an old venv is left to delete: the full path does that
-    arguments = [fs.abspath(r) for r in requirements]
+    arguments = [fs.file_path(r) for r in requirements]
     return key_matches(key, tool_version, resolve_python(python_arg), arguments, venv_root=root)

@@ -28,8 +28,8 @@ from posix import (  # re-exported: the no-op modules call fs.stat, fs.open, ...
 
 __all__ = [
     "DEFPATH", "O_CLOEXEC", "O_DIRECTORY", "O_RDONLY", "X_OK", "abspath", "access", "basename", "close", "dirname",
-    "exists", "fsdecode", "fsencode", "fstat", "getenv", "getsize", "is_regular", "isabs", "isfile", "join",
-    "lexists", "lstat", "normpath", "open", "readlink", "realpath", "split", "stat", "stat_result",
+    "exists", "file_path", "fsdecode", "fsencode", "fstat", "getenv", "getsize", "is_regular", "isabs", "isfile",
+    "join", "lexists", "lstat", "normpath", "open", "readlink", "realpath", "split", "stat", "stat_result",
 ]
 
 _S_IFMT = 0o170000
@@ -157,6 +157,15 @@ def _join_real(path: str, rest: str, seen: dict[str, str | None]) -> tuple[str, 
             return join(path, rest), False
         seen[candidate] = path
     return path, True
+
+
+def file_path(path: str) -> str:
+    """An absolute path to the file `path` names, as the kernel finds it: its directory
+    resolved (so `link/../r.txt` is what `open` reads, where abspath would say `r.txt`), the
+    file's own name kept (`/dev/stdin` stays /dev/stdin).
+    """
+    head, name = split(path)
+    return join(realpath(head or "."), name)
 
 
 def exists(path: str) -> bool:

@@ -110,7 +110,7 @@ def _probe_other(path: str, import_roots: list[str]) -> dict[str, Any]:
         "import sys, json; sys.path[:0] = json.loads(sys.argv[1]); "
         "from cros_venv.interpreter import probe_running; print(json.dumps(probe_running()))"
     )
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    repo = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
     try:
         out = procs.run_text([path, "-I", "-S", "-c", code, json.dumps([repo, *import_roots])], timeout=120)
     except OSError as e:

@@ -15,7 +15,7 @@ from typing import Callable, Mapping
 from packaging.markers import Marker
 from packaging.utils import NormalizedName, parse_wheel_filename
 
-from cros_venv import sources
+from cros_venv import fs, sources
 from cros_venv.errors import InputError
 from cros_venv.reqlines import (
     HARMLESS_OPTIONS,
@@ -59,7 +59,7 @@ def _read(parser: _Parser, path: str, shown: str) -> str | None:
     """The text of the file at `path`, read once however often it is included; None (and a
     problem, the first time) if it cannot be read or is not UTF-8.
     """
-    key = os.path.abspath(path)
+    key = fs.file_path(path)  # the file open() reads (`link/../r.txt` is not `r.txt`)
     if key in parser.texts:
         return parser.texts[key]
     parser.texts[key] = None

@@ -32,7 +32,7 @@ UNSAFE = re.compile(r"[^\w@%+=:,./-]", re.ASCII)
 PLACEHOLDER_FILE = "placeholder"
 MANIFEST_FILE = "manifest.json"  # {file under venv/: size}, checked on every copy
 
-CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "skeleton_child.py")
+CHILD = os.path.join(os.path.dirname(os.path.realpath(__file__)), "skeleton_child.py")
 
 
 def is_plain(path: str) -> bool:

@@ -48,7 +48,7 @@ class Sources:
 
     def read(self, path: str) -> bytes:
         """The file's bytes; raises OSError as open() does."""
-        key = fs.abspath(path)
+        key = fs.file_path(path)
         if key not in self.data:
             self.data[key] = read_requirements(path)
         return self.data[key]

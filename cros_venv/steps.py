@@ -10,7 +10,7 @@ import os
 import signal
 import time
 
-from cros_venv import __version__, fastpath, lock, marker, resolution, skeleton, toolchain, venv
+from cros_venv import __version__, fastpath, fs, lock, marker, resolution, skeleton, toolchain, venv
 from cros_venv.cache import WRITE_ERRNOS
 from cros_venv.context import Context, checkpoint
 from cros_venv.digest import sha256_hex
@@ -32,9 +32,12 @@ def check_places(venv_dir: str, files: Sequence[str], cache: str | None) -> None
     if any(c < " " or c == "\x7f" for c in root):
         raise InputError(f"the venv directory {root!r} has a control character (a tab or a newline) in its path: "
                          "the #! lines of its scripts cannot name it; choose another directory")
+    if any("\udc80" <= c <= "\udcff" for c in root):  # bytes that are not UTF-8 (surrogate-escaped)
+        raise InputError(f"the venv directory {root!r} has bytes that are not UTF-8 in its path: virtualenv "
+                         "and activation scripts cannot name it; choose another directory")
     inside = root.rstrip("/") + "/"
-    for path in files:
-        if os.path.realpath(path).startswith(inside):
+    for path in files:  # the file as named (a link inside DIR is lost too) and what it leads to
+        if any(p.startswith(inside) for p in (fs.file_path(path), os.path.realpath(path))):
             raise InputError(f"{path} is inside the venv directory {root}, which create_venv replaces when it "
                              "rebuilds; keep requirements files outside it")
     if cache is not None and (os.path.realpath(cache) + "/").startswith(inside):

@@ -5,6 +5,7 @@ rebuild would destroy, and an interpreter wrapper that never answers.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -104,3 +105,110 @@ def test_the_closed_stderr_case_is_not_a_shell_artefact() -> None:
     out = subprocess.run(["/bin/sh", "-c", 'exec "$@" 2>&-', "sh", PYTHON, "-c", "import sys; print(sys.stderr)"],
                          capture_output=True, text=True, timeout=30)
     assert out.stdout.strip() == "None"
+
+
+# -- a second break-it session, on the no-op without os and the checks above ------------
+
+
+def test_stdin_stdout_and_stderr_all_closed_on_a_cold_cache(wheelhouse: ToolRepo, tmp_path: Path) -> None:
+    """`<&- >&- 2>&-`: the cache lock took fd 0 and a worker's job pipe fds 1 and 2, which a
+    forked worker keeps: it never saw its pipe's end and the build hung for ever."""
+    reqs = wheelhouse.requirements("r.txt", REQS)
+    venv_dir = tmp_path / "venv"
+    env = wheelhouse.env(CROS_VENV_CACHE=str(tmp_path / "cold-cache"))
+    out = subprocess.run(["/bin/sh", "-c", 'exec "$@" <&- >&- 2>&-', "sh", PYTHON,
+                          str(wheelhouse.root / "create_venv"), str(venv_dir), str(reqs)], env=env, timeout=120)
+    assert out.returncode == 0
+    assert_complete(venv_dir, {"alpha": "1.0", "beta": "1.0"})
+
+
+def test_a_symlinked_bin_directory_finds_the_real_checkout(wheelhouse: ToolRepo, tmp_path: Path) -> None:
+    """bin/create_venv is a link to ../create_venv; reached through a link to bin/, the
+    checkout was taken as `LINK/..` (abspath before realpath): the no-op key named a
+    checkout that does not exist, and runs by the two paths rewrote the marker in turn."""
+    reqs = wheelhouse.requirements("r.txt", REQS)
+    venv_dir = tmp_path / "venv"
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "bin").symlink_to(wheelhouse.root / "bin")
+    ways = [str(wheelhouse.root / "create_venv"), str(tmp_path / "elsewhere" / "bin" / "create_venv")]
+    for way in ways:
+        out = subprocess.run([PYTHON, way, str(venv_dir), str(reqs)], env=wheelhouse.env(), capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+    marker = venv_dir / ".cros_venv.json"
+    before = marker.stat()
+    for way in ways * 2:
+        out = subprocess.run([PYTHON, way, "-v", str(venv_dir), str(reqs)], env=wheelhouse.env(), capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 0 and "is up to date" in out.stderr, out.stderr
+    assert (marker.stat().st_ino, marker.stat().st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    code = "import sys; sys.path.insert(0, sys.argv[1]); from cros_venv import fastpath; print(fastpath.WHEEL_DIR)"
+    out = subprocess.run([PYTHON, "-c", code, str(tmp_path / "elsewhere" / "bin" / "..")], capture_output=True,
+                         text=True, timeout=60)
+    assert out.stdout.strip() == str(wheelhouse.root / "pip_packages")
+
+
+def test_a_requirements_path_through_a_link_and_dotdot_is_the_file_open_reads(wheelhouse: ToolRepo,
+                                                                              tmp_path: Path) -> None:
+    """`link/../r.txt` is read by the kernel from the link's target's parent; abspath said
+    `r.txt` beside the link, and that other file was installed."""
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    (tmp_path / "e").mkdir()
+    (tmp_path / "e" / "sl").symlink_to(tmp_path / "d" / "sub")
+    (tmp_path / "d" / "r.txt").write_text("beta==2.0\n")
+    (tmp_path / "e" / "r.txt").write_text(REQS)
+    venv_dir = tmp_path / "venv"
+    out = wheelhouse.run(str(venv_dir), str(tmp_path / "e" / "sl" / ".." / "r.txt"))
+    assert out.returncode == 0, out.stderr
+    assert_complete(venv_dir, {"beta": "2.0"})
+
+
+def test_a_requirements_link_inside_the_venv_is_refused(wheelhouse: ToolRepo, tmp_path: Path) -> None:
+    """The link lives in DIR (a rebuild would remove it), though its target is outside."""
+    venv_dir = tmp_path / "venv"
+    reqs = wheelhouse.requirements("r.txt", "beta==1.0\n")
+    assert wheelhouse.run(str(venv_dir), str(reqs)).returncode == 0
+    (venv_dir / "reqs.txt").symlink_to(reqs)
+    reqs.write_text(REQS)
+    one_error(wheelhouse.run(str(venv_dir), str(venv_dir / "reqs.txt")), "inside the venv directory")
+    assert (venv_dir / "reqs.txt").is_symlink()
+
+
+def test_a_venv_path_that_is_not_utf8_is_refused_up_front(wheelhouse: ToolRepo, tmp_path: Path) -> None:
+    """virtualenv cannot write its activation scripts for it: this failed late (exit 1) on
+    every run and left DIR.lock behind."""
+    reqs = wheelhouse.requirements("r.txt", REQS)
+    venv_dir = os.fsencode(tmp_path) + b"/odd\xff\xfe/venv"
+    out = subprocess.run([PYTHON, str(wheelhouse.root / "create_venv"), venv_dir, str(reqs)], env=wheelhouse.env(),
+                         capture_output=True, text=True, timeout=120, errors="replace")
+    one_error(out, "not UTF-8", "choose another directory")
+    assert not os.path.exists(os.fsencode(tmp_path) + b"/odd\xff\xfe")
+
+
+def test_a_deleted_current_directory_is_one_line(wheelhouse: ToolRepo, tmp_path: Path) -> None:
+    """`cd DIR && create_venv . reqs` rebuilt DIR, and the shell is left in the deleted old
+    one: relative paths cannot be resolved; a traceback (no-op path) or errno (build)."""
+    reqs = wheelhouse.requirements("r.txt", REQS)
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    for args in (["../venv", str(reqs)], [str(tmp_path / "venv"), "../r.txt"]):
+        out = subprocess.run(["/bin/sh", "-c", 'cd "$1" && rmdir "$1" && shift && exec "$@"', "sh", str(gone),
+                              PYTHON, str(wheelhouse.root / "create_venv"), *args], env=wheelhouse.env(),
+                             capture_output=True, text=True, timeout=120)
+        one_error(out, "current directory cannot be found")
+        gone.mkdir()
+
+
+def test_a_retargeted_python3_link_is_noticed(wheelhouse: ToolRepo, tmp_path: Path) -> None:
+    """An activated shell runs bin/python3: `ln -sfn /usr/bin/python3 DIR/bin/python3` made
+    a venv whose `python3` is another interpreter, "up to date"."""
+    reqs = wheelhouse.requirements("r.txt", REQS)
+    venv_dir = tmp_path / "venv"
+    assert wheelhouse.run(str(venv_dir), str(reqs)).returncode == 0
+    link = venv_dir / "bin" / "python3"
+    before = os.readlink(link)
+    link.unlink()
+    link.symlink_to("/bin/sh")
+    out = wheelhouse.run("-v", str(venv_dir), str(reqs))
+    assert out.returncode == 0 and "its bin/python3 runs /" in out.stderr, out.stderr
+    assert os.readlink(link) == before

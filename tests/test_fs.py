@@ -78,3 +78,15 @@ def test_getenv_is_the_environment_at_start() -> None:
 
 def test_a_path_with_a_nul_byte_is_not_there() -> None:
     assert not fs.exists("a\0b") and not fs.lexists("a\0b") and not fs.isfile("a\0b")
+
+
+@pytest.mark.parametrize("case", ["rel/../file", "chain/up/real/file", "real/file", "file", "tofile", "sub/../file",
+                                  "dangling", "rel//file"])
+def test_file_path_names_the_file_open_reads(tree: Path, case: str) -> None:
+    """Its directory resolved as the kernel resolves it, its own name kept."""
+    path = fs.file_path(case)
+    assert fs.isabs(path) and fs.basename(path) == os.path.basename(case)
+    assert os.path.dirname(path) == os.path.realpath(os.path.dirname(case) or ".")
+    if os.path.lexists(case):
+        assert os.lstat(path) == os.lstat(case)
+    assert fs.file_path("/dev/stdin") == "/dev/stdin"
