@@ -168,27 +168,24 @@ def file_path(path: str) -> str:
     return join(realpath(head or "."), name)
 
 
-def exists(path: str) -> bool:
+def _stat_or_none(path: str, follow: bool = True) -> stat_result | None:
     try:
-        stat(path)
-    except (OSError, ValueError):
-        return False
-    return True
+        return stat(path) if follow else lstat(path)
+    except (OSError, ValueError):  # ValueError: a NUL in the path
+        return None
+
+
+def exists(path: str) -> bool:
+    return _stat_or_none(path) is not None
 
 
 def lexists(path: str) -> bool:
-    try:
-        lstat(path)
-    except (OSError, ValueError):
-        return False
-    return True
+    return _stat_or_none(path, follow=False) is not None
 
 
 def isfile(path: str) -> bool:
-    try:
-        return stat(path).st_mode & _S_IFMT == _S_IFREG
-    except (OSError, ValueError):
-        return False
+    st = _stat_or_none(path)
+    return st is not None and is_regular(st)
 
 
 def is_regular(st: stat_result) -> bool:
