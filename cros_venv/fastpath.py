@@ -111,8 +111,9 @@ def _trees_token(root: str) -> str:
         return "trees=missing"
     stamps: list[str] = []
     try:
-        with open(DIRS_FILE, "rb", opener=lambda path, flags: fs.open(path, flags, dir_fd=fd)) as f:
-            listing = f.read()
+        listing = fs.read_regular(DIRS_FILE, dir_fd=fd)  # a FIFO planted there: no hang
+        if listing is None:
+            return "trees=missing"
         stat, add = fs.stat, stamps.append
         for rel in listing.split(b"\n"):
             try:

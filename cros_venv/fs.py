@@ -9,11 +9,13 @@ loaded. Each function here behaves as the `os.path` function of the same name on
 
 from __future__ import annotations
 
+import _io
 import posix
 import sys
 from posix import (  # re-exported: the no-op modules call fs.stat, fs.open, ...
     O_CLOEXEC,
     O_DIRECTORY,
+    O_NONBLOCK,
     O_RDONLY,
     X_OK,
     access,
@@ -21,15 +23,46 @@ from posix import (  # re-exported: the no-op modules call fs.stat, fs.open, ...
     fstat,
     lstat,
     open,
+    read,
     readlink,
     stat,
     stat_result,
 )
 
 __all__ = [
-    "DEFPATH", "O_CLOEXEC", "O_DIRECTORY", "O_RDONLY", "X_OK", "abspath", "access", "basename", "close", "dirname",
-    "exists", "file_path", "fsdecode", "fsencode", "fstat", "getenv", "getsize", "is_regular", "isabs", "isfile",
-    "join", "lexists", "lstat", "normpath", "open", "readlink", "realpath", "split", "stat", "stat_result",
+    "DEFPATH",
+    "O_CLOEXEC",
+    "O_DIRECTORY",
+    "O_NONBLOCK",
+    "O_RDONLY",
+    "X_OK",
+    "abspath",
+    "access",
+    "basename",
+    "close",
+    "dirname",
+    "exists",
+    "file_path",
+    "fsdecode",
+    "fsencode",
+    "fstat",
+    "getenv",
+    "getsize",
+    "is_regular",
+    "isabs",
+    "isfile",
+    "join",
+    "lexists",
+    "lstat",
+    "normpath",
+    "open",
+    "read",
+    "read_regular",
+    "readlink",
+    "realpath",
+    "split",
+    "stat",
+    "stat_result",
 ]
 
 _S_IFMT = 0o170000
@@ -190,6 +223,16 @@ def isfile(path: str) -> bool:
 
 def is_regular(st: stat_result) -> bool:
     return st.st_mode & _S_IFMT == _S_IFREG
+
+
+def read_regular(path: str, dir_fd: int | None = None) -> bytes | None:
+    """The bytes of a regular file, or None if it is something else: a FIFO planted where a
+    file of ours should be (the marker, the list of directories) would block `open` for ever.
+    Raises OSError as open() does.
+    """
+    fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC, dir_fd=dir_fd)
+    with _io.open(fd, "rb") as f:  # closes fd
+        return f.read() if is_regular(fstat(fd)) else None
 
 
 def getsize(path: str) -> int:

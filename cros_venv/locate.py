@@ -46,11 +46,16 @@ _ASK = ("import os, sys; e = '/proc/self/exe'; "
 
 def is_script(path: str) -> bool:
     """Does the file start with `#!` (a shim or wrapper in front of an interpreter)?"""
+    try:  # not open(): a FIFO given as --python would block it
+        fd = fs.open(path, fs.O_RDONLY | fs.O_NONBLOCK | fs.O_CLOEXEC)
+    except (OSError, ValueError):
+        return False
     try:
-        with open(path, "rb") as f:
-            return f.read(2) == b"#!"
+        return fs.is_regular(fs.fstat(fd)) and fs.read(fd, 2) == b"#!"
     except OSError:
         return False
+    finally:
+        fs.close(fd)
 
 
 _ASKED: dict[str, str | None] = {}  # each script is asked once per run (the no-op check, then the build)

@@ -58,8 +58,7 @@ def key_of(data: bytes) -> str | None:
 def read(venv_dir: str) -> bytes | None:
     """The bytes of DIR's marker, or None if there is none (or it cannot be read)."""
     try:
-        with open(fs.join(venv_dir, MARKER), "rb") as f:
-            return f.read()
+        return fs.read_regular(fs.join(venv_dir, MARKER))  # a FIFO planted there: None, never a hang
     except (OSError, ValueError):
         return None
 

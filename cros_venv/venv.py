@@ -13,6 +13,7 @@ import errno
 import os
 from typing import NamedTuple, Sequence
 
+from cros_venv import fs
 from cros_venv.cache import rmtree
 from cros_venv.digest import sha256_hex
 from cros_venv.errors import BuildError, InputError
@@ -258,15 +259,12 @@ def intact(layout: Layout, dist_infos: list[str], wheel_dirs: list[str], pyvenv_
     if python is not None and os.path.realpath(layout.python) != python:
         return f"its bin/python runs {os.path.realpath(layout.python)}, not {python}"
     try:
-        with open(os.path.join(layout.root, "pip.conf"), "rb") as f:
-            if f.read() != pip_conf(wheel_dirs):
-                return "its pip.conf was changed"
-        with open(os.path.join(layout.root, "pyvenv.cfg"), "rb") as f:
-            if sha256_hex(f.read()) != pyvenv_cfg:
-                return "its pyvenv.cfg was changed"
-        with open(os.path.join(layout.root, DIRS_FILE), "rb") as f:
-            if b"bin" not in f.read().split(b"\n"):  # else the no-op key would watch nothing
-                return f"its {DIRS_FILE} is not as written"
+        if _read(os.path.join(layout.root, "pip.conf")) != pip_conf(wheel_dirs):
+            return "its pip.conf was changed"
+        if sha256_hex(_read(os.path.join(layout.root, "pyvenv.cfg"))) != pyvenv_cfg:
+            return "its pyvenv.cfg was changed"
+        if b"bin" not in _read(os.path.join(layout.root, DIRS_FILE)).split(b"\n"):  # else the key watches nothing
+            return f"its {DIRS_FILE} is not as written"
     except OSError as e:
         return f"{e.filename} is missing or unreadable"
     try:
@@ -279,8 +277,7 @@ def intact(layout: Layout, dist_infos: list[str], wheel_dirs: list[str], pyvenv_
     for dist_info in dist_infos:
         record = os.path.join(layout.site_packages, dist_info, "RECORD")
         try:
-            with open(record, encoding="utf-8", newline="") as f:
-                rows = list(csv.reader(f))
+            rows = list(csv.reader(_read(record).decode("utf-8").splitlines()))
         except (OSError, UnicodeDecodeError, csv.Error):
             return f"{record} is missing or unreadable"
         for row in rows:
@@ -293,6 +290,14 @@ def intact(layout: Layout, dist_infos: list[str], wheel_dirs: list[str], pyvenv_
             if len(row) > 2 and row[2].isdigit() and int(row[2]) != size:
                 return f"{row[0]} of {dist_info} was replaced ({size} bytes, not {row[2]})"
     return None
+
+
+def _read(path: str) -> bytes:
+    """A venv file's bytes; OSError if it is missing or not a regular file (a FIFO would block)."""
+    data = fs.read_regular(path)
+    if data is None:
+        raise OSError(errno.EINVAL, "not a regular file", path)
+    return data
 
 
 def built_files(layout: Layout) -> list[str]:

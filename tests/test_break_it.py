@@ -212,3 +212,28 @@ def test_a_retargeted_python3_link_is_noticed(wheelhouse: ToolRepo, tmp_path: Pa
     out = wheelhouse.run("-v", str(venv_dir), str(reqs))
     assert out.returncode == 0 and "its bin/python3 runs /" in out.stderr, out.stderr
     assert os.readlink(link) == before
+
+
+# -- found while fixing the above: FIFOs planted where create_venv reads a file ----------
+
+
+@pytest.mark.parametrize("name", [".cros_venv.json", ".cros_venv.dirs", "pyvenv.cfg", "pip.conf"])
+def test_a_fifo_planted_in_the_venv_is_no_file_and_no_hang(wheelhouse: ToolRepo, tmp_path: Path, name: str) -> None:
+    """open() of a FIFO with no writer blocks for ever: the no-op check and the whole-venv
+    check read these files; a FIFO there means the venv is not as built (rebuilt)."""
+    reqs = wheelhouse.requirements("r.txt", REQS)
+    venv_dir = tmp_path / "venv"
+    assert wheelhouse.run(str(venv_dir), str(reqs)).returncode == 0
+    (venv_dir / name).unlink()
+    os.mkfifo(venv_dir / name)
+    out = wheelhouse.run(str(venv_dir), str(reqs), timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert (venv_dir / name).is_file()
+    assert_complete(venv_dir, {"alpha": "1.0", "beta": "1.0"})
+
+
+def test_a_fifo_as_python_is_one_line_not_a_hang(wheelhouse: ToolRepo, tmp_path: Path) -> None:
+    reqs = wheelhouse.requirements("r.txt", REQS)
+    os.mkfifo(tmp_path / "python3")
+    out = wheelhouse.run("--python", str(tmp_path / "python3"), str(tmp_path / "venv"), str(reqs), timeout=60)
+    one_error(out, "is not a usable Python interpreter")
