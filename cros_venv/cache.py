@@ -42,6 +42,7 @@ import os
 import time
 from typing import Iterator
 
+from cros_venv import fs
 from cros_venv.digest import StatIndex
 from cros_venv.errors import BuildError, InputError
 from cros_venv.extract import MANIFEST, WheelRead, extract_wheel
@@ -61,11 +62,15 @@ def default_root() -> str:
     return os.path.join(base, "cros_venv")
 
 
+MAX_JSON = 64 << 20  # the largest cache file is a stat index: ~100 bytes a wheel
+
+
 def load_json(path: str) -> object:
-    """A cache file's JSON, or None if it is missing, unreadable, truncated or not JSON."""
+    """A cache file's JSON, or None if it is missing, unreadable, truncated, not JSON, not a
+    regular file (a FIFO would block, a link to /dev/zero never ends) or over MAX_JSON."""
     try:
-        with open(path, "rb") as f:
-            return json.loads(f.read())
+        data = fs.read_regular(path, limit=MAX_JSON)
+        return None if data is None else json.loads(data)
     except (OSError, ValueError, RecursionError):
         return None
 
@@ -174,6 +179,8 @@ class Cache:
             # ones are touched, or cheap to make again), and every temporary left by a kill.
             for sub in SUBDIRS:
                 directory = os.path.join(self.root, sub)
+                if os.path.islink(directory) or not os.path.isdir(directory):
+                    continue  # never delete through a link: what it leads to is not the cache's
                 for name in sorted(os.listdir(directory)):
                     path = os.path.join(directory, name)
                     try:

@@ -13,7 +13,7 @@ import signal
 
 from cros_venv import fs
 from cros_venv.errors import InputError
-from cros_venv.locate import is_script, resolve_python
+from cros_venv.locate import is_script, not_found, resolve_python
 from cros_venv.names import MARKER
 from cros_venv.sources import Sources
 
@@ -77,6 +77,9 @@ class Context:
         self.unpacker = unpacker
         self.templates = templates
         self.python = resolve_python(request.python)
+        if not_found(self.python):
+            raise InputError(f"--python {request.python}: no such program on PATH; give the interpreter's path, "
+                             "or add its directory to PATH")
         if request.python is not None and is_script(self.python):
             raise InputError(f"--python {request.python}: {self.python} is a script that did not say which "
                              "interpreter it runs; give --python the interpreter's own path")

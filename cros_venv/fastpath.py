@@ -26,7 +26,7 @@ TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~3 ms 
 if TYPE_CHECKING:
     from typing import Callable, Iterable, Sequence
 
-KEY_FORMAT = "cv2"
+KEY_FORMAT = "cv3"  # cv3: directories' ctime too
 _PACKAGE = fs.dirname(fs.realpath(__file__))  # this checkout's code, by its real path (bin/ may be a link)
 WHEEL_DIR = fs.join(fs.dirname(_PACKAGE), "pip_packages")  # the wheels of this checkout
 
@@ -48,10 +48,11 @@ def _stat_token(kind: str, path: str) -> str:
 
 
 def _dir_token(kind: str, path: str) -> str:
-    """A directory's inode and mtime: an entry added, removed or renamed in it changes them."""
+    """A directory's inode, mtime and ctime: an entry added, removed or renamed in it changes
+    them (mtime can be set back with `touch -r`, as `rsync -a` and `tar` do; ctime cannot)."""
     try:
         st = fs.stat(path)
-        return f"{kind}={_hex(path)}:{st.st_ino}:{st.st_mtime_ns}"
+        return f"{kind}={_hex(path)}:{st.st_ino}:{st.st_mtime_ns}:{st.st_ctime_ns}"
     except OSError:
         return f"{kind}={_hex(path)}:missing"
 
@@ -118,7 +119,7 @@ def _trees_token(root: str) -> str:
         for rel in listing.split(b"\n"):
             try:
                 st = stat(rel, dir_fd=fd)
-                add(f"{st.st_ino}:{st.st_mtime_ns}")
+                add(f"{st.st_ino}:{st.st_mtime_ns}:{st.st_ctime_ns}")
             except OSError:
                 add("missing")
     except OSError:

@@ -225,14 +225,17 @@ def is_regular(st: stat_result) -> bool:
     return st.st_mode & _S_IFMT == _S_IFREG
 
 
-def read_regular(path: str, dir_fd: int | None = None) -> bytes | None:
-    """The bytes of a regular file, or None if it is something else: a FIFO planted where a
-    file of ours should be (the marker, the list of directories) would block `open` for ever.
-    Raises OSError as open() does.
+def read_regular(path: str, dir_fd: int | None = None, limit: int = -1) -> bytes | None:
+    """The bytes of a regular file, or None if it is something else (a FIFO planted where a
+    file of ours should be would block `open` for ever; /dev/zero never ends) or larger than
+    `limit` bytes. Raises OSError as open() does.
     """
     fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC, dir_fd=dir_fd)
     with _io.open(fd, "rb") as f:  # closes fd
-        return f.read() if is_regular(fstat(fd)) else None
+        if not is_regular(fstat(fd)):
+            return None
+        data = f.read() if limit < 0 else f.read(limit + 1)
+        return None if 0 <= limit < len(data) else data
 
 
 def getsize(path: str) -> int:

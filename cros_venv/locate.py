@@ -26,18 +26,30 @@ def resolve_python(arg: str | None) -> str:
     A script in front of an interpreter (pyenv's shims, a wrapper) is asked which binary it
     runs: what it runs may change with the environment (PYENV_VERSION), while its own file,
     whose stamp the caches would key on, does not.
+
+    A name (no `/`) is looked up on PATH only, as a shell does: if it is not there, the name
+    itself is returned (no real path: `not_found` says so), never a file of that name in the
+    current directory.
     """
     if arg is None:
         return running_python()
-    found = fs.realpath(arg)
-    if "/" not in arg:
+    if "/" in arg:
+        found = fs.realpath(arg)
+    else:
         search = fs.getenv("PATH")
         for entry in (fs.DEFPATH if search is None else search).split(":"):
             candidate = fs.join(entry or ".", arg)
             if fs.isfile(candidate) and fs.access(candidate, fs.X_OK):
                 found = fs.realpath(candidate)
                 break
+        else:
+            return arg
     return _behind_script(found) or found
+
+
+def not_found(resolved: str) -> bool:
+    """`resolve_python` found no file for a name on PATH."""
+    return "/" not in resolved
 
 
 _ASK = ("import os, sys; e = '/proc/self/exe'; "

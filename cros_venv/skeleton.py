@@ -17,7 +17,7 @@ import re
 import sys
 from typing import TYPE_CHECKING, Callable, Mapping
 
-from cros_venv import procs
+from cros_venv import fs, procs
 from cros_venv.cache import WRITE_ERRNOS, load_json, not_writable, rmtree
 from cros_venv.digest import sha256_hex
 from cros_venv.errors import BuildError
@@ -125,12 +125,14 @@ class Templates:
         """
         with open(os.path.join(tmp, PLACEHOLDER_FILE), "w", encoding="utf-8") as f:
             f.write(os.path.join(tmp, "venv"))
-        sizes = {}
+        sizes: dict[str, int | str] = {}  # a file's size, a link's target (bin/python: the interpreter)
         src_root = os.path.join(tmp, "venv")
-        for dirpath, _, filenames in os.walk(src_root):
-            for name in filenames:
+        for dirpath, dirnames, filenames in os.walk(src_root):
+            for name in dirnames + filenames:
                 path = os.path.join(dirpath, name)
-                if not os.path.islink(path):
+                if os.path.islink(path):
+                    sizes[os.path.relpath(path, src_root)] = os.readlink(path)
+                elif name in filenames:
                     sizes[os.path.relpath(path, src_root)] = os.path.getsize(path)
         with open(os.path.join(tmp, MANIFEST_FILE), "w", encoding="utf-8") as f:
             json.dump(sizes, f)
@@ -162,18 +164,21 @@ def _check(template: str) -> bytes:
     Raises TemplateDamaged otherwise (a file deleted or changed, its manifest unreadable).
     """
     try:
-        with open(os.path.join(template, PLACEHOLDER_FILE), encoding="utf-8") as f:
-            placeholder = os.fsencode(f.read())
+        data = fs.read_regular(os.path.join(template, PLACEHOLDER_FILE), limit=4096)  # no FIFO, no /dev/zero
+        if data is None:
+            raise ValueError("not a regular file")
+        placeholder = os.fsencode(data.decode("utf-8"))
     except (OSError, ValueError):
         raise TemplateDamaged(f"the skeleton template {template} has no placeholder") from None
     sizes = load_json(os.path.join(template, MANIFEST_FILE))
     if not isinstance(sizes, dict) or not placeholder:
         raise TemplateDamaged(f"the skeleton template {template} has no readable manifest")
     for rel, size in sizes.items():
+        path = os.path.join(template, "venv", rel)
         try:
-            if os.lstat(os.path.join(template, "venv", rel)).st_size != size:
+            if (os.readlink(path) if isinstance(size, str) else os.lstat(path).st_size) != size:
                 raise TemplateDamaged(f"the skeleton template {template} has a changed {rel}")
-        except OSError:
+        except OSError:  # gone, or no longer a link
             raise TemplateDamaged(f"the skeleton template {template} has lost {rel}") from None
     return placeholder
 
@@ -214,6 +219,12 @@ def instantiate_or_remake(job: TemplateJob, dest: str, new_job: Callable[[], Tem
     except TemplateDamaged:
         job.templates.discard_final(job.path)
         instantiate(new_job().wait(), dest)
+        return
+    runs = os.path.realpath(os.path.join(dest, "bin", "python"))
+    if runs != job.python:  # a link changed to the same length (made before links were in manifests)
+        job.templates.discard_final(job.path)
+        raise BuildError(f"the skeleton template {job.path} was damaged (its bin/python runs {runs}); it was "
+                         "removed: run create_venv again")
 
 
 class TemplateJob:

@@ -6,13 +6,15 @@ rebuild would destroy, and an interpreter wrapper that never answers.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import PYTHON, ToolRepo
+from tests.conftest import PYTHON, ToolRepo, WheelSpec
 from tests.test_create_venv import assert_complete
 
 pytestmark = pytest.mark.e2e
@@ -237,3 +239,97 @@ def test_a_fifo_as_python_is_one_line_not_a_hang(wheelhouse: ToolRepo, tmp_path:
     os.mkfifo(tmp_path / "python3")
     out = wheelhouse.run("--python", str(tmp_path / "python3"), str(tmp_path / "venv"), str(reqs), timeout=60)
     one_error(out, "is not a usable Python interpreter")
+
+
+# -- a third break-it session: the cache's files, its layout, interpreters by name ---------
+
+
+@pytest.fixture
+def private(wheelhouse: ToolRepo, tmp_path: Path) -> ToolRepo:
+    """The wheelhouse with a cache of its own: these tests damage the cache."""
+    return ToolRepo(wheelhouse.root, tmp_path / "private-cache")
+
+
+def _built(repo: ToolRepo, tmp_path: Path) -> Path:
+    reqs = repo.requirements("r.txt", REQS)
+    assert repo.run(str(tmp_path / "venv"), str(reqs)).returncode == 0
+    return reqs
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+@pytest.mark.parametrize("where", ["stat", "resolutions", "interpreters", "plans"])
+def test_a_cache_file_that_is_no_file_is_a_miss(private: ToolRepo, tmp_path: Path, where: str, kind: str) -> None:
+    """A FIFO blocked the build for ever; a link to /dev/zero read without end (12.9 GB)."""
+    reqs = _built(private, tmp_path)
+    files = sorted((private.cache / where).glob("*.json"))
+    assert files, where
+    for f in files:
+        f.unlink()
+        if kind == "fifo":
+            os.mkfifo(f)
+        else:
+            f.symlink_to("/dev/zero")
+    reqs.write_text("# an edit: the no-op key is stale, the full path reads the cache\n" + REQS)
+    out = private.run(str(tmp_path / "other"), str(reqs), timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert_complete(tmp_path / "other", {"alpha": "1.0", "beta": "1.0"})
+
+
+def test_prune_never_deletes_through_a_linked_cache_directory(private: ToolRepo, tmp_path: Path) -> None:
+    _built(private, tmp_path)
+    victim = tmp_path / "victim"
+    (victim / "keep").mkdir(parents=True)
+    (victim / "notes.txt").write_text("mine\n")
+    os.utime(victim / "notes.txt", (0, 0))
+    shutil.rmtree(private.cache / "plans")
+    (private.cache / "plans").symlink_to(victim)
+    out = private.run("--prune-cache", "--max-age", "0")
+    assert out.returncode == 0, out.stderr
+    assert (victim / "notes.txt").read_text() == "mine\n" and (victim / "keep").is_dir()
+
+
+def test_a_wheel_added_with_the_directory_mtime_restored_is_seen(wheelhouse: ToolRepo, tmp_path: Path) -> None:
+    """`rsync -a`/`tar` restore a directory's mtime: the no-op key and the cached resolution
+    kept the old wheel while a fresh cache picked the new, better-tagged one."""
+    wheelhouse.add_wheel(WheelSpec("omega", "1.0", files={"omega.py": b"WHICH = 'generic'\n"}))
+    reqs = wheelhouse.requirements("r.txt", "omega==1.0\n")
+    venv_dir = tmp_path / "venv"
+    assert wheelhouse.run(str(venv_dir), str(reqs)).returncode == 0
+    house = wheelhouse.root / "pip_packages"
+    before = house.stat()
+    tag = f"cp{sys.version_info[0]}{sys.version_info[1]}-none-any"
+    wheelhouse.add_wheel(WheelSpec("omega", "1.0", tag=tag, files={"omega.py": b"WHICH = 'specific'\n"}))
+    os.utime(house, ns=(before.st_atime_ns, before.st_mtime_ns))
+    for target in (venv_dir, tmp_path / "new"):
+        assert wheelhouse.run(str(target), str(reqs)).returncode == 0
+        out = subprocess.run([str(target / "bin" / "python"), "-c", "import omega; print(omega.WHICH)"],
+                             capture_output=True, text=True, timeout=60)
+        assert out.stdout.strip() == "specific", (target, out.stdout, out.stderr)
+
+
+def test_a_template_whose_python_link_was_changed_is_not_used(private: ToolRepo, tmp_path: Path) -> None:
+    """A link retargeted to a path of the same length kept the template's sizes: every build
+    made a venv whose bin/python ran another interpreter, exit 0."""
+    _built(private, tmp_path)
+    (link,) = private.cache.glob("skeletons/*/venv/bin/python")
+    target = os.readlink(link)
+    link.unlink()
+    link.symlink_to("/" + "x" * (len(target) - 1))  # the same length, another program
+    reqs = private.requirements("r2.txt", "beta==2.0\n")
+    out = private.run(str(tmp_path / "v2"), str(reqs))
+    assert out.returncode == 0, out.stderr
+    assert os.path.realpath(tmp_path / "v2" / "bin" / "python") == os.path.realpath(target)
+    assert_complete(tmp_path / "v2", {"beta": "2.0"})
+
+
+def test_python_by_a_name_not_on_path_is_not_a_file_in_the_current_directory(wheelhouse: ToolRepo,
+                                                                               tmp_path: Path) -> None:
+    reqs = wheelhouse.requirements("r.txt", REQS)
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "python3.99").symlink_to(PYTHON)
+    out = subprocess.run([PYTHON, str(wheelhouse.root / "create_venv"), "--python", "python3.99",
+                          str(tmp_path / "venv"), str(reqs)], env={**wheelhouse.env(), "PATH": "/usr/bin:/bin"},
+                         capture_output=True, text=True, timeout=120, cwd=here)
+    one_error(out, "--python python3.99: no such program on PATH")
+    assert not (tmp_path / "venv").exists()
