@@ -40,11 +40,11 @@ import functools
 import json
 import os
 import time
-from typing import Iterator
+from typing import Callable, Iterator
 
 from cros_venv import fs
 from cros_venv.digest import StatIndex
-from cros_venv.errors import BuildError, InputError
+from cros_venv.errors import BuildError, InputError, LockTimeout
 from cros_venv.extract import MANIFEST, WheelRead, extract_wheel
 
 SUBDIRS = ("wheels", "stat", "interpreters", "plans", "resolutions", "skeletons")
@@ -161,10 +161,13 @@ class Cache:
         finally:
             os.close(fd)
 
-    def prune(self, max_age_days: float) -> tuple[int, int]:
+    def prune(self, max_age_days: float, timeout: float = float("inf"),
+              waiting: Callable[[], None] | None = None) -> tuple[int, int]:
         """Remove entries unused for `max_age_days` and any abandoned temp dirs.
 
-        Waits until no build is running. Returns (entries removed, entries kept).
+        Waits until no build is running (calling `waiting` once if it has to; LockTimeout
+        after `timeout` seconds: a build stopped with SIGSTOP holds its lock for ever).
+        Returns (entries removed, entries kept).
         """
         self.ensure_dirs()
         try:
@@ -173,7 +176,19 @@ class Cache:
             raise not_writable(self.root, e) from None
         removed = kept = 0
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if waiting is not None:
+                        waiting()
+                        waiting = None
+                    if time.monotonic() >= deadline:
+                        raise LockTimeout(f"builds are still using the cache at {self.root} after {timeout:g} s; "
+                                          "run --prune-cache again later, or give a longer --lock-timeout") from None
+                    time.sleep(0.1)
             cutoff = time.time() - max_age_days * 86400
             # Every directory of the cache: entries and files unused since the cutoff (used
             # ones are touched, or cheap to make again), and every temporary left by a kill.

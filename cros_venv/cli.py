@@ -173,7 +173,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true", help="byte-compile the venv now (default: on first import)")
     p.add_argument("-v", "--verbose", action="store_true", help="show each step on stderr")
     p.add_argument("--prune-cache", action="store_true",
-                   help="remove cache entries unused for --max-age days (waits for running builds)")
+                   help="remove cache entries unused for --max-age days "
+                        "(waits for running builds, up to --lock-timeout)")
     p.add_argument("--max-age", type=float, default=30.0, metavar="DAYS", help="for --prune-cache (default: 30)")
     p.add_argument("--version", action="version", version=f"cros_venv {__version__}")
     return p
@@ -213,7 +214,9 @@ def main(argv: Sequence[str], simple: tuple[str, list[str], str | None] | None =
         if args.prune_cache:
             from cros_venv.cache import Cache, default_root
 
-            removed, kept = Cache(default_root()).prune(args.max_age)
+            removed, kept = Cache(default_root()).prune(
+                args.max_age, lock_timeout(args.lock_timeout, os.environ),
+                lambda: write_error(f"{PROG}: waiting for the builds using the cache to finish"))
             write_error(f"{PROG}: removed {removed} cache entries, kept {kept}")
             return 0
         if not args.dir or not args.requirements:

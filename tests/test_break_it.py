@@ -333,3 +333,25 @@ def test_python_by_a_name_not_on_path_is_not_a_file_in_the_current_directory(whe
                          capture_output=True, text=True, timeout=120, cwd=here)
     one_error(out, "--python python3.99: no such program on PATH")
     assert not (tmp_path / "venv").exists()
+
+
+def test_prune_says_it_waits_and_gives_up_after_the_lock_timeout(private: ToolRepo, tmp_path: Path) -> None:
+    """A build stopped (SIGSTOP) while it uses the cache holds its shared lock for ever:
+    --prune-cache waited silently for ever; now it says so and exits 3 at --lock-timeout."""
+    import fcntl
+
+    _built(private, tmp_path)
+    fd = os.open(private.cache / "use.lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # as a running build holds it
+        start = time.monotonic()
+        out = private.run("--prune-cache", "--lock-timeout", "1", timeout=60)
+        assert out.returncode == 3, out.stderr
+        lines = out.stderr.splitlines()
+        assert lines[0] == "create_venv: waiting for the builds using the cache to finish", lines
+        assert "still using the cache" in lines[1] and "--lock-timeout" in lines[1], lines
+        assert time.monotonic() - start < 30
+    finally:
+        os.close(fd)
+    out = private.run("--prune-cache")
+    assert out.returncode == 0 and "removed" in out.stderr, out.stderr
