@@ -249,15 +249,15 @@ def intact(layout: Layout, dist_infos: list[str], wheel_dirs: list[str], pyvenv_
     for path in (layout.python, os.path.join(layout.root, "pyvenv.cfg")):
         if not os.path.exists(path):
             return f"{path} is missing"
+    if python is not None and os.path.realpath(layout.python) != python:
+        return f"its bin/python runs {os.path.realpath(layout.python)}, not {python}"
     for rel in files:
         path = os.path.join(layout.root, rel)
         if not os.path.lexists(path):
             return f"{rel} is missing"
-        if python is not None and rel.startswith("bin/python") and os.path.islink(path) and (
-                os.path.realpath(path) != python):  # python, python3, python3.11: what an activated shell runs
+        if python is not None and rel.startswith("bin/python") and rel != "bin/python" and os.path.islink(path) and (
+                os.path.realpath(path) != python):  # python3, python3.11: what an activated shell runs
             return f"its {rel} runs {os.path.realpath(path)}, not {python}"
-    if python is not None and os.path.realpath(layout.python) != python:
-        return f"its bin/python runs {os.path.realpath(layout.python)}, not {python}"
     try:
         if _read(os.path.join(layout.root, "pip.conf")) != pip_conf(wheel_dirs):
             return "its pip.conf was changed"
