@@ -28,7 +28,13 @@ def _main(argv: Sequence[str], script: str | None) -> int:
         from cros_venv import __version__, fastpath
 
         try:
-            if fastpath.up_to_date(*simple, __version__):
+            if simple[0] is None:  # create_venv REQUIREMENTS: a shared venv's path on stdout
+                found = fastpath.shared_venv(simple[1], simple[2], __version__)
+                if found is not None:
+                    sys.stdout.write(found + "\n")
+                    sys.stdout.flush()
+                    return 0
+            elif fastpath.up_to_date(simple[0], simple[1], simple[2], __version__):
                 return 0
         except (OSError, ValueError):  # e.g. the current directory was deleted: the build says so
             pass
@@ -63,8 +69,9 @@ def _open_standard_fds() -> None:
                 posix.close(null)
 
 
-def parse_simple_args(argv: Sequence[str]) -> tuple[str, list[str], str | None] | None:
+def parse_simple_args(argv: Sequence[str]) -> tuple[str | None, list[str], str | None] | None:
     """(DIR, REQUIREMENTS, --python) from a plain command line, or None for anything else.
+    One positional is REQUIREMENTS alone (a shared venv): DIR is None.
 
     Anything beyond positionals and `--python` (help, -v, other options) takes the full
     path, where argparse handles it properly.
@@ -83,8 +90,10 @@ def parse_simple_args(argv: Sequence[str]) -> tuple[str, list[str], str | None] 
             return None
         else:
             positionals.append(arg)
-    if len(positionals) < 2:
+    if not positionals:
         return None
+    if len(positionals) == 1:
+        return None, positionals, python
     return positionals[0], positionals[1:], python
 
 

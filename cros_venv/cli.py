@@ -160,7 +160,9 @@ def parser() -> argparse.ArgumentParser:
 
     p = Parser(
         prog=PROG,
-        usage=f"{PROG} [options] DIR REQUIREMENTS [REQUIREMENTS ...]\n       {PROG} --prune-cache [--max-age DAYS]",
+        usage=(f"{PROG} [options] DIR REQUIREMENTS [REQUIREMENTS ...]\n       {PROG} [options] REQUIREMENTS   "
+               "(a shared venv in the cache; prints its path)\n"
+               f"       {PROG} --prune-cache [--max-age DAYS]"),
         description="Build a Python virtual environment in DIR from the wheels in pip_packages/, offline.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -194,7 +196,7 @@ class Options:
         self.max_age = 30.0
 
 
-def main(argv: Sequence[str], simple: tuple[str, list[str], str | None] | None = None) -> int:
+def main(argv: Sequence[str], simple: tuple[str | None, list[str], str | None] | None = None) -> int:
     """Run create_venv. `simple`: the command line is just DIR REQUIREMENTS... [--python P],
     already taken apart (argparse is then not needed).
     """
@@ -219,9 +221,15 @@ def main(argv: Sequence[str], simple: tuple[str, list[str], str | None] | None =
                 lambda: write_error(f"{PROG}: waiting for the builds using the cache to finish"))
             write_error(f"{PROG}: removed {removed} cache entries, kept {kept}")
             return 0
-        if not args.dir or not args.requirements:
-            parser().error("DIR and at least one REQUIREMENTS file are required")
+        if args.dir is not None and not args.requirements:  # REQUIREMENTS alone: a shared venv
+            args.dir, args.requirements = None, [args.dir]
+        if not args.requirements:
+            parser().error("REQUIREMENTS (and DIR, for a venv of your own) are required")
         timeout = lock_timeout(args.lock_timeout, os.environ)
+        if args.dir is None:
+            return _shared(args, timeout, reporter)
+        if not args.dir:
+            parser().error("DIR is an empty string")
         request = build.Request(args.dir, tuple(args.requirements), args.python, timeout, args.compile)
         with reporter:
             build.create(request, reporter)
@@ -244,6 +252,21 @@ def main(argv: Sequence[str], simple: tuple[str, list[str], str | None] | None =
             raise
         write_error(f"{PROG}: error: internal error {type(e).__name__}: {e}; rerun with -v and report it")
         return 1
+
+
+def _shared(args: Options | argparse.Namespace, timeout: float, reporter: Reporter) -> int:
+    """create_venv REQUIREMENTS: find or build the shared venv; its path on stdout, alone."""
+    from cros_venv import build, shared
+
+    if args.compile:
+        raise InputError("--compile is for a venv directory of your own (DIR REQUIREMENTS); a shared venv is "
+                         "compiled on first import")
+    request = build.Request("", tuple(args.requirements), args.python, timeout)
+    with reporter:
+        path = shared.create(request, reporter)
+    sys.stdout.write(path + "\n")
+    sys.stdout.flush()
+    return 0
 
 
 def interrupted(e: KeyboardInterrupt) -> int:

@@ -94,6 +94,7 @@ class Context:
         self.wiped: Wiped | None = None
         self.linker: Linker | None = None
         self.dist_infos: list[str] = []
+        self.shared = False  # a shared venv (shared.py): read-only, no checkout's wheelhouse
 
     @property
     def plan(self) -> Resolution:

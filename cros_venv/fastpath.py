@@ -19,7 +19,7 @@ from __future__ import annotations
 from cros_venv import fs, marker
 from cros_venv.digest import sha256_hex
 from cros_venv.locate import resolve_python
-from cros_venv.names import DIRS_FILE, INSIDE_TRASH, TRASH_SUFFIX
+from cros_venv.names import DIRS_FILE, INSIDE_TRASH, SHARED_DIR, SHARED_REQUESTS, TRASH_SUFFIX
 from cros_venv.sources import read_regular
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~3 ms here
@@ -190,3 +190,70 @@ def up_to_date(venv_dir: str, requirements: Sequence[str], python_arg: str | Non
         return False  # an old venv is left to delete: the full path does that
     arguments = [fs.file_path(r) for r in requirements]
     return key_matches(key, tool_version, resolve_python(python_arg), arguments, venv_root=root)
+
+
+# -- shared venvs (shared.py) ---------------------------------------------------------------
+
+def cache_root() -> str | None:
+    """cache.default_root() without `os` (None: no HOME, so leave it to the full path)."""
+    explicit = fs.getenv("CROS_VENV_CACHE")
+    if explicit:
+        return fs.abspath(explicit)
+    xdg = fs.getenv("XDG_CACHE_HOME")
+    if xdg and fs.isabs(xdg):
+        return fs.join(xdg, "cros_venv")
+    home = fs.getenv("HOME")
+    return fs.join(home, ".cache", "cros_venv") if home and fs.isabs(home) else None
+
+
+def request_file(cache: str, python: str, arguments: Sequence[str]) -> str:
+    """Where the shared venv for this request is remembered: by interpreter, checkout and
+    requirement paths (what the file holds, its no-op key, says whether it still holds)."""
+    ident = "\0".join([KEY_FORMAT, python, WHEEL_DIR, *arguments])
+    return fs.join(cache, SHARED_DIR, SHARED_REQUESTS, sha256_hex(fs.fsencode(ident))[:32])
+
+
+def venv_tokens_match(key: str, root: str) -> bool:
+    """Do the venv's own tokens of a marker's `key` (its path and identity, pyvenv.cfg and
+    pip.conf, its directories) still hold for `root`?"""
+    tokens = key.split(" ")
+    if [t for t in tokens if t.startswith("venv=")] != [_venv_token(root)]:
+        return False
+    for token in tokens:
+        kind, _, rest = token.partition("=")
+        if kind == "file":
+            try:
+                path = fs.fsdecode(bytes.fromhex(rest.partition(":")[0]))
+            except ValueError:
+                return False
+            if _stat_token(kind, path) != token:
+                return False
+        elif kind == "trees" and _trees_token(root) != token:
+            return False
+    return "trees=" in key
+
+
+def shared_venv(requirements: Sequence[str], python_arg: str | None, tool_version: str) -> str | None:
+    """The path of the shared venv built from these requirements for this interpreter, if
+    it is known, complete and unchanged (else None: the full path finds or builds it)."""
+    cache = cache_root()
+    if cache is None:
+        return None
+    python = resolve_python(python_arg)
+    arguments = [fs.file_path(r) for r in requirements]
+    try:
+        data = fs.read_regular(request_file(cache, python, arguments), limit=1 << 20)
+    except (OSError, ValueError):
+        return None
+    if data is None:
+        return None
+    name, _, key = data.decode("utf-8", "replace").partition("\n")
+    if not name or "/" in name or name.startswith(".") or not key_matches(key.rstrip("\n"), tool_version, python,
+                                                                             arguments):
+        return None
+    link = fs.join(cache, SHARED_DIR, name)
+    real = fs.realpath(link)
+    found = marker.read_key(real)
+    if found is None or not fs.exists(fs.join(real, "bin", "python")) or not venv_tokens_match(found, real):
+        return None
+    return link

@@ -10,3 +10,7 @@ TRASH_SUFFIX = ".cros_venv-trash"  # beside DIR, `.NAME` + this: old venvs being
 INSIDE_TRASH = ".cros_venv-old"  # DIR/: the old venv of a DIR that cannot be moved (a mount point)
 LEGACY_TRASH_INFIX = ".cros_venv-trash-"  # beside DIR, `.NAME` + this + random: left by older versions
 LOCK_SUFFIX = ".lock"  # DIR.lock beside DIR (lock.py)
+# Shared venvs (shared.py), under the cache root:
+SHARED_DIR = "venvs"  # venvs/NAME: a link to the venv (NAME: py3.11-<spec hash>); venvs/NAME.lock: its build lock
+SHARED_REAL = ".d"  # venvs/.d/NAME-<id>: the venv itself, whose files name this path (it never moves)
+SHARED_REQUESTS = ".requests"  # venvs/.requests/<hash>: "NAME\n<no-op key>\n" per request, for the fast path

@@ -66,10 +66,16 @@ def why_rebuild(ctx: Context) -> str | None:
         return "its requirements, wheels or interpreter differ"
     if found.venv != ctx.root:
         return f"it was built at {found.venv} (moved or copied)"
-    if found.wheel_dir != toolchain.PIP_PACKAGES:
-        return f"it was built from {found.wheel_dir}"
+    if found.wheel_dir != _wheel_dir(ctx):
+        return f"it was built from {found.wheel_dir or 'no checkout (a shared venv)'}"
     return venv.intact(ctx.layout, list(found.dist_info), [toolchain.PIP_PACKAGES], found.pyvenv_cfg,
-                       python=ctx.plan.python, files=found.files)
+                       python=ctx.plan.python, files=found.files, shared=ctx.shared)
+
+
+def _wheel_dir(ctx: Context) -> str:
+    """The pip_packages/ the venv's pip.conf names: ours, or none for a shared venv (built
+    by one checkout, used by many: its pip installs nothing)."""
+    return "" if ctx.shared else toolchain.PIP_PACKAGES
 
 
 def key_is_stale(ctx: Context) -> bool:
@@ -230,7 +236,7 @@ def stop_skeleton(ctx: Context) -> None:
 def configure(ctx: Context) -> None:
     """pip.conf (offline, our wheels), provenance in pyvenv.cfg, the no-op key's directory list."""
     assert ctx.linker is not None
-    venv.configure(ctx.layout, [toolchain.PIP_PACKAGES], f"cros_venv = {__version__}\n")
+    venv.configure(ctx.layout, [toolchain.PIP_PACKAGES], f"cros_venv = {__version__}\n", shared=ctx.shared)
     venv.watch(ctx.layout, ctx.linker.made, ctx.linker.modules)
 
 
@@ -243,7 +249,7 @@ def mark(ctx: Context) -> None:
     """The marker, last: from now on the venv is complete."""
     with open(os.path.join(ctx.root, "pyvenv.cfg"), "rb") as f:
         pyvenv_cfg = sha256_hex(f.read())
-    built = {"tool": f"cros_venv {__version__}", "requirements": ctx.arguments, "wheel_dir": toolchain.PIP_PACKAGES,
+    built = {"tool": f"cros_venv {__version__}", "requirements": ctx.arguments, "wheel_dir": _wheel_dir(ctx),
              "venv": ctx.root, "dist_info": ctx.dist_infos, "pyvenv_cfg": pyvenv_cfg,
              "files": venv.built_files(ctx.layout),
              "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

@@ -234,7 +234,7 @@ def empty_trash(path: str) -> None:
 
 
 def intact(layout: Layout, dist_infos: list[str], wheel_dirs: list[str], pyvenv_cfg: str, *,
-           python: str | None = None, files: Sequence[str] = ()) -> str | None:
+           python: str | None = None, files: Sequence[str] = (), shared: bool = False) -> str | None:
     """What is missing from (or added to) a venv whose marker says it is complete, or None.
 
     The interpreter, and that bin/python still runs `python` (the target's real path);
@@ -259,8 +259,11 @@ def intact(layout: Layout, dist_infos: list[str], wheel_dirs: list[str], pyvenv_
                 os.path.realpath(path) != python):  # python3, python3.11: what an activated shell runs
             return f"its {rel} runs {os.path.realpath(path)}, not {python}"
     try:
-        if _read(os.path.join(layout.root, "pip.conf")) != pip_conf(wheel_dirs):
+        read_only = os.path.join(layout.root, READ_ONLY) if shared else None
+        if _read(os.path.join(layout.root, "pip.conf")) != pip_conf(wheel_dirs, read_only):
             return "its pip.conf was changed"
+        if read_only is not None and _read(read_only) != _READ_ONLY_TEXT:
+            return f"its {READ_ONLY} was changed"
         if sha256_hex(_read(os.path.join(layout.root, "pyvenv.cfg"))) != pyvenv_cfg:
             return "its pyvenv.cfg was changed"
         if b"bin" not in _read(os.path.join(layout.root, DIRS_FILE)).split(b"\n"):  # else the key watches nothing
@@ -320,18 +323,36 @@ def start(layout: Layout) -> None:
         raise BuildError(f"cannot create {layout.root}: {e.strerror}") from None
 
 
-def pip_conf(wheel_dirs: list[str]) -> bytes:
-    """The venv's pip.conf: offline, find-links to the wheelhouse."""
+READ_ONLY = "READ-ONLY.txt"  # a shared venv's: pip reads it on install/uninstall, and stops there
+_READ_ONLY_TEXT = (b"# cros_venv: a shared venv is never changed; pip.conf makes pip read this file on every\n"
+                   b"# install and uninstall, and the line below stops it with this message.\n"
+                   b"this shared venv is read-only, build a private venv with create_venv DIR REQUIREMENTS "
+                   b"and install there\n")
+
+
+def pip_conf(wheel_dirs: list[str], read_only: str | None = None) -> bytes:
+    """The venv's pip.conf: offline, find-links to the wheelhouse. With `read_only` (a
+    shared venv's READ_ONLY file), no wheelhouse, and every install or uninstall refused.
+    """
+    if read_only is not None:
+        lines = ["# Written by create_venv: this venv is shared; pip may list and check, not change it.",
+                 "[global]", "no-index = true", "disable-pip-version-check = true",
+                 "[install]", f"constraint = {read_only}", "[uninstall]", f"requirement = {read_only}"]
+        return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
     lines = ["# Written by create_venv: pip in this venv installs offline from these wheels.",
              "[global]", "no-index = true", "disable-pip-version-check = true"]
     lines += ["find-links ="] + [f"    {d}" for d in wheel_dirs]
     return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
 
 
-def configure(layout: Layout, wheel_dirs: list[str], provenance: str) -> None:
-    """pip.conf and provenance in pyvenv.cfg."""
+def configure(layout: Layout, wheel_dirs: list[str], provenance: str, shared: bool = False) -> None:
+    """pip.conf and provenance in pyvenv.cfg (a `shared` venv: pip.conf refuses changes)."""
+    read_only = os.path.join(layout.root, READ_ONLY) if shared else None
+    if read_only is not None:
+        with open(read_only, "wb") as f:
+            f.write(_READ_ONLY_TEXT)
     with open(os.path.join(layout.root, "pip.conf"), "wb") as f:
-        f.write(pip_conf(wheel_dirs))
+        f.write(pip_conf(wheel_dirs, read_only))
     with open(os.path.join(layout.root, "pyvenv.cfg"), "a", encoding="utf-8") as f:
         f.write(provenance)
 

@@ -1,0 +1,148 @@
+"""Shared venvs: `create_venv REQUIREMENTS` finds or builds an immutable venv in the cache."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ToolRepo, make_tool_repo, venv_python
+
+pytestmark = pytest.mark.e2e
+
+REQS = "alpha==1.0\nbeta==1.0\n"
+
+
+@pytest.fixture
+def repo(wheelhouse: ToolRepo, tmp_path: Path) -> ToolRepo:
+    """The wheelhouse with a cache of its own (each test's shared venvs are its own)."""
+    return ToolRepo(wheelhouse.root, tmp_path / "cache")
+
+
+def shared(repo: ToolRepo, reqs: Path, *args: str) -> Path:
+    result = repo.run(*args, str(reqs))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1, result.stdout  # the path, and nothing else, on stdout
+    return Path(lines[0])
+
+
+def real_dirs(repo: ToolRepo) -> list[str]:
+    return sorted(p.name for p in (repo.cache / "venvs" / ".d").iterdir())
+
+
+def test_prints_the_path_of_a_working_venv_in_the_cache(repo: ToolRepo) -> None:
+    reqs = repo.requirements("requirements.txt", REQS)
+    path = shared(repo, reqs)
+    assert path.parent == repo.cache / "venvs" and path.name.startswith("py3.")
+    assert path.is_symlink() and Path(os.path.realpath(path)).parent == repo.cache / "venvs" / ".d"
+    out = venv_python(path, "import alpha, beta, sys; print(alpha.VERSION, sys.prefix)")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1.0", str(path)]
+    script = subprocess.run([str(path / "bin" / "alpha-cli")], capture_output=True, text=True)
+    assert script.stdout == "alpha says hi\n"
+    # its scripts name the directory that never moves, not the link
+    head = "".join((path / "bin" / "alpha-cli").read_text().splitlines(keepends=True)[:2])
+    assert f"{os.path.realpath(path)}/bin/python" in head and f"{path}/" not in head
+
+
+def test_the_second_call_finds_it_without_building(repo: ToolRepo) -> None:
+    reqs = repo.requirements("requirements.txt", REQS)
+    first = shared(repo, reqs)
+    before = real_dirs(repo)
+    result = repo.run("-v", str(reqs))
+    assert result.returncode == 0 and result.stdout == f"{first}\n"
+    assert "building" not in result.stderr
+    assert real_dirs(repo) == before
+    # the plain command line is answered by the fast path: a request file names the venv
+    requests = list((repo.cache / "venvs" / ".requests").iterdir())
+    assert len(requests) == 1 and requests[0].read_text().startswith(first.name + "\n")
+
+
+def test_same_requirements_elsewhere_and_another_checkout_share_the_venv(repo: ToolRepo, tmp_path: Path) -> None:
+    first = shared(repo, repo.requirements("requirements.txt", REQS))
+    other_file = tmp_path / "elsewhere" / "reqs.txt"
+    other_file.parent.mkdir()
+    other_file.write_text("# the same pins, in another order\nbeta==1.0\nalpha==1.0\n")
+    assert shared(repo, other_file) == first
+    checkout = make_tool_repo(tmp_path / "second_checkout", repo.cache)
+    for wheel in repo.wheels.iterdir():
+        if not (checkout.wheels / wheel.name).exists():
+            shutil.copy2(wheel, checkout.wheels / wheel.name)
+    assert shared(checkout, other_file) == first
+    assert len(real_dirs(repo)) == 1
+
+
+def test_different_requirements_get_different_venvs(repo: ToolRepo) -> None:
+    a = shared(repo, repo.requirements("a.txt", REQS))
+    b = shared(repo, repo.requirements("b.txt", "alpha==1.0\nbeta==2.0\n"))
+    assert a != b
+    assert venv_python(b, "import beta; print(beta.VERSION)").stdout == "2.0\n"
+
+
+def test_pip_may_look_but_not_change_it(repo: ToolRepo) -> None:
+    path = shared(repo, repo.requirements("requirements.txt", REQS))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    pip = [str(path / "bin" / "python"), "-m", "pip"]
+    listed = subprocess.run([*pip, "list"], capture_output=True, text=True, env=env)
+    assert listed.returncode == 0 and "alpha" in listed.stdout
+    assert subprocess.run([*pip, "check"], capture_output=True, text=True, env=env).returncode == 0
+    for change in (["install", "gamma"], ["uninstall", "-y", "beta"]):
+        result = subprocess.run([*pip, *change], capture_output=True, text=True, env=env)
+        assert result.returncode != 0
+        assert "this shared venv is read-only, build a private venv with create_venv DIR REQUIREMENTS" in result.stderr
+    assert venv_python(path, "import beta").returncode == 0
+    assert shared(repo, repo.requirements("requirements.txt", REQS)) == path
+
+
+def test_a_damaged_venv_is_replaced_beside_the_old_one(repo: ToolRepo) -> None:
+    reqs = repo.requirements("requirements.txt", REQS)
+    path = shared(repo, reqs)
+    old = Path(os.path.realpath(path))
+    next(old.glob("lib/python*/site-packages/beta.py")).unlink()
+    again = shared(repo, reqs)
+    assert again == path  # the same name: callers keep their path
+    new = Path(os.path.realpath(again))
+    assert new != old and old.is_dir()  # the old one is left for GC (a process may run from it)
+    assert venv_python(again, "import beta; print(beta.VERSION)").stdout == "1.0\n"
+
+
+def test_a_killed_build_publishes_nothing(repo: ToolRepo) -> None:
+    reqs = repo.requirements("requirements.txt", REQS)
+    killed = repo.run(str(reqs), env=repo.env(CROS_VENV_TEST_KILL="installed"))
+    assert killed.returncode != 0 and killed.stdout == ""
+    assert not [p for p in (repo.cache / "venvs").iterdir() if p.is_symlink()]
+    path = shared(repo, reqs)
+    assert venv_python(path, "import alpha").returncode == 0
+
+
+def test_eight_at_once_build_once(repo: ToolRepo) -> None:
+    reqs = repo.requirements("requirements.txt", REQS)
+    procs = [repo.start(str(reqs)) for _ in range(8)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 8, [e for _, e in outs]
+    assert len({o for o, _ in outs}) == 1
+    assert len(real_dirs(repo)) == 1
+
+
+def test_bad_input_is_one_line(repo: ToolRepo, tmp_path: Path) -> None:
+    missing = repo.run(str(tmp_path / "nope.txt"))
+    assert missing.returncode == 2 and missing.stdout == ""
+    assert len(missing.stderr.splitlines()) == 1 and "nope.txt" in missing.stderr
+    unknown = repo.run(str(repo.requirements("r.txt", "zeta==9.9\n")))
+    assert unknown.returncode == 2 and unknown.stdout == "" and "zeta" in unknown.stderr
+    compiled = repo.run("--compile", str(repo.requirements("c.txt", REQS)))
+    assert compiled.returncode == 2 and "--compile" in compiled.stderr and compiled.stdout == ""
+    assert not (repo.cache / "venvs").exists() or not [p for p in (repo.cache / "venvs").iterdir() if p.is_symlink()]
+
+
+def test_a_private_venv_is_unchanged_by_it(built: tuple[ToolRepo, Path, Path]) -> None:
+    repo, venv_dir, reqs = built
+    before = (venv_dir / ".cros_venv.json").read_bytes()
+    shared(repo, reqs)
+    assert (venv_dir / ".cros_venv.json").read_bytes() == before
+    assert repo.run(str(venv_dir), str(reqs)).returncode == 0
+    assert (venv_dir / ".cros_venv.json").read_bytes() == before
