@@ -162,8 +162,10 @@ class Cache:
             os.close(fd)
 
     def prune(self, max_age_days: float, timeout: float = float("inf"),
-              waiting: Callable[[], None] | None = None) -> tuple[int, int]:
-        """Remove entries unused for `max_age_days` and any abandoned temp dirs.
+              waiting: Callable[[], None] | None = None, dry_run: bool = False,
+              on_remove: Callable[[str], None] | None = None) -> tuple[int, int]:
+        """Remove entries unused for `max_age_days` and any abandoned temp dirs (`dry_run`:
+        only say so), calling `on_remove` with each before it goes.
 
         Waits until no build is running (calling `waiting` once if it has to; LockTimeout
         after `timeout` seconds: a build stopped with SIGSTOP holds its lock for ever).
@@ -203,7 +205,11 @@ class Cache:
                     except OSError:
                         continue
                     if name.startswith(TMP_PREFIX) or old:
-                        if os.path.isdir(path) and not os.path.islink(path):
+                        if on_remove is not None:
+                            on_remove(path)
+                        if dry_run:
+                            pass
+                        elif os.path.isdir(path) and not os.path.islink(path):
                             rmtree(path, ignore_errors=True)
                         else:
                             with contextlib.suppress(OSError):

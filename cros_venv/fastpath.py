@@ -257,3 +257,18 @@ def shared_venv(requirements: Sequence[str], python_arg: str | None, tool_versio
     if found is None or not fs.exists(fs.join(real, "bin", "python")) or not venv_tokens_match(found, real):
         return None
     return link
+
+
+TOUCH_EVERY = 3600.0  # seconds: a use refreshes the link's mtime (GC's "last used") at most this often
+
+
+def touch(link: str) -> None:
+    """Record a use of the shared venv at `link` (its mtime is what GC ages), at most once
+    every TOUCH_EVERY seconds: a use writes nothing most of the time."""
+    import time
+
+    try:
+        if fs.lstat(link).st_mtime < time.time() - TOUCH_EVERY:
+            fs.utime(link, follow_symlinks=False)
+    except OSError:
+        pass

@@ -27,6 +27,7 @@ from posix import (  # re-exported: the no-op modules call fs.stat, fs.open, ...
     readlink,
     stat,
     stat_result,
+    utime,
 )
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "X_OK",
     "abspath",
     "access",
+    "utime",
     "basename",
     "close",
     "dirname",

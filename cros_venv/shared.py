@@ -27,7 +27,7 @@ import contextlib
 import os
 import time
 
-from cros_venv import fastpath, fs, lock, prefetch, skeleton, steps
+from cros_venv import fastpath, lock, prefetch, skeleton, steps
 from cros_venv.cache import Cache, atomic_write, default_root
 from cros_venv.context import Context, Request, checkpoint
 from cros_venv.digest import sha256_hex
@@ -39,9 +39,6 @@ from cros_venv.venv import Layout
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable
-
-TOUCH_EVERY = 3600.0  # seconds: a use refreshes the link's mtime (GC's "last used") at most this often
-
 
 def venvs_dir(cache_root: str) -> str:
     return os.path.join(cache_root, SHARED_DIR)
@@ -150,13 +147,5 @@ def _found(ctx: Context, top: str, name: str) -> str:
     with contextlib.suppress(OSError):
         atomic_write(fastpath.request_file(ctx.cache.root, ctx.python, ctx.arguments),
                      f"{name}\n{ctx.plan.key}\n".encode())
-    touch(link)
+    fastpath.touch(link)
     return link
-
-
-def touch(link: str) -> None:
-    """Record a use of the shared venv at `link` (its mtime is what GC ages), at most once
-    every TOUCH_EVERY seconds: a use writes nothing most of the time."""
-    with contextlib.suppress(OSError):
-        if fs.lstat(link).st_mtime < time.time() - TOUCH_EVERY:
-            os.utime(link, follow_symlinks=False)

@@ -1,0 +1,213 @@
+"""bin/venv_gc: remove shared venvs and cached wheels not used for N days, never one in use.
+
+    venv_gc [--max-age-days N] [--dry-run]
+
+A shared venv's last use is its link's mtime (venvs/NAME, touched by create_venv and
+python_venv at most hourly: fastpath.touch). One is removed only when it is older than
+the cutoff, its build lock (venvs/NAME.lock) and a flock on its directory are both free
+(a running python_venv holds the directory shared): the link goes first, so that no one
+finds the venv any more, then the directory. A directory no link leads to (replaced after
+damage, or left by a killed build) goes at any age, under the same two locks. Then the
+request files and converted specs of venvs that are gone, and the cache's wheels and
+other entries unused for N days (Cache.prune: it waits for running builds).
+
+The space freed counts a file's blocks once all its links are among what is removed (a
+venv's files are hard links to the cache's unpacked wheels).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import os
+import sys
+import time
+from typing import Callable, Iterator, Sequence
+
+from cros_venv.cache import Cache, default_root, rmtree
+from cros_venv.names import SHARED_DIR, SHARED_REAL, SHARED_REQUESTS
+
+PROG = "venv_gc"
+SPECS_DIR = "specs"  # run.SPECS_DIR (not imported: run.py is python_venv's lean path)
+
+
+class Usage:
+    """Blocks per inode over everything removed: a file is freed once all its links are."""
+
+    def __init__(self) -> None:
+        self.inodes: dict[tuple[int, int], list[int]] = {}  # (dev, ino) -> [nlink, blocks, links seen]
+
+    def add(self, path: str) -> None:
+        paths = [path]
+        if os.path.isdir(path) and not os.path.islink(path):
+            for dirpath, dirnames, filenames in os.walk(path):
+                paths += [os.path.join(dirpath, n) for n in dirnames + filenames]
+        for p in paths:
+            try:
+                st = os.lstat(p)
+            except OSError:
+                continue
+            seen = self.inodes.setdefault((st.st_dev, st.st_ino), [st.st_nlink, st.st_blocks, 0])
+            seen[2] += 1
+
+    @property
+    def freed(self) -> int:
+        return sum(blocks * 512 for nlink, blocks, seen in self.inodes.values() if seen >= nlink)
+
+
+def _size(size: int) -> str:
+    if size < 1024 * 1024:
+        return f"{size / 1024:.0f} KiB"
+    return f"{size / (1024 * 1024):.1f} MiB"
+
+
+@contextlib.contextmanager
+def _held(path: str, directory: bool = False) -> Iterator[bool]:
+    """An exclusive flock on `path`, taken without waiting: yields True if held."""
+    try:
+        fd = os.open(path, (os.O_RDONLY | os.O_DIRECTORY) if directory else
+                     (os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW), 0o644)
+    except OSError:
+        yield not directory and not os.path.exists(path)
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+def collect(cache_root: str, max_age_days: float, dry_run: bool, say: Callable[[str], None],
+            lock_timeout: float = 600.0) -> tuple[int, int, int]:
+    """Remove (or, `dry_run`, list) what is unused; returns (venvs, cache entries, bytes freed)."""
+    cutoff = time.time() - max_age_days * 86400
+    usage = Usage()
+    verb = "would remove" if dry_run else "removed"
+    top = os.path.join(cache_root, SHARED_DIR)
+    real_top = os.path.join(top, SHARED_REAL)
+    venvs = 0
+
+    def remove(path: str, what: str) -> None:
+        before = Usage()
+        before.add(path)
+        usage.add(path)
+        if not dry_run:
+            aside = os.path.join(top, f".gc-{os.getpid()}-{os.urandom(4).hex()}")
+            try:
+                os.rename(path, aside)
+            except OSError:
+                return
+            rmtree(aside, ignore_errors=True)
+        say(f"{verb} {what} {path} ({_size(before.freed)})")
+
+    links = _listdir(top)
+    kept_real: set[str] = set()
+    for name in links:
+        link = os.path.join(top, name)
+        if name.startswith(".") or not os.path.islink(link):
+            continue
+        target = os.readlink(link)
+        real = os.path.join(top, target)
+        if os.path.dirname(os.path.normpath(real)) != real_top:
+            continue  # not a link we made
+        try:
+            old = os.lstat(link).st_mtime < cutoff
+        except OSError:
+            continue
+        if not old:
+            kept_real.add(os.path.basename(target))
+            continue
+        if not os.path.isdir(real):  # its venv is gone: the link leads nowhere
+            if not dry_run:
+                with contextlib.suppress(OSError):
+                    os.unlink(link)
+            continue
+        with _held(os.path.join(top, name + ".lock")) as building_free, _held(real, directory=True) as unused:
+            if not (building_free and unused):
+                say(f"kept {link}: in use")
+                kept_real.add(os.path.basename(target))
+                continue
+            if not dry_run:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(link)  # first: no one finds it any more
+            remove(real, "shared venv")
+            kept_real.add(os.path.basename(target))  # done with (a dry run lists it once)
+            venvs += 1
+    for entry in _listdir(real_top):
+        if entry in kept_real:
+            continue
+        name = entry.rpartition("-")[0]
+        real = os.path.join(real_top, entry)
+        with _held(os.path.join(top, name + ".lock")) as building_free, _held(real, directory=True) as unused:
+            if building_free and unused and (dry_run or not _linked(top, entry)):
+                remove(real, "unused venv directory")
+                venvs += 1
+    requests = os.path.join(top, SHARED_REQUESTS)
+    for entry in _listdir(requests):
+        path = os.path.join(requests, entry)
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                name = f.readline().strip()
+            old = os.lstat(path).st_mtime < cutoff
+        except OSError:
+            continue
+        if old or not name or not os.path.islink(os.path.join(top, name)):
+            if not dry_run:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+    specs = os.path.join(cache_root, SPECS_DIR)
+    for entry in _listdir(specs):
+        path = os.path.join(specs, entry)
+        with contextlib.suppress(OSError):
+            if os.lstat(path).st_mtime < cutoff and not dry_run:
+                os.unlink(path)
+    cache = Cache(cache_root)
+    entries, _ = cache.prune(max_age_days, lock_timeout, lambda: say("waiting for the builds using the cache to finish"),
+                             dry_run=dry_run, on_remove=usage.add) if os.path.isdir(cache_root) else (0, 0)
+    return venvs, entries, usage.freed
+
+
+def _linked(top: str, entry: str) -> bool:
+    """Does a link in `top` lead to .d/entry (made since we looked)?"""
+    want = os.path.join(SHARED_REAL, entry)
+    return any(os.path.islink(os.path.join(top, n)) and os.readlink(os.path.join(top, n)) == want
+               for n in _listdir(top) if not n.startswith("."))
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return []
+
+
+def main(argv: Sequence[str]) -> int:
+    from cros_venv.cli import lock_timeout, write_error
+    from cros_venv.errors import CrosVenvError
+
+    p = argparse.ArgumentParser(prog=PROG, description="Remove shared venvs and cached wheels not used for N days "
+                                "(never one in use).")
+    p.add_argument("--max-age-days", type=float, default=30.0, metavar="N", help="default: 30")
+    p.add_argument("--dry-run", action="store_true", help="say what would be removed; remove nothing")
+    args = p.parse_args(argv)
+    if args.max_age_days < 0:
+        p.error("--max-age-days must be 0 or more")
+    try:
+        venvs, entries, freed = collect(default_root(), args.max_age_days, args.dry_run, print,
+                                        lock_timeout(None, os.environ))
+    except CrosVenvError as e:
+        for problem in e.problems:
+            write_error(f"{PROG}: error: {problem}")
+        return e.exit_code
+    except KeyboardInterrupt:
+        write_error(f"{PROG}: interrupted")
+        return 130
+    verb = "would free" if args.dry_run else "freed"
+    print(f"{PROG}: {verb} {_size(freed)}: {venvs} venvs, {entries} cache entries")
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,319 @@
+"""bin/python_venv: `python`, but in the shared venv of the script's spec.
+
+    python_venv [-r REQUIREMENTS | --spec FILE] [--python PY] [--] [PYTHON_ARGS...]
+    python_venv script.py ARGS...          (the spec found as specs.py says)
+
+Finds the spec, finds or builds its shared venv (shared.py), takes a shared flock on the
+venv's directory (GC never removes a venv someone holds), and execs the venv's python
+with PYTHON_ARGS: no process is left in between, so the exit status, signals and the
+standard streams are the program's own. Children see CROS_VENV_SPEC_PATH (the spec, for a
+nested python_venv that has none of its own) and CROS_VENV_DEPTH (a guard against a loop
+of re-execs).
+
+The path to an up-to-date venv imports what the no-op check does (fastpath.py) and the
+spec finder, not `os`: it runs before every wrapped script.
+"""
+
+from __future__ import annotations
+
+import posix
+import sys
+
+from cros_venv import fs
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Sequence
+
+PROG = "python_venv"
+ENV_SPEC = "CROS_VENV_SPEC_PATH"
+ENV_DEPTH = "CROS_VENV_DEPTH"
+MAX_DEPTH = 8
+SPECS_DIR = "specs"  # cache/specs/<hash>.txt: a spec that is not a requirements file, as one
+USAGE = (f"usage: {PROG} [-r REQUIREMENTS | --spec FILE] [--python PYTHON] [--] [PYTHON_ARGS ...]\n"
+         f"       {PROG} SCRIPT [ARGS ...]   (the spec: SCRIPT.vpython3, a [VPYTHON:BEGIN] or PEP 723 block, "
+         ".vpython3 above it, or $CROS_VENV_SPEC_PATH)\n")
+_PYTHON_OPTIONS_WITH_VALUE = frozenset("cmWXQ")  # python -c CODE, -m MODULE, -W arg, -X opt
+
+
+class UsageError(Exception):
+    pass
+
+
+class Args:
+    __slots__ = ("python", "python_args", "requirements", "spec", "verbose")
+
+    def __init__(self) -> None:
+        self.requirements: str | None = None
+        self.spec: str | None = None
+        self.python: str | None = None
+        self.verbose = False
+        self.python_args: list[str] = []
+
+
+def parse(argv: Sequence[str]) -> Args:
+    """Our options, up to `--` or the first argument that is not ours."""
+    args = Args()
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            i += 1
+            break
+        name, eq, value = arg.partition("=")
+        if name in ("-r", "--requirements", "--spec", "--python") and not (name == "-r" and eq):
+            if not eq:
+                if i + 1 >= len(argv):
+                    raise UsageError(f"{arg} needs a value")
+                i += 1
+                value = argv[i]
+            if name == "--spec":
+                args.spec = value
+            elif name == "--python":
+                args.python = value
+            else:
+                args.requirements = value
+        elif arg.startswith("-r") and len(arg) > 2:
+            args.requirements = arg[2:]
+        elif arg in ("-v", "--verbose"):
+            args.verbose = True
+        else:
+            break
+        i += 1
+    if args.requirements is not None and args.spec is not None:
+        raise UsageError("give -r REQUIREMENTS or --spec FILE, not both")
+    args.python_args = list(argv[i:])
+    return args
+
+
+def script_of(python_args: Sequence[str]) -> str | None:
+    """The script python would run with these arguments (None for -c, -m, - or none)."""
+    i = 0
+    while i < len(python_args):
+        arg = python_args[i]
+        if arg == "-" or arg == "--":
+            return None if arg == "-" else (python_args[i + 1] if i + 1 < len(python_args) else None)
+        if not arg.startswith("-"):
+            return arg
+        letters = arg[1:]
+        if arg.startswith("--"):  # --help, --version, --check-hash-based-pycs MODE
+            if arg == "--check-hash-based-pycs":
+                i += 1
+            i += 1
+            continue
+        for j, letter in enumerate(letters):
+            if letter in _PYTHON_OPTIONS_WITH_VALUE:
+                if letter in "cm":
+                    return None
+                if j == len(letters) - 1:
+                    i += 1  # its value is the next argument
+                break
+        i += 1
+    return None
+
+
+def main(argv: Sequence[str]) -> int:
+    try:
+        args = parse(argv)
+    except UsageError as e:
+        return _error(f"{e}\n{USAGE}".rstrip("\n"), 2)
+    if args.python_args[:1] in (["-h"], ["--help"]) and args.requirements is None and args.spec is None:
+        sys.stdout.write(USAGE)
+        return 0
+    depth = fs.getenv(ENV_DEPTH) or "0"
+    if not depth.isdigit() or int(depth) >= MAX_DEPTH:
+        return _error(f"{MAX_DEPTH} nested python_venv runs ({ENV_DEPTH}={depth}): a script or venv that runs "
+                      "python_venv again, in a loop? unset CROS_VENV_DEPTH if this nesting is intended", 2)
+    try:
+        requirements, python = _requirements(args)
+        venv = _venv(requirements, python, args.verbose)
+        fd = _hold(venv)
+        if fd is None:  # removed by GC since we found it: build it again
+            venv = _venv(requirements, python, args.verbose, fast=False)
+            fd = _hold(venv)
+            if fd is None:
+                return _error(f"{venv} was removed as soon as it was built (bin/venv_gc in a loop?); run again", 1)
+    except KeyboardInterrupt:
+        return _error("interrupted", 130)
+    except Exception as e:
+        from cros_venv.errors import CrosVenvError
+
+        if isinstance(e, CrosVenvError):
+            for problem in e.problems:
+                _error(problem, e.exit_code)
+            return e.exit_code
+        if isinstance(e, OSError):
+            return _error(str(e), 1)
+        raise
+    return _exec(venv, fd, requirements, args.python_args, int(depth))
+
+
+def _error(message: str, code: int) -> int:
+    try:
+        sys.stderr.write(f"{PROG}: error: {message}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        pass
+    return code
+
+
+def _requirements(args: Args) -> tuple[str, str | None]:
+    """The requirements file to build from (a spec of another kind is written as one into
+    the cache first), and --python (or the interpreter the spec asks for)."""
+    if args.requirements is not None:
+        return fs.file_path(args.requirements), args.python
+    from cros_venv import specs  # type: ignore[attr-defined]
+
+    script = script_of(args.python_args)
+    found = specs.find(fs.file_path(script) if script else None, args.spec)
+    if found.kind == "requirements":
+        return found.path, args.python
+    return _converted(found, args.python)
+
+
+def _converted(found: object, python_arg: str | None) -> tuple[str, str | None]:
+    """A spec that is not a requirements file, as one in the cache (made once per spec text
+    and interpreter: the python it asks for, and requires-python, are checked then)."""
+    from cros_venv import fastpath, specs
+    from cros_venv.digest import sha256_hex
+    from cros_venv.locate import resolve_python
+
+    assert isinstance(found, specs.Found)
+    cache = fastpath.cache_root()
+    if cache is None:
+        from cros_venv.cache import default_root
+
+        cache = default_root()
+    converted = None
+    python = python_arg
+    if python is None and found.kind == "vpython":  # its python_version picks the interpreter
+        converted = specs.convert(found)
+        if converted.python_version:
+            python = f"python{converted.python_version}"
+    target = resolve_python(python)
+    ident = "\0".join([found.kind, target, found.text])
+    path = fs.join(cache, SPECS_DIR, sha256_hex(ident.encode("utf-8", "surrogateescape"))[:32] + ".txt")
+    if fs.isfile(path):
+        return path, python
+    converted = converted or specs.convert(found)
+    _check_python(found, converted, python, target)
+    from cros_venv.cache import atomic_write
+
+    header = f"# python_venv: the spec of {found.path} ({found.origin}), as requirements\n"
+    import os
+
+    os.makedirs(fs.dirname(path), exist_ok=True)
+    atomic_write(path, (header + converted.requirements).encode("utf-8"))
+    return path, python
+
+
+def _check_python(found: object, converted: object, python: str | None, target: str) -> None:
+    from cros_venv import specs  # type: ignore[attr-defined]
+    from cros_venv.errors import InputError
+    from cros_venv.locate import not_found
+
+    assert isinstance(found, specs.Found) and isinstance(converted, specs.Converted)
+    if not_found(target):
+        raise InputError(f"{found.path} ({found.origin}) asks for Python {converted.python_version}, but there is "
+                         f"no {python} on PATH; install it, or pass --python")
+    version = _version_of(target)
+    if converted.python_version and not (version + ".").startswith(converted.python_version + "."):
+        raise InputError(f"{found.path} ({found.origin}) asks for Python {converted.python_version}, but {target} "
+                         f"is {version}; pass --python with a {converted.python_version} interpreter")
+    if converted.requires_python:
+        from cros_venv import toolchain
+        from cros_venv.cache import Cache, default_root
+
+        toolchain.activate(Cache(default_root()))
+        from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+        try:
+            wanted = SpecifierSet(converted.requires_python)
+        except InvalidSpecifier:
+            raise InputError(f"{found.path}: requires-python {converted.requires_python!r} is not a version "
+                             "specifier (e.g. \">=3.9\")") from None
+        if not wanted.contains(version, prereleases=True):
+            raise InputError(f"{found.path} requires Python {converted.requires_python}, but {target} is {version}; "
+                             "pass --python with an interpreter that fits")
+
+
+def _version_of(python: str) -> str:
+    import subprocess
+
+    from cros_venv.errors import InputError
+
+    try:
+        out = subprocess.run([python, "-I", "-S", "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise InputError(f"cannot run {python}: {e}") from None
+    if out.returncode != 0:
+        raise InputError(f"{python} did not say its version: {out.stderr.strip()[-200:]}")
+    return out.stdout.strip()
+
+
+def _venv(requirements: str, python: str | None, verbose: bool, fast: bool = True) -> str:
+    """The shared venv's path (venvs/NAME): the fast path, else the build (shared.create)."""
+    from cros_venv import __version__, fastpath
+
+    try:
+        found = fastpath.shared_venv([requirements], python, __version__) if fast else None
+    except (OSError, ValueError):
+        found = None
+    if found is not None:
+        return found
+    import os
+
+    saved = dict(os.environ)  # the build shuts the caller's settings out; the program gets them back
+    try:
+        from cros_venv import build, cli, shared
+
+        build.clean_environment(os.environ)
+        timeout = cli.lock_timeout(None, saved)
+        with cli.Reporter(verbose) as reporter:
+            return shared.create(build.Request("", (requirements,), python, timeout), reporter)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _hold(venv: str) -> int | None:
+    """A descriptor holding a shared flock on the directory `venv` leads to (None: it is
+    gone; GC removed it). Checked after locking: GC may have removed it meanwhile."""
+    import fcntl
+
+    for _ in range(20):
+        real = fs.realpath(venv)
+        try:
+            fd = posix.open(real, posix.O_RDONLY | posix.O_DIRECTORY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            if fs.realpath(venv) == real and fs.stat(real).st_ino == posix.fstat(fd).st_ino:
+                return fd  # held, and still the venv the name leads to
+        except OSError:
+            pass
+        posix.close(fd)
+        import time
+
+        time.sleep(0.05)  # GC holds it while it removes it
+    return None
+
+
+def _exec(venv: str, fd: int, spec: str, python_args: list[str], depth: int) -> int:
+    """Become the venv's python, still holding the venv (the flock's descriptor is inherited)."""
+    from cros_venv.fastpath import touch
+
+    touch(venv)
+    posix.set_inheritable(fd, True)
+    env = dict(posix.environ)
+    env[ENV_SPEC.encode()] = fs.fsencode(spec)
+    env[ENV_DEPTH.encode()] = str(depth + 1).encode()
+    python = fs.join(venv, "bin", "python")
+    try:
+        sys.stdout.flush()
+        posix.execve(python, [python, *python_args], env)
+    except OSError as e:
+        return _error(f"cannot run {python}: {e.strerror}", 1)
+    return 1  # not reached

@@ -1,0 +1,137 @@
+"""bin/venv_gc: shared venvs and cached wheels unused for N days go; one in use never does."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PYTHON, ToolRepo, venv_python
+
+pytestmark = pytest.mark.e2e
+
+REQS = "alpha==1.0\nbeta==1.0\n"
+DAY = 86400
+
+
+@pytest.fixture
+def repo(wheelhouse: ToolRepo, tmp_path: Path) -> ToolRepo:
+    return ToolRepo(wheelhouse.root, tmp_path / "cache")
+
+
+def shared(repo: ToolRepo, text: str = REQS, name: str = "requirements.txt") -> Path:
+    result = repo.run(str(repo.requirements(name, text)))
+    assert result.returncode == 0, result.stderr
+    return Path(result.stdout.strip())
+
+
+def age(link: Path, days: float) -> None:
+    """Make the shared venv at `link` look last used `days` ago."""
+    when = time.time() - days * DAY
+    os.utime(link, (when, when), follow_symlinks=False)
+
+
+def gc(repo: ToolRepo, *args: str) -> subprocess.CompletedProcess[str]:
+    return repo.command("venv_gc", *args)
+
+
+def test_removes_what_is_old_and_keeps_what_is_recent(repo: ToolRepo) -> None:
+    old = shared(repo, REQS, "a.txt")
+    recent = shared(repo, "alpha==1.0\nbeta==2.0\n", "b.txt")
+    old_real = Path(os.path.realpath(old))
+    age(old, 40)
+    result = gc(repo)
+    assert result.returncode == 0, result.stderr
+    assert f"removed shared venv {old_real}" in result.stdout
+    assert "freed" in result.stdout.splitlines()[-1] and "1 venvs" in result.stdout.splitlines()[-1]
+    assert not os.path.lexists(old) and not old_real.exists()
+    assert venv_python(recent, "import beta; print(beta.VERSION)").stdout == "2.0\n"
+    again = shared(repo, REQS, "a.txt")  # a request for it later builds it again
+    assert again == old and venv_python(again, "import alpha").returncode == 0
+
+
+def test_max_age_and_dry_run(repo: ToolRepo) -> None:
+    link = shared(repo)
+    real = Path(os.path.realpath(link))
+    age(link, 10)
+    assert "shared venv" not in gc(repo).stdout  # 30 days by default
+    dry = gc(repo, "--max-age-days", "5", "--dry-run")
+    assert dry.returncode == 0 and f"would remove shared venv {real}" in dry.stdout
+    assert dry.stdout.splitlines()[-1].startswith("venv_gc: would free ")
+    assert link.is_symlink() and real.is_dir()
+    assert f"removed shared venv {real}" in gc(repo, "--max-age-days", "5").stdout
+    assert not real.exists()
+
+
+def test_a_venv_in_use_is_never_removed(repo: ToolRepo) -> None:
+    reqs = repo.requirements("requirements.txt", REQS)
+    proc = subprocess.Popen([PYTHON, "-I", "-S", str(repo.root / "bin" / "python_venv"), "-r", str(reqs), "--", "-c",
+                             "import sys, time; print('ready', flush=True); sys.stdin.readline(); "
+                             "import alpha, beta; print(alpha.VERSION)"],
+                            env=repo.env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        assert proc.stdout.readline() == "ready\n"
+        link = Path(repo.run(str(reqs)).stdout.strip())
+        age(link, 100)
+        result = gc(repo, "--max-age-days", "0")
+        assert result.returncode == 0 and f"kept {link}: in use" in result.stdout
+        assert os.path.isdir(os.path.realpath(link))
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == "1.0\n"
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    assert "removed shared venv" in gc(repo, "--max-age-days", "0").stdout  # now it is free
+
+
+def test_a_replaced_venv_goes_at_any_age_and_wheels_by_age(repo: ToolRepo) -> None:
+    link = shared(repo)
+    old_real = Path(os.path.realpath(link))
+    next(old_real.glob("lib/python*/site-packages/beta.py")).unlink()  # damaged: replaced beside it
+    shared(repo)
+    new_real = Path(os.path.realpath(link))
+    assert new_real != old_real
+    result = gc(repo)
+    assert f"removed unused venv directory {old_real}" in result.stdout
+    assert new_real.is_dir() and link.is_symlink()
+    entries = list((repo.cache / "wheels").iterdir())
+    for entry in entries:
+        os.utime(entry, (time.time() - 40 * DAY,) * 2)
+    result = gc(repo)
+    assert f"{len(entries)} cache entries" in result.stdout.splitlines()[-1]
+    # the venv's files are links to the removed entries: it still works
+    assert venv_python(link, "import alpha, beta; print(beta.VERSION)").stdout == "1.0\n"
+
+
+def test_gc_beside_live_wrappers_never_breaks_them(repo: ToolRepo) -> None:
+    reqs = repo.requirements("requirements.txt", REQS)
+    link = shared(repo)
+    stop = threading.Event()
+    removed: list[str] = []
+
+    def collect() -> None:
+        while not stop.is_set():
+            if os.path.lexists(link):
+                age(link, 100)
+            removed.extend(line for line in gc(repo, "--max-age-days", "0").stdout.splitlines()
+                           if line.startswith("removed shared venv"))
+
+    collector = threading.Thread(target=collect)
+    collector.start()
+    try:
+        results = [subprocess.run([PYTHON, "-I", "-S", str(repo.root / "bin" / "python_venv"), "-r", str(reqs),
+                                   "--", "-c", "import alpha, beta; print(beta.VERSION)"],
+                                  env=repo.env(), capture_output=True, text=True, timeout=120)
+                   for _ in range(12)]
+    finally:
+        stop.set()
+        collector.join()
+    assert [(r.returncode, r.stdout) for r in results] == [(0, "1.0\n")] * 12, [r.stderr for r in results]
+    assert removed  # GC did remove the venv between (or beside) the runs
