@@ -235,7 +235,7 @@ def main(argv: Sequence[str], simple: tuple[str | None, list[str], str | None] |
             build.create(request, reporter)
         return 0
     except CrosVenvError as e:
-        for problem in e.problems:
+        for problem in e.detail if args.verbose else e.problems:
             write_error(f"{PROG}: error: {problem}")
         return e.exit_code
     except KeyboardInterrupt as e:

@@ -8,9 +8,10 @@ class CrosVenvError(Exception):
 
     exit_code = 1
 
-    def __init__(self, *problems: str) -> None:
+    def __init__(self, *problems: str, detail: tuple[str, ...] = ()) -> None:
         super().__init__(*problems)
         self.problems = problems
+        self.detail = detail or problems  # what -v shows (several problems of a kind, each in full)
 
 
 class BuildError(CrosVenvError):

@@ -6,6 +6,8 @@ Only filenames are read to index a wheelhouse; METADATA is read for the selected
 from __future__ import annotations
 
 import os
+import shlex
+import sys
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -130,6 +132,98 @@ def missing_message(pin: Pin, house: Wheelhouse, target: Target) -> str:
     )
 
 
+def pick_version(name: NormalizedName, needs: list[Requirement], house: Wheelhouse, target: Target) -> Version | None:
+    """The newest version of `name` in the wheelhouse with a wheel for `target` that satisfies
+    every one of `needs` (a final release before a pre-release), or None.
+    """
+    versions = {w.version for w in house.wheels.get(name, ())}
+    fitting = [v for v in versions if all(d.specifier.contains(v, prereleases=True) for d in needs)
+               and best_wheel(house.candidates(name, v), target) is not None]
+    return max(fitting, key=lambda v: (not v.is_prerelease, v), default=None)
+
+
+def vendor_command(files: list[str], house: Wheelhouse, target: Target) -> str:
+    """The bin/vendor_wheels (of the checkout whose wheelhouse this is) that adds every
+    missing wheel of `files` for `target`.
+    """
+    tool = os.path.join(os.path.dirname(house.directory), "bin", "vendor_wheels")
+    try:
+        relative = os.path.relpath(tool)  # bin/vendor_wheels in the checkout, ../infra_virtualenv/... beside it
+        tool = relative if not relative.startswith(f"..{os.sep}..{os.sep}") else tool
+    except (OSError, ValueError):  # no current directory
+        pass
+    args = [tool, *files]
+    if not os.path.isabs(target.path):  # a declared target (check_requirements --python --platform)
+        args += ["--python", target.python_version, "--platform", target.tags[0].platform]
+    elif target.python_version != "{}.{}".format(*sys.version_info):  # vendor_wheels' default: the running one
+        args += ["--python", target.python_version]
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def _file(origin: str) -> str:
+    return origin.rpartition(":")[0] or origin
+
+
+@dataclass(frozen=True)
+class Unresolved:
+    """What stops a set of pins from resolving for one target: pins with no wheel,
+    dependencies that are not pinned (each with the pins that need it), anything else.
+
+    One problem is told in full; several of a kind get one summary line with the fix for
+    all of them, then one short line each (the full lines are the error's `detail`, -v).
+    """
+
+    missing: tuple[Pin, ...]
+    unpinned: Mapping[NormalizedName, tuple[tuple[Pin, Requirement], ...]]
+    others: tuple[str, ...]
+
+    def error(self, house: Wheelhouse, target: Target) -> InputError:
+        brief: list[str] = []
+        detail: list[str] = []
+        full = [missing_message(pin, house, target) for pin in self.missing]
+        if len(self.missing) > 1:
+            files = list(dict.fromkeys(_file(p.origin) for p in self.missing))
+            summary = (f"{self.missing[0].origin}: {len(self.missing)} pins have no wheel in {house.directory} "
+                       f"for {target.describe()}; add them all: {vendor_command(files, house, target)} "
+                       "(the pins below; -v: each one's tags and pip command)")
+            brief += [summary, *(self._short_missing(pin, house) for pin in self.missing)]
+            detail += [summary, *full]
+        else:
+            brief += full
+            detail += full
+        lines = self._unpinned_lines(house, target)
+        brief += lines
+        detail += lines
+        return InputError(*brief, *self.others, detail=(*detail, *self.others))
+
+    @staticmethod
+    def _short_missing(pin: Pin, house: Wheelhouse) -> str:
+        others = len(house.wheels.get(pin.name, ()))
+        present = f" ({others} other wheel{'s' if others != 1 else ''} of {pin.name} present)" if others else ""
+        return f"{pin.origin}: no wheel for {pin.name}=={pin.version}{present}"
+
+    def _unpinned_lines(self, house: Wheelhouse, target: Target) -> list[str]:
+        chosen = {name: pick_version(name, [dep for _, dep in needs], house, target)
+                  for name, needs in self.unpinned.items()}
+        if len(self.unpinned) == 1:
+            ((name, needs),) = self.unpinned.items()
+            pinned = f"{name}=={chosen[name] or 'VERSION'}"
+            return [f"{pin.origin}: {pin.name}=={pin.version} needs {dep}, which is not pinned; "
+                    f"add {pinned} to the requirements" for pin, dep in needs]
+        if not self.unpinned:
+            return []
+        first = next(iter(self.unpinned.values()))[0][0].origin
+        summary = (f"{first}: {_file(first)} is not closed: {len(self.unpinned)} dependencies of its pins are not "
+                   f"pinned; pin them: add the `name==version` lines below (each after its `FILE:LINE: `), "
+                   f"versions chosen from {house.directory} (VERSION: none there fits; choose one, then vendor it)")
+        lines = [summary]
+        for name, needs in self.unpinned.items():
+            why = ", ".join(f"{pin.name}=={pin.version}" + (f" ({dep.name}{dep.specifier})" if dep.specifier else "")
+                            for pin, dep in needs)
+            lines.append(f"{needs[0][0].origin}: {name}=={chosen[name] or 'VERSION'}  # needed by {why}")
+        return lines
+
+
 # What reading a damaged zip raises: besides BadZipFile, EOFError for a truncated member,
 # zlib.error for a bad deflate stream, NotImplementedError for an unknown compression method,
 # RuntimeError for an encrypted member, LargeZipFile, ValueError.
@@ -205,6 +299,9 @@ def resolve(
     that satisfies it; nothing is chosen that the files do not pin.
     """
     problems: list[str] = []
+    missing: list[Pin] = []  # pins with no fitting wheel
+    unpinned: dict[NormalizedName, list[tuple[Pin, Requirement]]] = {}  # dependency -> who needs it
+    suggested: dict[NormalizedName, Pin] = {}  # a version from the wheelhouse for each unpinned one
     chosen: dict[NormalizedName, Resolved] = {}
     extras: dict[NormalizedName, set[str]] = {n: set(p.extras) for n, p in wanted.items()}
     queue = list(wanted)
@@ -216,11 +313,14 @@ def resolve(
         if done.get(name) == want:
             continue
         done[name] = want
-        pin = wanted.get(name) or constraints[name]
+        pin = wanted.get(name) or constraints.get(name) or suggested[name]
+        # A suggested pin is followed only to find what it needs in turn (what pasting the
+        # suggestions would show next); its other problems are the next run's.
+        mine = problems if name not in suggested else []
         if name not in chosen:
             wheel = best_wheel(house.candidates(name, pin.version), target)
             if wheel is None:
-                problems.append(missing_message(pin, house, target))
+                missing.append(pin)
                 continue
         else:
             wheel = chosen[name].wheel
@@ -228,30 +328,35 @@ def resolve(
         meta = metadata(wheel)
         lie = identity_problem(wheel, meta)
         if lie:
-            problems.append(f"{pin.origin}: {wheel.filename} {lie}; replace it with a good wheel of "
-                            f"{pin.name}=={pin.version}")
+            mine.append(f"{pin.origin}: {wheel.filename} {lie}; replace it with a good wheel of "
+                        f"{pin.name}=={pin.version}")
             continue
-        problems += python_problems(pin, wheel, meta, target)
+        mine += python_problems(pin, wheel, meta, target)
         for text in meta.get_all("Requires-Dist") or []:
-            dep = _dependency(pin, wheel, text, want, env, problems)
+            dep = _dependency(pin, wheel, text, want, env, mine)
             if dep is None:
                 continue
             dep_name = canonicalize_name(dep.name)
             dep_pin = wanted.get(dep_name) or constraints.get(dep_name)
             if dep_pin is None:
-                problems.append(f"{pin.origin}: {pin.name}=={pin.version} needs {dep}, which is not pinned; "
-                                f"add {dep_name}==VERSION to the requirements")
-                continue
-            if not dep.specifier.contains(dep_pin.version, prereleases=True):
-                problems.append(f"{pin.origin}: {pin.name}=={pin.version} needs {dep}, but {dep_pin.origin} "
-                                f"pins {dep_name}=={dep_pin.version}; pin a version that satisfies it")
+                unpinned.setdefault(dep_name, []).append((pin, dep))
+                if dep_name not in suggested:
+                    version = pick_version(dep_name, [d for _, d in unpinned[dep_name]], house, target)
+                    if version is None:
+                        continue
+                    suggested[dep_name] = Pin(dep_name, version, frozenset(), None, frozenset(), pin.origin,
+                                              constraint=True)
+            elif not dep.specifier.contains(dep_pin.version, prereleases=True):
+                mine.append(f"{pin.origin}: {pin.name}=={pin.version} needs {dep}, but {dep_pin.origin} "
+                            f"pins {dep_name}=={dep_pin.version}; pin a version that satisfies it")
                 continue
             new_extras = {canonicalize_name(e) for e in dep.extras}
             if dep_name not in extras or not new_extras <= extras[dep_name]:
                 extras.setdefault(dep_name, set()).update(new_extras)
                 queue.append(dep_name)
-    if problems:
-        raise InputError(*problems)
+    if problems or missing or unpinned:
+        lines = Unresolved(tuple(missing), {n: tuple(u) for n, u in unpinned.items()}, tuple(problems))
+        raise lines.error(house, target)
     return chosen
 
 

@@ -218,6 +218,26 @@ def test_bad_input_leaves_the_old_venv_as_it_was(built: tuple[ToolRepo, Path, Pa
     assert snapshot(venv_dir) == before
 
 
+def test_several_missing_wheels_are_one_summary_and_a_short_line_each(built: tuple[ToolRepo, Path, Path]) -> None:
+    """One line with the one command that fixes them all; -v gives each pin's full message."""
+    repo, venv_dir, _ = built
+    before = snapshot(venv_dir)
+    bad = repo.requirements("r.txt", "alpha==1.0\nbeta==1.0\n" + "".join(f"missing{i}==1.0\n" for i in range(40)))
+    out = repo.run(str(venv_dir), str(bad))
+    assert out.returncode == 2 and snapshot(venv_dir) == before
+    summary, *pins = out.stderr.splitlines()
+    assert summary.startswith(f"create_venv: error: {bad}:3: 40 pins have no wheel in {repo.wheels} for Python ")
+    tool = summary.split("add them all: ")[1].split(" ")[0]  # relative to here, where it ran
+    assert Path(tool).resolve() == (repo.root / "bin" / "vendor_wheels").resolve()
+    assert summary.endswith(f"vendor_wheels {bad} (the pins below; -v: each one's tags and pip command)")
+    assert pins == [f"create_venv: error: {bad}:{i + 3}: no wheel for missing{i}==1.0" for i in range(40)]
+    verbose = repo.run("-v", str(venv_dir), str(bad))
+    errors = [line for line in verbose.stderr.splitlines() if line.startswith("create_venv: error: ")]
+    assert verbose.returncode == 2 and errors[0] == summary and len(errors) == 41
+    assert all("; fix: pip " in line for line in errors[1:])
+    assert snapshot(venv_dir) == before
+
+
 def test_missing_requirements_file(wheelhouse: ToolRepo, tmp_path: Path) -> None:
     out = wheelhouse.run(str(tmp_path / "v"), str(tmp_path / "nope.txt"))
     assert out.returncode == 2 and "nope.txt:0: cannot read requirements file" in out.stderr

@@ -26,6 +26,7 @@ TARGET = Target("/usr/bin/python3.11", "3.11.7", "cpython", "cp311",
 
 
 def house(tmp_path: Path, *filenames: str) -> wheels.Wheelhouse:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     for f in filenames:
         (tmp_path / f).write_bytes(b"")
     return wheels.Wheelhouse.scan(str(tmp_path))
@@ -151,11 +152,57 @@ def test_requires_python_is_checked(tmp_path: Path) -> None:
         resolve(tmp_path, "alpha==1.0\n", h, {"alpha": meta(requires_python=">=3.12")})
 
 
-def test_reports_all_missing_wheels_together(tmp_path: Path) -> None:
-    h = house(tmp_path)
+def test_several_missing_wheels_are_one_summary_with_one_command_then_a_short_line_each(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    h = house(tmp_path / "pip_packages", "gamma-0.9-py3-none-any.whl")
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(InputError) as info:
-        resolve(tmp_path, "alpha==1.0\nbeta==1.0\n", h, {})
-    assert len(info.value.problems) == 2
+        resolve(tmp_path, "alpha==1.0\nbeta==1.0\ngamma==1.0\n", h, {})
+    reqs = tmp_path / "requirements.txt"
+    command = wheels.vendor_command([str(reqs)], h, TARGET)  # the checkout's bin/, relative to here
+    assert command.startswith(f"bin/vendor_wheels {reqs}")
+    summary = (f"{reqs}:1: 3 pins have no wheel in {h.directory} for {TARGET.describe()}; add them all: "
+               f"{command} (the pins below; -v: each one's tags and pip command)")
+    assert info.value.problems == (summary, f"{reqs}:1: no wheel for alpha==1.0", f"{reqs}:2: no wheel for beta==1.0",
+                                   f"{reqs}:3: no wheel for gamma==1.0 (1 other wheel of gamma present)")
+    assert info.value.detail[0] == summary and len(info.value.detail) == 4
+    assert all("fix: pip " in line for line in info.value.detail[1:])
+
+
+def test_the_vendor_command_names_a_target_that_is_not_the_running_python(tmp_path: Path) -> None:
+    h = house(tmp_path / "pip_packages")
+    other = Target("/usr/bin/python3.8", "3.8.10", "cpython", "cp38", TARGET.tags, ENV_311)
+    assert wheels.vendor_command(["r.txt"], h, other).endswith("vendor_wheels r.txt --python 3.8")
+    declared = Target("Python 3.12 (3.12.13) on manylinux_2_17_x86_64", "3.12.13", "cpython", "cp312",
+                      (Tag("cp312", "cp312", "manylinux_2_17_x86_64"),), ENV_311)
+    assert wheels.vendor_command(["a b.txt"], h, declared).endswith(
+        "vendor_wheels 'a b.txt' --python 3.12 --platform manylinux_2_17_x86_64")
+
+
+def test_several_unpinned_dependencies_are_one_summary_then_paste_ready_pins(tmp_path: Path) -> None:
+    """Versions come from the wheelhouse (the newest that satisfies every pin needing it, with
+    a wheel for the target); a suggested version's own dependencies are listed too."""
+    h = house(tmp_path, "alpha-1.0-py3-none-any.whl", "beta-1.0-py3-none-any.whl", "beta-2.0-py3-none-any.whl",
+              "beta-3.0-cp39-cp39-manylinux_2_17_x86_64.whl", "delta-1.0-py3-none-any.whl",
+              "epsilon-1.0-py3-none-any.whl")
+    metas = {"alpha": meta(["beta>=1", "gamma<2", "epsilon"]), "beta": meta(["delta", "epsilon>=1"])}
+    with pytest.raises(InputError) as info:
+        resolve(tmp_path, "alpha==1.0\n", h, metas)
+    reqs = tmp_path / "requirements.txt"
+    summary, *pins = info.value.problems
+    assert summary.startswith(f"{reqs}:1: {reqs} is not closed: 4 dependencies of its pins are not pinned; pin them")
+    assert pins == [f"{reqs}:1: beta==2.0  # needed by alpha==1.0 (beta>=1)",
+                    f"{reqs}:1: gamma==VERSION  # needed by alpha==1.0 (gamma<2)",
+                    f"{reqs}:1: epsilon==1.0  # needed by alpha==1.0, beta==2.0 (epsilon>=1)",
+                    f"{reqs}:1: delta==1.0  # needed by beta==2.0"]
+
+
+def test_one_unpinned_dependency_is_told_in_full_with_a_version_to_pin(tmp_path: Path) -> None:
+    h = house(tmp_path, "alpha-1.0-py3-none-any.whl", "beta-2.0-py3-none-any.whl")
+    with pytest.raises(InputError) as info:
+        resolve(tmp_path, "alpha==1.0\n", h, {"alpha": meta(["beta>=2"])})
+    assert info.value.problems == (f"{tmp_path / 'requirements.txt'}:1: alpha==1.0 needs beta>=2, which is not "
+                                   "pinned; add beta==2.0 to the requirements",)
 
 
 def test_read_metadata_from_a_real_wheel(tmp_path: Path) -> None:

@@ -199,11 +199,21 @@ def wheelhouse_problems(house: wheels.Wheelhouse, verified: Verified, crc: bool)
     return problems, broken
 
 
+@dataclass
+class Findings:
+    """What checking the requirements files found."""
+
+    problems: list[Problem]
+    used: set[str]  # the wheels the files use, on the targets where they resolved
+    unresolved: list[str]  # the files that did not resolve for every target
+
+
 def requirement_problems(paths: Sequence[str], target_list: Sequence[interpreter.Target],
-                         house: wheels.Wheelhouse, cache: Cache, broken: set[str]) -> tuple[list[Problem], set[str]]:
+                         house: wheels.Wheelhouse, cache: Cache, broken: set[str], verbose: bool = False) -> Findings:
     """Problems with each requirements file for each target; and the wheels they use."""
     problems: list[Problem] = []
     used: set[str] = set()
+    unresolved: list[str] = []
     seen: set[str] = set()
 
     @functools.cache
@@ -228,6 +238,7 @@ def requirement_problems(paths: Sequence[str], target_list: Sequence[interpreter
         except InputError as e:
             for text in e.problems:
                 add(Problem.parse(text))
+            unresolved.append(path)
             continue
         for target in target_list:
             label = target.path if len(target_list) > 1 else ""
@@ -238,9 +249,11 @@ def requirement_problems(paths: Sequence[str], target_list: Sequence[interpreter
                 hashes = cache.stat_index.hashes([r.wheel.path for r in chosen.values()])
                 wheels.check_hashes(chosen.values(), hashes, reqs.require_hashes)
             except InputError as e:
-                for text in e.problems:
+                for text in e.detail if verbose else e.problems:
                     add(Problem.parse(text, label))
-    return problems, used
+                if path not in unresolved:
+                    unresolved.append(path)
+    return Findings(problems, used, unresolved)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -252,6 +265,8 @@ def parser() -> argparse.ArgumentParser:
     targets.add_arguments(p)
     p.add_argument("--strict", action="store_true",
                    help="wheels no given file uses are errors, not warnings; check every member's CRC too")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="where several pins lack wheels, each one's tags and pip command too")
     return p
 
 
@@ -262,15 +277,20 @@ def main(argv: Sequence[str], cache: Cache) -> int:
     verified = Verified(cache, house.directory)
     problems, broken = wheelhouse_problems(house, verified, crc=args.strict)
     verified.save()
-    found, used = requirement_problems(args.requirements, target_list, house, cache, broken)
-    problems = found + problems
+    found = requirement_problems(args.requirements, target_list, house, cache, broken, args.verbose)
+    problems = found.problems + problems
     own = {toolchain.wheel_path(f) for f in (*toolchain.LIBRARIES, *toolchain.VIRTUALENV, toolchain.PIP)}
-    for name in sorted(house.wheels):
-        for wheel in house.wheels[name]:
-            if wheel.path not in used and wheel.path not in own and wheel.path not in broken:
-                problems.append(Problem(f"{wheel.path}:0", "no given requirements file uses this wheel for any "
-                                        "target; remove it, or pass the files and targets that use it",
-                                        warning=not args.strict))
+    unused = [wheel for name in sorted(house.wheels) for wheel in house.wheels[name]
+              if wheel.path not in found.used and wheel.path not in own and wheel.path not in broken]
+    if found.unresolved and unused:
+        # A file that did not resolve uses wheels nobody can name yet: "unused" would be a guess.
+        problems.append(Problem(f"{house.directory}:0", f"which wheels are unused is not reported: "
+                                f"{', '.join(found.unresolved)} did not resolve (above); fix that and run again",
+                                warning=True))
+    elif unused:
+        problems += [Problem(f"{wheel.path}:0", "no given requirements file uses this wheel for any "
+                             "target; remove it, or pass the files and targets that use it",
+                             warning=not args.strict) for wheel in unused]
     for problem in problems:
         print(problem)
     errors = sum(not p.warning for p in problems)

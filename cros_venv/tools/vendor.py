@@ -5,9 +5,11 @@ pip_packages/ yet: `pip download --only-binary=:all:` for that target; a pure-Py
 fits every target, so one download serves all. Where a project has no wheel at all,
 `pip wheel` builds one from its sdist (pure-Python projects only: a wheel built here for
 this machine fits no declared target). Everything is downloaded into a staging directory
-and moved into pip_packages/ only when every pin succeeded: a failure (offline, a missing
-platform) changes nothing. pip runs from the tool's own pip wheel, with the caller's pip
-configuration (index, proxy, certificates), since this is the step that uses the network.
+and moved into pip_packages/ only when every pin succeeded: every pin is tried, every
+failure is told (one line each, with pip's reason: no such version, no wheel for the target
+and an sdist that needs headers or a compiler, ...), and nothing is changed. Offline, the
+first pin says so and the rest are not tried. pip runs from the tool's own pip wheel, with
+the caller's pip configuration (index, proxy, certificates): this step uses the network.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import NormalizedName, canonicalize_name
@@ -32,9 +34,6 @@ from cros_venv.errors import BuildError
 from cros_venv.interpreter import Target
 from cros_venv.reqlines import Pin
 from cros_venv.tools import targets
-
-if TYPE_CHECKING:
-    import subprocess
 
 PROG = "vendor_wheels"
 # What pip (its console output or its --log) says when the index cannot be reached.
@@ -67,9 +66,34 @@ def pip_command(cache: Cache, args: list[str]) -> list[str]:
     return [sys.executable, "-I", "-c", code, entry, *args]
 
 
-def run_pip(cache: Cache, args: list[str]) -> subprocess.CompletedProcess[str]:
-    """Run pip; its stderr gets pip's debug log, where connection errors are told (pip's
-    own output only says "No matching distribution" when the index cannot be reached).
+@dataclass(frozen=True)
+class PipRun:
+    """What a pip command did: its exit status, its console output, its debug log."""
+
+    returncode: int
+    output: str  # stdout and stderr
+    log: str  # --log: connection errors are told only here
+
+    @property
+    def offline(self) -> bool:
+        return any(sign in self.output + self.log for sign in OFFLINE_SIGNS)
+
+    @property
+    def told(self) -> str:
+        """The console output, then what the last build pip ran printed: with --log, pip
+        writes a build's output only into the log (the console says "No available output").
+        """
+        lines = [TIMESTAMP_RE.sub("", line) for line in self.log.splitlines()]
+        start = max((i for i, line in enumerate(lines) if line.lstrip().startswith("Running command ")), default=None)
+        if start is None:
+            return self.output
+        end = next((i for i in range(start + 1, len(lines)) if re.search(r"exited with -?\d+$", lines[i])), len(lines))
+        return "\n".join([self.output, *lines[start + 1:end]])
+
+
+def run_pip(cache: Cache, args: list[str]) -> PipRun:
+    """Run pip, with its debug log (pip's own output only says "No matching distribution"
+    when the index cannot be reached).
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
@@ -77,20 +101,78 @@ def run_pip(cache: Cache, args: list[str]) -> subprocess.CompletedProcess[str]:
         log = os.path.join(tmp, "pip.log")
         result = procs.run_text(pip_command(cache, ["--retries", "0", "--timeout", "15", "--log", log, *args]),
                                 env=env)
+        text = ""
         if os.path.exists(log):
             with open(log, encoding="utf-8", errors="replace") as f:
-                result.stderr += f.read()
-    return result
+                text = f.read()
+    return PipRun(result.returncode, result.stdout + result.stderr, text)
 
 
-def _failure(pin: Pin, what: str, result: subprocess.CompletedProcess[str]) -> BuildError:
-    out = result.stdout + result.stderr
-    if any(sign in out for sign in OFFLINE_SIGNS):
-        return BuildError(f"cannot reach the package index for {pin.name}=={pin.version} (offline?); "
-                          "nothing was changed: run again with network access")
-    errors = [line.strip() for line in (result.stdout + result.stderr).splitlines() if line.startswith("ERROR:")]
-    last = errors[-1] if errors else next((x.strip() for x in reversed(out.splitlines()) if x.strip()), "no output")
-    return BuildError(f"{pin.origin}: {what} for {pin.name}=={pin.version} failed: {last}")
+class Offline(BuildError):
+    """The index cannot be reached: every other pin would fail the same way."""
+
+
+def _offline(pin: Pin) -> Offline:
+    return Offline(f"cannot reach the package index for {pin.name}=={pin.version} (offline?); "
+                   "nothing was changed: run again with network access")
+
+
+# How pip's output (a build's own output included) tells why a pin has no wheel.
+VERSIONS_RE = re.compile(r"satisfies the requirement \S+ \(from versions: ([^)]*)\)")
+HEADER_RE = re.compile(r"fatal error: ([\w./+-]+\.h(?:pp)?): No such file or directory")
+COMPILER = r"[^'\s]*(?:gcc|g\+\+|clang|clang\+\+|\bcc|c\+\+|cl\.exe)(?:-[\d.]+)?"
+COMPILER_RES = (
+    re.compile(rf"No such file or directory: '({COMPILER})'"),
+    re.compile(rf"unable to execute '?({COMPILER})'?: No such file"),
+    re.compile(rf"command '({COMPILER})' failed: No such file or directory"),
+    re.compile(r"(Microsoft Visual C\+\+) [\d.]+ or greater is required"),
+    re.compile(r"can't find (Rust) compiler|(Cargo), the Rust package manager, is not installed"),
+)
+DEV_PACKAGES_RE = re.compile(r"make sure the (.{1,60}?) development packages? (?:is|are) installed")
+TIMESTAMP_RE = re.compile(r"^\d{4}-\d\d-\d\dT[\d:.,]+\s+")  # a line of pip's --log
+# pip's lines around a build failure that say only that it failed.
+GENERIC = ("failed to build", "failed building wheel", "could not build wheels", "subprocess-exited-with-error",
+           "this error originates from a subprocess", "[end of output]", "did not run successfully",
+           "see above for", "exit code:", "no matching distribution found", "metadata-generation-failed",
+           "metadata generation failed", "encountered error while", "exited with")
+
+
+def last_meaningful(output: str) -> str:
+    """The line of pip's output that says most about a failure: the last line that says
+    `error` and not only that something failed, else pip's last ERROR line, else its last line.
+    """
+    lines = [TIMESTAMP_RE.sub("", line).strip(" \t│╰─>×") for line in output.splitlines()]
+    lines = [line for line in lines if line and not line.startswith(("Traceback", "File \"", "raise "))]
+    errors = [line for line in lines if "error" in line.lower()]
+    specific = [line for line in errors if not any(g in line.lower() for g in GENERIC)]
+    line = (specific or errors or lines or ["no output"])[-1]
+    return line if len(line) <= 200 else line[:200] + "..."
+
+
+def why(pin: Pin, target: Target, built: str) -> str:
+    """Why `pin` has no wheel for `target` (pip download found none), from `pip wheel`'s output."""
+    where = target.path if not os.path.isabs(target.path) else f"Python {target.python_version} on this machine"
+    versions = VERSIONS_RE.search(built)
+    if "No matching distribution found" in built and versions:
+        known = [v.strip() for v in versions.group(1).split(",") if v.strip() and v.strip() != "none"]
+        if not known:
+            return f"{pin.name} is not on the index (no such project, or no version for this Python); check the name"
+        shown = ", ".join(known[-5:])
+        return (f"no such version on the index (its newest: {shown}); pin one of its versions")
+    no_wheel = f"no wheel for {where} on the index, and building one from its sdist"
+    fix = "pin a version that has wheels for it"
+    header = HEADER_RE.search(built)
+    if header:
+        return f"{no_wheel} needs C headers that are not installed ({header.group(1)}); {fix}"
+    dev = DEV_PACKAGES_RE.search(built)
+    if dev:
+        return f"{no_wheel} needs the {dev.group(1)} development headers, which are not installed; {fix}"
+    for compiler_re in COMPILER_RES:
+        found = compiler_re.search(built)
+        if found:
+            name = next(g for g in found.groups() if g)
+            return f"{no_wheel} needs a compiler that is not installed ({name}); {fix}"
+    return f"pip failed: {last_meaningful(built)}"
 
 
 def download_args(pin: Pin, target: Target, dest: str, options: Options) -> list[str]:
@@ -104,23 +186,27 @@ def download_args(pin: Pin, target: Target, dest: str, options: Options) -> list
 
 
 def fetch(pin: Pin, needed: list[Target], stage: str, cache: Cache, options: Options) -> None:
-    """Download wheels of `pin` into `stage` until every target in `needed` has one."""
+    """Download wheels of `pin` into `stage` until every target in `needed` has one; a
+    BuildError saying why not (Offline when the index cannot be reached).
+    """
     for target in needed:
         if wheels.best_wheel(wheels.Wheelhouse.scan(stage).candidates(pin.name, pin.version), target):
             continue  # a wheel fetched for an earlier target (a pure one) fits this one too
         got = run_pip(cache, download_args(pin, target, stage, options))
         if got.returncode == 0:
             continue
-        if any(sign in got.stdout + got.stderr for sign in OFFLINE_SIGNS):
-            raise _failure(pin, "pip download", got)
+        if got.offline:
+            raise _offline(pin)
         # No wheel on the index for this target: a pure-Python project may have only an sdist.
         built = run_pip(cache, ["wheel", "--no-deps", "-w", stage, *options.pip_args(), f"{pin.name}=={pin.version}"])
         if built.returncode != 0:
-            raise _failure(pin, f"pip download ({target.path}) and pip wheel", built)
+            if built.offline:
+                raise _offline(pin)
+            raise BuildError(f"{pin.origin}: {pin.name}=={pin.version}: {why(pin, target, built.told)}")
         if not wheels.best_wheel(wheels.Wheelhouse.scan(stage).candidates(pin.name, pin.version), target):
-            raise BuildError(f"{pin.origin}: {pin.name}=={pin.version} has no wheel for {target.path} on the index, "
-                             "and the wheel built from its sdist fits only this machine; choose a version with wheels "
-                             "for that target, or drop the target")
+            raise BuildError(f"{pin.origin}: {pin.name}=={pin.version}: no wheel for {target.path} on the index, "
+                             "and the wheel built from its sdist fits only this machine; pin a version that has "
+                             "wheels for it, or drop the target")
 
 
 Hashes = Mapping[tuple[NormalizedName, Version], Sequence[str]]
@@ -206,9 +292,15 @@ def main(argv: Sequence[str], cache: Cache) -> int:
                     present.add(have.filename)
 
     with tempfile.TemporaryDirectory(prefix="vendor_wheels-") as stage:
-        for pin, needed in needs.values():
-            if needed:
-                fetch(pin, needed, stage, cache, options)
+        # Every pin is tried, so that one run tells every failure; Offline stops at once.
+        failures = [problem for pin, needed in needs.values() if needed
+                    for problem in _try_fetch(pin, needed, stage, cache, options)]
+        if len(failures) > 1:
+            tried = sum(1 for _, needed in needs.values() if needed)
+            raise BuildError(f"{len(failures)} of the {tried} pins that need wheels cannot be vendored (below, one a "
+                             "line); nothing was changed: fix or drop them, then run again", *failures)
+        if failures:
+            raise BuildError(*failures)
         added = sorted(f for f in os.listdir(stage) if f.endswith(".whl") and not os.path.exists(os.path.join(dest, f)))
         for f in added:
             shutil.move(os.path.join(stage, f), os.path.join(dest, f))
@@ -220,6 +312,17 @@ def main(argv: Sequence[str], cache: Cache) -> int:
     if args.hashes:
         write_hashes(files, wheels.Wheelhouse.scan(dest))
     return 0
+
+
+def _try_fetch(pin: Pin, needed: list[Target], stage: str, cache: Cache, options: Options) -> tuple[str, ...]:
+    """fetch; the problems that stop it, if any (Offline is raised)."""
+    try:
+        fetch(pin, needed, stage, cache, options)
+    except Offline:
+        raise
+    except BuildError as e:
+        return e.problems
+    return ()
 
 
 def write_hashes(files: list[requirements.RequirementFiles], house: wheels.Wheelhouse) -> None:

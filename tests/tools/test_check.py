@@ -24,8 +24,8 @@ pytestmark = pytest.mark.e2e
 LINE = re.compile(r"^\S.*:\d+: ")
 
 
-def check(repo: ToolRepo, *args: str) -> tuple[int, list[str]]:
-    out = repo.command("check_requirements", *args)
+def check(repo: ToolRepo, *args: str, cwd: Path | None = None) -> tuple[int, list[str]]:
+    out = repo.command("check_requirements", *args, cwd=cwd)
     lines = out.stdout.splitlines()
     assert all(LINE.match(line) for line in lines), out.stdout
     assert "Traceback" not in out.stderr, out.stderr
@@ -64,6 +64,45 @@ def test_missing_wheel_and_closure_problems_name_the_fix(wheelhouse: ToolRepo) -
     assert any(line.startswith(f"{reqs}:1: alpha==1.0 needs beta>=1.0, which is not pinned") for line in lines)
     missing = next(line for line in lines if "no wheel for epsilon==9.0" in line)
     assert missing.startswith(f"{reqs}:2: ") and "fix: pip " in missing
+
+
+def test_unused_wheels_are_not_reported_while_a_file_does_not_resolve(wheelhouse: ToolRepo) -> None:
+    """alpha needs beta, which r.txt does not pin: which wheels r.txt would use is unknown."""
+    reqs = wheelhouse.requirements("r.txt", "alpha==1.0\n")
+    code, lines = check(wheelhouse, "--strict", str(reqs))
+    assert code == 1
+    assert lines == [f"{reqs}:1: alpha==1.0 needs beta>=1.0, which is not pinned; add beta==2.0 to the requirements",
+                     f"{wheelhouse.wheels}:0: warning: which wheels are unused is not reported: {reqs} did not "
+                     "resolve (above); fix that and run again"]
+
+
+def test_several_unpinned_dependencies_are_one_summary_then_pins_to_paste(wheelhouse: ToolRepo) -> None:
+    reqs = wheelhouse.requirements("r.txt", "# old, pinned at the top only\ngamma[fast]==1.0\nalpha==1.0\n")
+    code, lines = check(wheelhouse, str(reqs))
+    assert code == 1
+    summary, *pins, note = lines
+    assert summary.startswith(f"{reqs}:2: {reqs} is not closed: 2 dependencies of its pins are not pinned; pin them")
+    assert pins == [f"{reqs}:2: delta==1.0  # needed by gamma==1.0 (delta==1.0)",
+                    f"{reqs}:3: beta==2.0  # needed by alpha==1.0 (beta>=1.0)"]
+    assert "which wheels are unused is not reported" in note
+    reqs.write_text(reqs.read_text() + "".join(line.split(": ", 1)[1] + "\n" for line in pins))  # pasted
+    assert check(wheelhouse, str(reqs))[0] == 0
+
+
+def test_several_missing_wheels_are_one_summary_with_the_vendor_command(wheelhouse: ToolRepo) -> None:
+    reqs = wheelhouse.requirements("r.txt", "epsilon==9.0\nzeta==1.0\nbeta==7.0\n")
+    target = ("--python", "3.12", "--platform", "manylinux_2_17_x86_64")
+    code, lines = check(wheelhouse, *target, str(reqs), cwd=wheelhouse.root.parent)  # as from a repo beside it
+    assert code == 1
+    assert lines[0] == (
+        f"{reqs}:1: 3 pins have no wheel in {wheelhouse.wheels} for Python 3.12 (3.12.13) on manylinux_2_17_x86_64 "
+        f"(best tag cp312-cp312-manylinux_2_17_x86_64); add them all: infra_virtualenv/bin/vendor_wheels "
+        f"{reqs} --python 3.12 --platform manylinux_2_17_x86_64 (the pins below; -v: each one's tags and pip command)")
+    assert lines[1:4] == [
+        f"{reqs}:1: no wheel for epsilon==9.0", f"{reqs}:2: no wheel for zeta==1.0",
+        f"{reqs}:3: no wheel for beta==7.0 (2 other wheels of beta present)"]
+    code, verbose = check(wheelhouse, *target, "-v", str(reqs), cwd=wheelhouse.root.parent)
+    assert verbose[0] == lines[0] and all("; fix: pip " in line for line in verbose[1:4])
 
 
 def test_a_wheel_for_another_platform_only(wheelhouse: ToolRepo) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -45,12 +46,17 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
 '''
 
 
-def make_sdist(directory: Path) -> Path:
-    out = directory / "sdistpkg-0.5.tar.gz"
+def failing_backend(message: str) -> str:
+    """A PEP 517 backend whose build fails the way a compiled extension's does, saying `message`."""
+    return f"import sys\n\ndef build_wheel(*args, **kwargs):\n    sys.stderr.write({message!r})\n    raise SystemExit(1)\n"
+
+
+def make_sdist(directory: Path, name: str = "sdistpkg", backend: str = BACKEND) -> Path:
+    out = directory / f"{name}-0.5.tar.gz"
     members = {
-        "sdistpkg-0.5/pyproject.toml": b'[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n',
-        "sdistpkg-0.5/backend.py": BACKEND.encode(),
-        "sdistpkg-0.5/PKG-INFO": b"Metadata-Version: 2.1\nName: sdistpkg\nVersion: 0.5\n",
+        f"{name}-0.5/pyproject.toml": b'[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n',
+        f"{name}-0.5/backend.py": backend.encode(),
+        f"{name}-0.5/PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.5\n".encode(),
     }
     with tarfile.open(out, "w:gz") as tf:
         for name, data in members.items():
@@ -118,6 +124,78 @@ def test_a_missing_platform_fails_and_changes_nothing(tool_repo: ToolRepo, regis
     assert out.stderr.startswith("vendor_wheels: error: ") and "binpkg==2.0" in out.stderr
     assert "Traceback" not in out.stderr and len(out.stderr.splitlines()) == 1
     assert snapshot(tool_repo.wheels) == before
+
+
+def test_every_pin_is_tried_and_every_failure_told_with_its_reason(tool_repo: ToolRepo, registry: Path) -> None:
+    make_sdist(registry, "needsheaders", failing_backend(
+        "src/x.c:1:10: fatal error: libfoo/foo.h: No such file or directory\ncompilation terminated.\n"
+        "error: command '/usr/bin/gcc' failed with exit code 1\n"))
+    make_sdist(registry, "needscc", failing_backend("error: [Errno 2] No such file or directory: 'x86_64-linux-gnu-gcc'\n"))
+    make_sdist(registry, "oddfail", failing_backend("error: the frobnicator is out of frobs\n"))
+    reqs = tool_repo.requirements("r.txt", "purepkg==1.0\nneedsheaders==0.5\npurepkg2==1.0\nneedscc==0.5\n"
+                                           "purepkg3==9.9\noddfail==0.5\n")
+    reqs.write_text(reqs.read_text().replace("purepkg2==1.0", "purepkg==2.0 ; python_version < '3'")
+                    .replace("purepkg3==9.9", "binpkg==9.9"))
+    before = snapshot(tool_repo.wheels)
+    out = vendor(tool_repo, registry, str(reqs))
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    summary, *lines = out.stderr.splitlines()
+    assert summary == ("vendor_wheels: error: 4 of the 5 pins that need wheels cannot be vendored (below, one a line); "
+                       "nothing was changed: fix or drop them, then run again")
+    here = "Python {}.{} on this machine".format(*sys.version_info)
+    no_wheel = f"no wheel for {here} on the index, and building one from its sdist"
+    assert lines == [
+        f"vendor_wheels: error: {reqs}:2: needsheaders==0.5: {no_wheel} needs C headers that are not installed "
+        "(libfoo/foo.h); pin a version that has wheels for it",
+        f"vendor_wheels: error: {reqs}:4: needscc==0.5: {no_wheel} needs a compiler that is not installed "
+        "(x86_64-linux-gnu-gcc); pin a version that has wheels for it",
+        f"vendor_wheels: error: {reqs}:5: binpkg==9.9: no such version on the index (its newest: 2.0); "
+        "pin one of its versions",
+        f"vendor_wheels: error: {reqs}:6: oddfail==0.5: pip failed: error: the frobnicator is out of frobs",
+    ]
+    assert snapshot(tool_repo.wheels) == before
+
+
+REAL_PIP = {  # the ends of real pip runs (pip 23.2, PyPI, 2026): what `why` reads
+    "headers": ("      src/lxml/etree.c:275:12: fatal error: longintrepr.h: No such file or directory\n"
+                "      compilation terminated.\n      error: Command '['gcc', '-c', 'src/lxml/etree.c']' returned "
+                "non-zero exit status 1.\n      [end of output]\n  ERROR: Failed building wheel for lxml\n"
+                "Failed to build lxml\nERROR: Failed to build one or more wheels\n"),
+    "compiler": ("      building 'psutil._psutil_linux' extension\n      error: [Errno 2] No such file or directory: "
+                 "'gcc'\n      [end of output]\n  note: This error originates from a subprocess, and is likely "
+                 "not a problem with pip.\n  ERROR: Failed building wheel for psutil\n"),
+    "dev-packages": ("      Error: Please make sure the libxml2 and libxslt development packages are installed.\n"
+                     "      [end of output]\n"),
+    "version": ("ERROR: Could not find a version that satisfies the requirement six==99.0 (from versions: 1.15.0, "
+                "1.16.0, 1.17.0)\nERROR: No matching distribution found for six==99.0\n"),
+    "project": ("ERROR: Could not find a version that satisfies the requirement nosuch==1.0 (from versions: none)\n"
+                "ERROR: No matching distribution found for nosuch==1.0\n"),
+    "unknown": ("      error: something odd\n      [end of output]\n  ERROR: Failed building wheel for x\n"
+                "ERROR: Failed to build one or more wheels\n"),
+    "nothing": "",
+}
+REASONS = {
+    "headers": "building one from its sdist needs C headers that are not installed (longintrepr.h)",
+    "compiler": "building one from its sdist needs a compiler that is not installed (gcc)",
+    "dev-packages": "needs the libxml2 and libxslt development headers, which are not installed",
+    "version": "no such version on the index (its newest: 1.15.0, 1.16.0, 1.17.0); pin one of its versions",
+    "project": "x is not on the index (no such project, or no version for this Python); check the name",
+    "unknown": "pip failed: error: something odd",
+    "nothing": "pip failed: no output",
+}
+
+
+@pytest.mark.parametrize("case", sorted(REAL_PIP))
+def test_why_pip_found_or_built_no_wheel(case: str) -> None:
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+
+    from cros_venv.reqlines import Pin
+    from cros_venv.tools import targets, vendor
+
+    pin = Pin(canonicalize_name("x"), Version("1.0"), frozenset(), None, frozenset(), "r.txt:1")
+    reason = vendor.why(pin, targets.declared("3.11", "manylinux_2_17_x86_64"), REAL_PIP[case])
+    assert REASONS[case] in reason and "\n" not in reason
 
 
 def test_offline_fails_clearly_and_changes_nothing(tool_repo: ToolRepo) -> None:
