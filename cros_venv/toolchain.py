@@ -11,9 +11,13 @@ import os
 import sys
 
 from cros_venv import __version__
-from cros_venv.cache import Cache
+from cros_venv.cache import Cache, default_root
 from cros_venv.errors import BuildError
 from cros_venv.unpacker import Unpacker
+
+TYPE_CHECKING = False  # not typing's: the build does not import typing for this
+if TYPE_CHECKING:
+    from types import ModuleType
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))  # as fastpath.WHEEL_DIR
 PIP_PACKAGES = os.path.join(REPO_ROOT, "pip_packages")
@@ -32,6 +36,8 @@ VIRTUALENV = (
 )
 # Installed into every venv whose requirements do not pin pip themselves.
 PIP = "pip-26.0.1-py3-none-any.whl"
+# Reads PEP 723 blocks (TOML) on Python < 3.11, which has no tomllib.
+TOMLI = "tomli-2.5.0-py3-none-any.whl"
 
 
 def wheel_path(filename: str) -> str:
@@ -85,3 +91,18 @@ def activate(cache: Cache, unpacker: Unpacker | None = None) -> list[str]:
         if entry not in sys.path:
             sys.path.insert(0, entry)
     return roots
+
+
+def import_tomli(cache: Cache | None = None) -> ModuleType:
+    """`tomli` from pip_packages/, for Python < 3.11 (3.11+ has it as tomllib): unpacked into
+    the cache (default: the user's) and put on sys.path. Only a PEP 723 block needs it.
+    """
+    import importlib
+
+    if cache is None:
+        cache = Cache(default_root())
+        cache.ensure_dirs()
+    root = unpack(cache, (TOMLI,))[0]
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    return importlib.import_module("tomli")

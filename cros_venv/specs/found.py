@@ -1,0 +1,201 @@
+"""Finding a script's venv spec and reading its text (the order is in the package docstring)."""
+
+from __future__ import annotations
+
+import os
+
+from cros_venv.errors import InputError
+
+TYPE_CHECKING = False  # not typing's: importing typing costs ~10 ms, and python_venv runs before every script
+if TYPE_CHECKING:
+    from typing import Mapping
+
+ENV_VAR = "CROS_VENV_SPEC_PATH"  # set by python_venv for its children (like vpython's VPYTHON_VENV_SPEC_PATH)
+BEGIN = "[VPYTHON:BEGIN]"
+END = "[VPYTHON:END]"
+# The PEP's reference regex (https://peps.python.org/pep-0723/#reference-implementation).
+PEP723_RE = r"(?m)^# /// (?P<type>[a-zA-Z0-9-]+)$\s(?P<content>(^#(| .*)$\s)+)^# ///$"
+SCRIPT_LIMIT = 1 << 20  # inline blocks sit at the top of a script; a 1 GiB script is not read whole
+SPEC_LIMIT = 16 << 20  # a spec file larger than this is not a spec (`--spec /dev/zero`)
+
+
+class Found:
+    """Where a spec was found, and its text."""
+
+    __slots__ = ("kind", "line", "origin", "path", "text")
+
+    def __init__(self, kind: str, path: str, origin: str, text: str, line: int = 1) -> None:
+        self.kind = kind  # "requirements" | "pep723" | "vpython"
+        self.path = path  # the file it was read from (the script itself for inline blocks), absolute
+        self.origin = origin  # for messages: "--spec", "beside the script", "PEP 723 block", ...
+        self.text = text  # the spec (an inline block's content without its comment prefixes)
+        self.line = line  # the line of `path` where `text` starts (for messages)
+
+    def where(self, line: int = 1) -> str:
+        """`path:N` for line `line` of `text`."""
+        return f"{self.path}:{self.line + line - 1}"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Found) and all(getattr(self, a) == getattr(other, a) for a in self.__slots__)
+
+    def __hash__(self) -> int:
+        return hash((self.kind, self.path, self.line))
+
+    def __repr__(self) -> str:
+        return f"Found({self.kind!r}, {self.path!r}, {self.origin!r}, {self.text!r}, line={self.line})"
+
+
+def find(script: str | None, explicit: str | None = None, environ: Mapping[str, str] = os.environ) -> Found:
+    """The spec for `script` (None: `-c`/`-m`, no script), `explicit` being `--spec`'s value."""
+    if explicit is not None:
+        return read_file(explicit, "--spec")
+    root = None
+    if script is not None:
+        found, root = _for_script(script)
+        if found is not None:
+            return found
+    named = environ.get(ENV_VAR)
+    if named:
+        return read_file(named, f"${ENV_VAR}")
+    if script is None:
+        raise InputError(f"no venv spec: looked for --spec and ${ENV_VAR}; pass --spec FILE or -r REQUIREMENTS")
+    raise InputError(
+        f"no venv spec for {script}: looked for --spec, {script}.vpython3, {script}.vpython, a {BEGIN} block, "
+        f"a PEP 723 `# /// script` block, .vpython3 up to {root}, and ${ENV_VAR}; "
+        "add a PEP 723 block or pass -r REQUIREMENTS"
+    )
+
+
+def read_file(path: str, origin: str) -> Found:
+    """The spec in file `path` (`origin` says who named it); the kind is by its name:
+    `*.vpython` and `*.vpython3` are vpython specs, anything else a requirements file.
+    """
+    path = os.path.abspath(path)
+    try:
+        with open(path, "rb") as f:  # not O_NONBLOCK: `--spec <(...)` is a pipe, read once
+            data = f.read(SPEC_LIMIT + 1)
+    except OSError as e:
+        raise InputError(f"{path}: cannot read this venv spec ({origin}): {e.strerror or e}; {_fix(origin)}") from None
+    if len(data) > SPEC_LIMIT:
+        raise InputError(f"{path}: larger than {SPEC_LIMIT >> 20} MiB, not a venv spec ({origin}); {_fix(origin)}")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
+    kind = "vpython" if os.path.basename(path).endswith((".vpython", ".vpython3")) else "requirements"
+    return Found(kind, path, origin, text)
+
+
+def _fix(origin: str) -> str:
+    if origin == "--spec":
+        return "pass --spec a readable spec file"
+    if origin.startswith("$"):
+        return f"point {origin[1:]} at a readable spec file, or unset it"
+    return "make it a readable spec file, or remove it"
+
+
+def _for_script(script: str) -> tuple[Found | None, str]:
+    """Steps 2-5 for `script`; also the directory where the walk up stopped (for messages)."""
+    path = os.path.abspath(script)
+    for suffix in (".vpython3", ".vpython"):
+        if os.path.exists(path + suffix):
+            return read_file(path + suffix, "beside the script"), ""
+    is_dir = os.path.isdir(path)
+    source = os.path.join(path, "__main__.py") if is_dir else path
+    text = _read_script(source)
+    if text is not None:
+        found = inline_vpython(source, text) or inline_pep723(source, text)
+        if found is not None:
+            return found, ""
+    return _walk_up(path if is_dir else os.path.dirname(path))
+
+
+def _read_script(path: str) -> str | None:
+    """The first SCRIPT_LIMIT bytes of the script as text with `\\n` line ends; None if it is
+    not UTF-8 or not a regular file (a pipe is Python's to read, and can be read only once).
+    """
+    import codecs
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with open(fd, "rb") as f:  # closes fd
+            if not _regular(fd):
+                return None
+            data = f.read(SCRIPT_LIMIT)
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the script ({e.strerror or e}); check its path and permissions"
+                         ) from None
+    try:
+        # Not final when cut at the limit: a character split by the cut is not an error.
+        text = codecs.getincrementaldecoder("utf-8")().decode(data, final=len(data) < SCRIPT_LIMIT)
+    except UnicodeDecodeError:
+        return None
+    return text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _regular(fd: int) -> bool:
+    import stat
+
+    return stat.S_ISREG(os.fstat(fd).st_mode)
+
+
+def inline_vpython(path: str, text: str) -> Found | None:
+    """The `[VPYTHON:BEGIN]` block of script `path` (its `text`), or None if it has none."""
+    at = text.find(BEGIN)
+    if at < 0:
+        return None
+    start = text.rfind("\n", 0, at) + 1
+    prefix = text[start:at]
+    begin_line = text.count("\n", 0, at) + 1
+    lines = text[start:].split("\n")
+    for count, line in enumerate(lines[1:]):
+        if END in line:
+            body = [_unprefix(line, prefix) for line in lines[1:count + 1]]
+            return Found("vpython", path, f"{BEGIN} block", "".join(f"{line}\n" for line in body), begin_line + 1)
+    raise InputError(f"{path}:{begin_line}: the {BEGIN} block has no {END} line; end the block with one")
+
+
+def _unprefix(line: str, prefix: str) -> str:
+    if line.startswith(prefix):
+        return line[len(prefix):]
+    if line.rstrip() == prefix.rstrip():  # `#` alone, where the prefix is `# `
+        return ""
+    return line
+
+
+def inline_pep723(path: str, text: str) -> Found | None:
+    """The PEP 723 `script` block of script `path` (its `text`), or None if it has none."""
+    if "# /// script" not in text:  # the cheap test first: most scripts have none
+        return None
+    import re
+
+    blocks = [m for m in re.finditer(PEP723_RE, text) if m.group("type") == "script"]
+    if len(blocks) > 1:
+        first, second = (text.count("\n", 0, m.start()) + 1 for m in blocks[:2])
+        raise InputError(f"{path}:{second}: a second `# /// script` block (the first is on line {first}); "
+                         "PEP 723 allows one: merge them")
+    if not blocks:
+        opener = re.search(r"(?m)^# /// script$", text)
+        if opener is None:
+            return None
+        line = text.count("\n", 0, opener.start()) + 1
+        raise InputError(f"{path}:{line}: the `# /// script` block is empty or has no closing `# ///` line; "
+                         "close it (PEP 723)")
+    block = blocks[0]
+    content = "".join(line[2:] if line.startswith("# ") else line[1:]
+                      for line in block.group("content").splitlines(keepends=True))
+    return Found("pep723", path, "PEP 723 block", content, text.count("\n", 0, block.start()) + 2)
+
+
+def _walk_up(directory: str) -> tuple[Found | None, str]:
+    """The first `.vpython3` in `directory` or above, up to the repository root (the first
+    directory with a `.git` entry, a file in a worktree) or `/`; and where the walk stopped.
+    """
+    while True:
+        candidate = os.path.join(directory, ".vpython3")
+        if os.path.exists(candidate):
+            return read_file(candidate, ".vpython3 above the script"), directory
+        parent = os.path.dirname(directory)
+        if parent == directory or os.path.lexists(os.path.join(directory, ".git")):
+            return None, directory
+        directory = parent
