@@ -40,7 +40,7 @@ def run(cmd: list[str], env: dict[str, str], settle: bool) -> float:
         os.sync()
         time.sleep(0.2)
     start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
     if proc.returncode != 0 or proc.stdout.strip() != "ok":
         raise SystemExit(f"run_bench: {' '.join(cmd)} failed ({proc.returncode}): {proc.stderr}{proc.stdout}")

@@ -39,7 +39,6 @@ __all__ = [
     "X_OK",
     "abspath",
     "access",
-    "utime",
     "basename",
     "close",
     "dirname",
@@ -65,6 +64,7 @@ __all__ = [
     "split",
     "stat",
     "stat_result",
+    "utime",
 ]
 
 _S_IFMT = 0o170000

@@ -156,19 +156,20 @@ def collect(cache_root: str, max_age_days: float, dry_run: bool, say: Callable[[
             old = os.lstat(path).st_mtime < cutoff
         except OSError:
             continue
-        if old or not name or not os.path.islink(os.path.join(top, name)):
-            if not dry_run:
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
+        if (old or not name or not os.path.islink(os.path.join(top, name))) and not dry_run:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
     specs = os.path.join(cache_root, SPECS_DIR)
     for entry in _listdir(specs):
         path = os.path.join(specs, entry)
         with contextlib.suppress(OSError):
             if os.lstat(path).st_mtime < cutoff and not dry_run:
                 os.unlink(path)
-    cache = Cache(cache_root)
-    entries, _ = cache.prune(max_age_days, lock_timeout, lambda: say("waiting for the builds using the cache to finish"),
-                             dry_run=dry_run, on_remove=usage.add) if os.path.isdir(cache_root) else (0, 0)
+    entries = 0
+    if os.path.isdir(cache_root):
+        entries, _ = Cache(cache_root).prune(max_age_days, lock_timeout,
+                                             lambda: say("waiting for the builds using the cache to finish"),
+                                             dry_run=dry_run, on_remove=usage.add)
     return venvs, entries, usage.freed
 
 

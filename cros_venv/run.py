@@ -162,7 +162,7 @@ def _requirements(args: Args) -> tuple[str, str | None]:
     the cache first), and --python (or the interpreter the spec asks for)."""
     if args.requirements is not None:
         return fs.file_path(args.requirements), args.python
-    from cros_venv import specs  # type: ignore[attr-defined]
+    from cros_venv import specs
 
     script = script_of(args.python_args)
     found = specs.find(fs.file_path(script) if script else None, args.spec)
@@ -208,7 +208,7 @@ def _converted(found: object, python_arg: str | None) -> tuple[str, str | None]:
 
 
 def _check_python(found: object, converted: object, python: str | None, target: str) -> None:
-    from cros_venv import specs  # type: ignore[attr-defined]
+    from cros_venv import specs
     from cros_venv.errors import InputError
     from cros_venv.locate import not_found
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 from pathlib import Path
@@ -138,9 +137,9 @@ def test_overhead_path_imports_little(repo: ToolRepo) -> None:
     """The path to an up-to-date venv imports no `os`, json, re or vendored library."""
     reqs = repo.requirements("requirements.txt", REQS)
     assert python_venv(repo, "-r", str(reqs), "--", "-c", "pass").returncode == 0
-    probe = ("import sys; sys.argv = ['python_venv', '-r', %r, '--', '-c', 'pass']; sys.path.insert(0, %r); "
+    probe = (f"import sys; sys.argv = ['python_venv', '-r', {str(reqs)!r}, '--', '-c', 'pass']; sys.path.insert(0, {str(repo.root)!r}); "
              "import posix; posix.execve = lambda *a: (print(sorted(sys.modules)), sys.exit(0)); "
-             "from cros_venv.run import main; main(sys.argv[1:])") % (str(reqs), str(repo.root))
+             "from cros_venv.run import main; main(sys.argv[1:])")
     out = subprocess.run([PYTHON, "-I", "-S", "-c", probe], env=repo.env(), capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     modules = set(eval(out.stdout))
