@@ -224,8 +224,11 @@ def _check_python(found: object, converted: object, python: str | None, target: 
         from cros_venv import toolchain
         from cros_venv.cache import Cache, default_root
 
-        toolchain.activate(Cache(default_root()))
-        from packaging.specifiers import InvalidSpecifier, SpecifierSet
+        cache = Cache(default_root())
+        cache.ensure_dirs()
+        with cache.in_use():
+            toolchain.activate(cache)
+            from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
         try:
             wanted = SpecifierSet(converted.requires_python)
@@ -247,8 +250,10 @@ def _version_of(python: str) -> str:
                              capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as e:
         raise InputError(f"cannot run {python}: {e}") from None
-    if out.returncode != 0:
-        raise InputError(f"{python} did not say its version: {out.stderr.strip()[-200:]}")
+    if out.returncode != 0 or not out.stdout.strip():
+        said = [line.strip() for line in out.stderr.splitlines() if line.strip()]
+        raise InputError(f"{python} did not run ({said[0][:200] if said else f'exit {out.returncode}'}); "
+                         "pass --python with a working interpreter")
     return out.stdout.strip()
 
 

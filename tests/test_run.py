@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cros_venv import run
-from tests.conftest import PYTHON, ToolRepo
+from tests.conftest import OTHER_PYTHONS, PYTHON, ToolRepo
 
 pytestmark = pytest.mark.e2e
 
@@ -144,3 +145,97 @@ def test_overhead_path_imports_little(repo: ToolRepo) -> None:
     assert out.returncode == 0, out.stderr
     modules = set(eval(out.stdout))
     assert not modules & {"os", "json", "re", "subprocess", "packaging", "argparse"}, modules
+
+
+# -- the spec, found as specs.py says --------------------------------------------------------
+
+PEP723 = "# /// script\n# requires-python = \">=3.9\"\n# dependencies = [\"alpha==1.0\", \"beta==BETA\"]\n# ///\n"
+VPYTHON = """# A spec in the shape Chromium checks in.
+python_version: "PYVER"
+wheel: <
+  name: "infra/python/wheels/alpha-py2_py3"
+  version: "version:1.0"
+>
+wheel {
+  name: "infra/python/wheels/beta/${vpython_platform}"
+  version: "version:2.0"
+}
+"""
+
+
+def _on_path(tmp_path: Path, **links: str) -> str:
+    """A PATH whose first directory holds `python3` (the test interpreter) and `links`."""
+    bin_dir = tmp_path / "path-bin"
+    bin_dir.mkdir(exist_ok=True)
+    for name, target in {"python3": PYTHON, **links}.items():
+        if not (bin_dir / name).exists():
+            (bin_dir / name).symlink_to(target)
+    return f"{bin_dir}:{os.environ.get('PATH', '')}"
+
+
+def test_a_pep723_script_runs_in_the_venv_of_its_block(repo: ToolRepo, tmp_path: Path) -> None:
+    script = tmp_path / "tool.py"
+    script.write_text("#!/usr/bin/env python_venv\n" + PEP723.replace("BETA", "1.0")
+                      + "import sys, beta; print(beta.VERSION, sys.argv[1:])\n")
+    script.chmod(0o755)
+    env = repo.env(PATH=f"{repo.root / 'bin'}:{_on_path(tmp_path)}")
+    result = subprocess.run([str(script), "x"], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "1.0 ['x']\n"
+    script.write_text(script.read_text().replace("beta==1.0", "beta==2.0"))  # the block changed: its venv too
+    result = subprocess.run([str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert result.stdout == "2.0 []\n", result.stderr
+
+
+def test_a_vpython_spec_beside_the_script_wins_over_its_pep723_block(repo: ToolRepo, tmp_path: Path) -> None:
+    script = tmp_path / "tool.py"
+    script.write_text(PEP723.replace("BETA", "1.0") + "import beta; print(beta.VERSION)\n")
+    assert python_venv(repo, str(script)).stdout == "1.0\n"
+    version = subprocess.check_output([PYTHON, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], text=True)
+    (tmp_path / "tool.py.vpython3").write_text(VPYTHON.replace("PYVER", version.strip()))
+    env = repo.env(PATH=_on_path(tmp_path, **{f"python{version.strip()}": PYTHON}))
+    result = python_venv(repo, str(script), env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "2.0\n"
+
+
+def test_vpython_python_version_picks_the_interpreter(repo: ToolRepo, tmp_path: Path) -> None:
+    others = [p for p in OTHER_PYTHONS if p != PYTHON]
+    if not others:
+        pytest.skip("no second interpreter on this machine")
+    other = others[0]
+    version = subprocess.check_output([other, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                                      text=True).strip()
+    spec = tmp_path / "spec.vpython3"
+    spec.write_text(VPYTHON.replace("PYVER", version))
+    code = "import sys, alpha; print('%d.%d' % sys.version_info[:2])"
+    result = python_venv(repo, "--spec", str(spec), "--", "-c", code,
+                         env=repo.env(PATH=_on_path(tmp_path, **{f"python{version}": other})))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{version}\n"
+    missing = python_venv(repo, "--spec", str(spec), "--", "-c", code, env=repo.env(PATH=str(tmp_path / "nowhere")))
+    assert missing.returncode == 2 and len(missing.stderr.splitlines()) == 1
+    assert f"python{version}" in missing.stderr
+
+
+def test_spec_errors_are_one_line(repo: ToolRepo, tmp_path: Path) -> None:
+    bare = tmp_path / "bare.py"
+    bare.write_text("print('ran')\n")
+    result = python_venv(repo, str(bare))
+    assert result.returncode == 2 and result.stdout == "" and len(result.stderr.splitlines()) == 1
+    assert "no venv spec" in result.stderr and "PEP 723" in result.stderr and ".vpython3" in result.stderr
+    too_new = tmp_path / "new.py"
+    too_new.write_text(PEP723.replace(">=3.9", ">=9.0").replace("BETA", "1.0"))
+    result = python_venv(repo, str(too_new))
+    assert result.returncode == 2 and "requires Python >=9.0" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    local = tmp_path / "local.py.vpython3"
+    local.write_text('wheel: < name: "infra/python/wheels/psutil/${vpython_platform}" '
+                     'version: "version:5.8.0.chromium.3" >\n')
+    (tmp_path / "local.py").write_text("pass\n")
+    result = python_venv(repo, str(tmp_path / "local.py"))
+    assert result.returncode == 2 and "psutil" in result.stderr and len(result.stderr.splitlines()) == 1
+    unpinned = tmp_path / "loose.py"
+    unpinned.write_text(PEP723.replace("beta==BETA", "beta"))
+    result = python_venv(repo, str(unpinned))
+    assert result.returncode == 2 and "beta" in result.stderr and result.stdout == ""
