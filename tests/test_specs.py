@@ -428,7 +428,8 @@ def test_requirements_are_unchanged() -> None:
 
 def test_a_chromium_vpython3_file() -> None:
     assert vpython(CHROMIUM_FILE) == specs.Converted(
-        "protobuf==4.21.9\npywin32==306\ncoverage==7.3.1\nsix==1.16.0\n", "3.11")
+        'protobuf==4.21.9\npywin32==306 ; sys_platform == "win32"\n'
+        'coverage==7.3.1 ; (platform_machine != "aarch64" or sys_platform != "linux")\nsix==1.16.0\n', "3.11")
 
 
 def test_an_empty_vpython_spec_asks_for_nothing() -> None:
@@ -440,13 +441,45 @@ def test_the_same_wheel_twice_at_one_version_is_one_pin() -> None:
     assert vpython(wheel + wheel.replace("-py3", "-py2_py3")) == specs.Converted("six==1.0\n")
 
 
-def test_the_same_wheel_at_two_versions_is_an_error() -> None:
+def test_the_same_wheel_at_two_versions_for_the_same_platforms_is_an_error() -> None:
     text = ('wheel: <name: "infra/python/wheels/numpy/${vpython_platform}" version: "version:1.2"\n'
             '  match_tag: <platform: "win_amd64">\n>\n'
-            'wheel: <name: "infra/python/wheels/numpy/${vpython_platform}" version: "version:1.3">\n')
+            'wheel: <name: "infra/python/wheels/numpy/${vpython_platform}" version: "version:1.3"\n'
+            '  match_tag: <platform: "win32">\n>\n')
     assert vpython_error(text) == (
-        "/s/.vpython3:4: wheel numpy version:1.3 is also pinned at version:1.2 on line 1; keep one "
-        "(match_tag and not_match_tag are not used: one version serves every platform)")
+        "/s/.vpython3:4: wheel numpy version:1.3 is also pinned at version:1.2 on line 1 for the same platforms; "
+        "keep one, or tell them apart with match_tag")
+
+
+@pytest.mark.parametrize(("tags", "marker"), [
+    ('match_tag: <platform: "win_amd64">', 'sys_platform == "win32"'),
+    ('match_tag: <platform: "manylinux1_x86_64"> match_tag: <platform: "macosx_11_0_arm64">',
+     '((platform_machine == "arm64" and sys_platform == "darwin") or '
+     '(platform_machine == "x86_64" and sys_platform == "linux"))'),
+    ('match_tag: <abi: "cp39" platform: "linux_aarch64">',
+     'platform_machine == "aarch64" and python_version == "3.9" and sys_platform == "linux"'),
+    ('not_match_tag: <platform: "linux_arm64">', '(platform_machine != "arm64" or sys_platform != "linux")'),
+    ('match_tag: <platform: "linux_x86_64"> not_match_tag: <python: "cp38">',
+     'platform_machine == "x86_64" and sys_platform == "linux" and python_version != "3.8"'),
+    ('match_tag: <abi: "abi3">', ""),
+    ('not_match_tag: <abi: "abi3">', 'python_version < "0"'),
+])
+def test_match_tags_become_markers(tags: str, marker: str) -> None:
+    text = f'wheel: <name: "infra/python/wheels/numpy/${{vpython_platform}}" version: "version:1.2" {tags}>\n'
+    assert vpython(text).requirements == "numpy==1.2" + (f" ; {marker}" if marker else "") + "\n"
+
+
+def test_one_wheel_at_two_versions_for_different_platforms_is_two_pins() -> None:
+    text = ('wheel: <name: "infra/python/wheels/numpy/${vpython_platform}" version: "version:1.2"\n'
+            '  match_tag: <platform: "win_amd64">\n>\n'
+            'wheel: <name: "infra/python/wheels/numpy/${vpython_platform}" version: "version:1.3"\n'
+            '  not_match_tag: <platform: "win_amd64">\n>\n')
+    assert vpython(text).requirements == 'numpy==1.2 ; sys_platform == "win32"\nnumpy==1.3 ; sys_platform != "win32"\n'
+
+
+def test_an_unknown_platform_tag_is_an_error() -> None:
+    text = 'wheel: <name: "infra/python/wheels/x-py3" version: "version:1.0" match_tag: <platform: "plan9">>\n'
+    assert "platform 'plan9' is not one this tool can read" in vpython_error(text)
 
 
 @pytest.mark.parametrize(("package", "name"), [

@@ -127,15 +127,74 @@ def _vpython(found: Found) -> Converted:
             python_version = field.text
         elif field.name == "wheel":
             name, version = _wheel(found, field)
-            key = re.sub(r"[-_.]+", "-", name).lower()
+            marker = _marker(found, field)
+            key = (re.sub(r"[-_.]+", "-", name).lower(), marker)
             if key in pins and pins[key][0] != version:
                 raise InputError(f"{found.where(field.line)}: wheel {name} version:{version} is also pinned at "
-                                 f"version:{pins[key][0]} on line {found.line + pins[key][1] - 1}; keep one "
-                                 "(match_tag and not_match_tag are not used: one version serves every platform)")
+                                 f"version:{pins[key][0]} on line {found.line + pins[key][1] - 1} for the same "
+                                 "platforms; keep one, or tell them apart with match_tag")
             if key not in pins:
                 pins[key] = (version, field.line)
-                lines.append(f"{name}=={version}\n")
+                lines.append(f"{name}=={version}" + (f" ; {marker}" if marker else "") + "\n")
     return Converted("".join(lines), python_version, None)
+
+
+# A wheel tag's platform -> (sys_platform, platform_machine or None), by prefix and suffix.
+_SYSTEMS = (("win", "win32"), ("manylinux", "linux"), ("musllinux", "linux"), ("linux", "linux"),
+            ("macosx", "darwin"))
+_MACHINES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "arm64", "i686": "i686",
+             "armv7l": "armv7l", "ppc64le": "ppc64le", "s390x": "s390x"}
+
+
+def _marker(found: Found, wheel: Field) -> str:
+    """vpython's match_tag / not_match_tag as an environment marker ("" for none): the wheel
+    is used where any match_tag fits (or there is none) and no not_match_tag does."""
+    matches = [_tag(found, t) for t in wheel.fields if t.name == "match_tag"]
+    excludes = [_tag(found, t) for t in wheel.fields if t.name == "not_match_tag"]
+    parts = []
+    if matches and all(matches):
+        alternatives = sorted(set(" and ".join(m) for m in matches))
+        if len(alternatives) > 1:
+            alternatives = [f"({a})" if " and " in a else a for a in alternatives]
+        parts.append(alternatives[0] if len(alternatives) == 1 else "(" + " or ".join(alternatives) + ")")
+    for exclude in excludes:
+        if not exclude:
+            return 'python_version < "0"'  # excludes every platform: never installed
+        negated = [c.replace(" == ", " != ") for c in exclude]
+        parts.append(negated[0] if len(negated) == 1 else "(" + " or ".join(negated) + ")")
+    return " and ".join(parts)
+
+
+def _tag(found: Found, tag: Field) -> list[str]:
+    """One match_tag message (python, abi, platform) as marker comparisons, all to hold."""
+    import re
+
+    if tag.kind != "message":
+        raise InputError(f'{found.where(tag.line)}: {tag.name} must be a message such as < platform: "win_amd64" >; '
+                         f"{VPYTHON_FIX}")
+    comparisons = []
+    for field in tag.fields:
+        if field.kind != "string":
+            continue
+        value = field.text
+        if field.name in ("python", "abi"):
+            version = re.fullmatch(r"(?:cp|py|pp)(\d)(\d+)", value)
+            if version:
+                comparisons.append(f'python_version == "{version.group(1)}.{version.group(2)}"')
+            elif not re.fullmatch(r"py\d|abi3|none|cp\d+[dmu]*", value):
+                raise InputError(f"{found.where(field.line)}: {tag.name} {field.name} {value!r} is not a tag "
+                                 "this tool can read (cp311, py3, abi3, none); fix the spec")
+        elif field.name == "platform":
+            system = next((sys for prefix, sys in _SYSTEMS if value.startswith(prefix)), None)
+            if system is None:
+                raise InputError(f"{found.where(field.line)}: {tag.name} platform {value!r} is not one this tool "
+                                 "can read (win32, win_amd64, manylinux…_x86_64, linux_aarch64, macosx_…_arm64); "
+                                 "fix the spec")
+            comparisons.append(f'sys_platform == "{system}"')
+            machine = next((m for suffix, m in _MACHINES.items() if value.endswith("_" + suffix)), None)
+            if machine is not None and system != "win32":  # Windows calls its machines AMD64, x86, ARM64
+                comparisons.append(f'platform_machine == "{machine}"')
+    return sorted(set(comparisons))
 
 
 def _wheel(found: Found, wheel: Field) -> tuple[str, str]:
