@@ -117,7 +117,7 @@ def _vpython(found: Found) -> Converted:
     except textproto.ParseError as e:
         raise InputError(f"{found.where(e.line)}: {e.message}; {VPYTHON_FIX}") from None
     python_version = None
-    pins: dict[str, tuple[str, int]] = {}  # normalised name -> (version, line)
+    pins: dict[tuple[str, str], tuple[str, int]] = {}  # (normalised name, marker) -> (version, line)
     lines = []
     for field in fields:
         if field.name == "python_version":
