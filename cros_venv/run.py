@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 PROG = "python_venv"
 ENV_SPEC = "CROS_VENV_SPEC_PATH"
 ENV_DEPTH = "CROS_VENV_DEPTH"
+ENV_PYTHON = "CROS_VENV_PYTHON"  # the interpreter of the spec in CROS_VENV_SPEC_PATH, for nested runs
 MAX_DEPTH = 8
 SPECS_DIR = "specs"  # cache/specs/<hash>.txt: a spec that is not a requirements file, as one
 USAGE = (f"usage: {PROG} [-r REQUIREMENTS | --spec FILE] [--python PYTHON] [--] [PYTHON_ARGS ...]\n"
@@ -144,8 +145,10 @@ def main(argv: Sequence[str]) -> int:
             return e.exit_code
         if isinstance(e, OSError):
             return _error(str(e), 1)
-        raise
-    return _exec(venv, fd, requirements, args.python_args, int(depth))
+        if args.verbose:
+            raise
+        return _error(f"internal error {type(e).__name__}: {e}; rerun with -v and report it", 1)
+    return _exec(venv, fd, requirements, python, args.python_args, int(depth))
 
 
 def _error(message: str, code: int) -> int:
@@ -166,9 +169,12 @@ def _requirements(args: Args) -> tuple[str, str | None]:
 
     script = script_of(args.python_args)
     found = specs.find(fs.file_path(script) if script else None, args.spec)
+    python = args.python
+    if python is None and found.origin == specs.ENV_ORIGIN:  # the outer run's spec: its interpreter too
+        python = fs.getenv(ENV_PYTHON) or None
     if found.kind == "requirements":
-        return found.path, args.python
-    return _converted(found, args.python)
+        return found.path, python
+    return _converted(found, python)
 
 
 def _converted(found: object, python_arg: str | None) -> tuple[str, str | None]:
@@ -306,7 +312,7 @@ def _hold(venv: str) -> int | None:
     return None
 
 
-def _exec(venv: str, fd: int, spec: str, python_args: list[str], depth: int) -> int:
+def _exec(venv: str, fd: int, spec: str, target: str | None, python_args: list[str], depth: int) -> int:
     """Become the venv's python, still holding the venv (the flock's descriptor is inherited)."""
     from cros_venv.fastpath import touch
 
@@ -315,6 +321,9 @@ def _exec(venv: str, fd: int, spec: str, python_args: list[str], depth: int) -> 
     env = dict(posix.environ)
     env[ENV_SPEC.encode()] = fs.fsencode(spec)
     env[ENV_DEPTH.encode()] = str(depth + 1).encode()
+    from cros_venv.locate import resolve_python
+
+    env[ENV_PYTHON.encode()] = fs.fsencode(resolve_python(target))
     python = fs.join(venv, "bin", "python")
     try:
         sys.stdout.flush()

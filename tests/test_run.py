@@ -239,3 +239,21 @@ def test_spec_errors_are_one_line(repo: ToolRepo, tmp_path: Path) -> None:
     unpinned.write_text(PEP723.replace("beta==BETA", "beta"))
     result = python_venv(repo, str(unpinned))
     assert result.returncode == 2 and "beta" in result.stderr and result.stdout == ""
+
+
+def test_a_nested_run_reuses_the_parents_interpreter_too(repo: ToolRepo, tmp_path: Path) -> None:
+    others = [p for p in OTHER_PYTHONS if p != PYTHON]
+    if not others:
+        pytest.skip("no second interpreter on this machine")
+    version = subprocess.check_output([others[0], "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                                      text=True).strip()
+    spec = tmp_path / "outer.vpython3"
+    spec.write_text(VPYTHON.replace("PYVER", version))
+    inner = tmp_path / "inner.py"
+    inner.write_text("import sys, alpha; print('%d.%d' % sys.version_info[:2], sys.prefix)\n")
+    outer = "import subprocess, sys; sys.exit(subprocess.call([sys.argv[1], '-I', '-S', sys.argv[2], sys.argv[3]]))"
+    result = python_venv(repo, "--spec", str(spec), "--", "-c", outer, PYTHON, str(repo.root / "bin" / "python_venv"),
+                         str(inner), env=repo.env(PATH=_on_path(tmp_path, **{f"python{version}": others[0]})))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[0] == version
+    assert len(list((repo.cache / "venvs" / ".d").iterdir())) == 1  # the outer venv, reused

@@ -29,6 +29,6 @@ where it helps, and the fix.
 from __future__ import annotations
 
 from cros_venv.specs.convert import Converted, convert
-from cros_venv.specs.found import ENV_VAR, Found, find, read_file
+from cros_venv.specs.found import ENV_ORIGIN, ENV_VAR, Found, find, read_file
 
-__all__ = ["ENV_VAR", "Converted", "Found", "convert", "find", "read_file"]
+__all__ = ["ENV_ORIGIN", "ENV_VAR", "Converted", "Found", "convert", "find", "read_file"]

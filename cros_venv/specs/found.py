@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from typing import Mapping
 
 ENV_VAR = "CROS_VENV_SPEC_PATH"  # set by python_venv for its children (like vpython's VPYTHON_VENV_SPEC_PATH)
+ENV_ORIGIN = f"${ENV_VAR}"  # Found.origin of a spec named by it
 BEGIN = "[VPYTHON:BEGIN]"
 END = "[VPYTHON:END]"
 # The PEP's reference regex (https://peps.python.org/pep-0723/#reference-implementation).
@@ -56,7 +57,7 @@ def find(script: str | None, explicit: str | None = None, environ: Mapping[str, 
             return found
     named = environ.get(ENV_VAR)
     if named:
-        return read_file(named, f"${ENV_VAR}")
+        return read_file(named, ENV_ORIGIN)
     if script is None:
         raise InputError(f"no venv spec: looked for --spec and ${ENV_VAR}; pass --spec FILE or -r REQUIREMENTS")
     raise InputError(
