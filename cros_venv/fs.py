@@ -51,6 +51,7 @@ __all__ = [
     "getsize",
     "is_regular",
     "isabs",
+    "isdir",
     "isfile",
     "join",
     "lexists",
@@ -69,6 +70,7 @@ __all__ = [
 
 _S_IFMT = 0o170000
 _S_IFREG = 0o100000
+_S_IFDIR = 0o040000
 _S_IFLNK = 0o120000
 _ENCODING = sys.getfilesystemencoding()
 _ERRORS = sys.getfilesystemencodeerrors()
@@ -216,6 +218,11 @@ def exists(path: str) -> bool:
 
 def lexists(path: str) -> bool:
     return _stat_or_none(path, follow=False) is not None
+
+
+def isdir(path: str) -> bool:
+    st = _stat_or_none(path)
+    return st is not None and st.st_mode & _S_IFMT == _S_IFDIR
 
 
 def isfile(path: str) -> bool:

@@ -69,6 +69,7 @@ def test_file_tests_match_os_path(tree: Path, case: str) -> None:
     assert fs.exists(path) == os.path.exists(path)
     assert fs.lexists(path) == os.path.lexists(path)
     assert fs.isfile(path) == os.path.isfile(path)
+    assert fs.isdir(path) == os.path.isdir(path)
 
 
 def test_getenv_is_the_environment_at_start() -> None:
@@ -77,7 +78,7 @@ def test_getenv_is_the_environment_at_start() -> None:
 
 
 def test_a_path_with_a_nul_byte_is_not_there() -> None:
-    assert not fs.exists("a\0b") and not fs.lexists("a\0b") and not fs.isfile("a\0b")
+    assert not fs.exists("a\0b") and not fs.lexists("a\0b") and not fs.isfile("a\0b") and not fs.isdir("a\0b")
 
 
 @pytest.mark.parametrize("case", ["rel/../file", "chain/up/real/file", "real/file", "file", "tofile", "sub/../file",

@@ -690,3 +690,33 @@ def test_importing_the_package_stays_light() -> None:
                             timeout=60)
     assert result.stdout.strip() == "[]", result.stderr
 
+
+
+def _regex_blocks(text: str) -> list[tuple[str, int, int]]:
+    import re
+
+    from cros_venv.specs.found import PEP723_RE
+
+    out = []
+    for m in re.finditer(PEP723_RE, text):
+        opener = text.count("\n", 0, m.start())
+        closer = opener + 1 + m.group("content").count("\n")
+        out.append((m.group("type"), opener, closer))
+    return out
+
+
+def test_pep723_blocks_are_found_as_the_reference_regex_finds_them() -> None:
+    """The line scanner agrees with PEP 723's regex on every arrangement of these lines."""
+    import itertools
+    import random
+
+    from cros_venv.specs.found import pep723_blocks
+
+    pieces = ["# /// script", "# ///", "#", "# x = 1", "#x", "print()", "", "# /// tool", "# /// a b", "#  ///",
+              "# /// script\r", "# /// ünï", "  # ///"]
+    rng = random.Random(723)
+    cases = ["\n".join(c) for n in range(1, 5) for c in itertools.product(pieces[:8], repeat=n)]
+    cases += ["\n".join(rng.choice(pieces) for _ in range(rng.randint(1, 12))) + rng.choice(["", "\n"])
+              for _ in range(3000)]
+    for text in cases:
+        assert pep723_blocks(text) == _regex_blocks(text), repr(text)
