@@ -142,9 +142,9 @@ def test_the_way_to_an_up_to_date_venv_imports_little(repo: ToolRepo, tmp_path: 
     script.write_text("# /// script\n# dependencies = [\"alpha==1.0\", \"beta==1.0\"]\n# ///\nimport alpha\n")
     argv = ["-r", str(reqs), "--", "-c", "pass"] if mode == "-r" else [str(script)]
     assert python_venv(repo, *argv).returncode == 0
-    probe = ("import sys; sys.path.insert(0, {root!r}); "
+    probe = (f"import sys; sys.path.insert(0, {str(repo.root)!r}); "
              "import posix; posix.execve = lambda *a: (print(sorted(sys.modules)), sys.exit(0)); "
-             "from cros_venv.run import main; main({argv!r})").format(root=str(repo.root), argv=argv)
+             f"from cros_venv.run import main; main({argv!r})")
     out = subprocess.run([PYTHON, "-I", "-S", "-c", probe], env=repo.env(), capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     modules = set(eval(out.stdout))
