@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -262,3 +263,33 @@ def test_a_nested_run_reuses_the_parents_interpreter_too(repo: ToolRepo, tmp_pat
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[0] == version
     assert len(list((repo.cache / "venvs" / ".d").iterdir())) == 1  # the outer venv, reused
+
+
+def _readme_block(after: str, language: str) -> str:
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    start = text.index(f"```{language}\n", text.index(after)) + len(language) + 4
+    return text[start:text.index("```", start)]
+
+
+@pytest.mark.parametrize(("after", "language"), [("A wrapper in shell", "sh"), ("The same in Python", "python")])
+def test_the_readme_wrappers_work_from_a_dependent_repo(repo: ToolRepo, tmp_path: Path, after: str,
+                                                        language: str) -> None:
+    dependent = repo.root.parent / "my_repo"  # beside the tool's checkout, which is named infra_virtualenv
+    (dependent / "bin").mkdir(parents=True)
+    (dependent / "my_tool").mkdir()
+    (dependent / "my_tool" / "__main__.py").write_text("import sys, alpha; print(alpha.VERSION, sys.argv[1:])\n")
+    (dependent / "requirements.txt").write_text(REQS)
+    wrapper = dependent / "bin" / "my_tool"
+    wrapper.write_text(_readme_block(after, language))
+    wrapper.chmod(0o755)
+    env = repo.env(PATH=_on_path(tmp_path))
+    result = subprocess.run([str(wrapper), "a b", "-c"], env=env, capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path)  # not the repo: my_tool is found all the same
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "1.0 ['a b', '-c']\n"
+    elsewhere = tmp_path / "elsewhere"  # CROS_VENV_HOME overrides where the tool is found
+    shutil.move(str(repo.root), str(elsewhere))
+    moved = subprocess.run([str(wrapper), "x"], env={**env, "CROS_VENV_HOME": str(elsewhere)}, capture_output=True,
+                           text=True, timeout=120, cwd=tmp_path)
+    assert moved.returncode == 0, moved.stderr
+    assert moved.stdout == "1.0 ['x']\n"
