@@ -144,7 +144,8 @@ def _pin(package: Any, where: str, directory: str, constraint: bool, groups: fro
         return None
     if not package.wheels:
         kind = next(k for k in ("vcs", "directory", "archive", "sdist") if getattr(package, k) is not None)
-        problems.append(f"{where}: {name}=={package.version} has only a{'n' if kind in ('archive', 'sdist') else ''} {kind} "
+        article = "an" if kind in ("archive", "sdist") else "a"
+        problems.append(f"{where}: {name}=={package.version} has only {article} {kind} "
                         "source and no wheel; create_venv installs wheels from pip_packages/ only: build its "
                         f"wheel (pip wheel --no-deps -w pip_packages {name}=={package.version}) and lock again")
         return None
