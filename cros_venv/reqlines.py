@@ -13,7 +13,7 @@ from typing import Iterator
 
 from packaging.markers import InvalidMarker, Marker, UndefinedComparison, UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.specifiers import InvalidSpecifier
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
@@ -38,6 +38,34 @@ TAKES_VALUE = {"--only-binary", "--no-binary", *OUTSIDE_OPTIONS, "-r", "--requir
 
 
 @dataclass(frozen=True)
+class LockedWheel:
+    """One `[[packages.wheels]]` entry of a pylock.toml (PEP 751)."""
+
+    filename: str
+    hashes: frozenset[str]  # "sha256:<hex>", as Pin.hashes
+    url: str | None = None
+    path: str | None = None  # absolute (the lock gives it relative to its own directory)
+
+
+@dataclass(frozen=True)
+class Locked:
+    """What a pylock.toml entry adds to its pin: the only wheel files it may use, each with
+    its own hashes, and what its marker is evaluated with (PEP 751's `dependency_groups`).
+    """
+
+    wheels: tuple[LockedWheel, ...]
+    groups: frozenset[str] = frozenset()  # the lock's default-groups
+    requires_python: SpecifierSet | None = None  # the entry's own requires-python
+
+    @property
+    def filenames(self) -> frozenset[str]:
+        return frozenset(w.filename for w in self.wheels)
+
+    def hashes_of(self, filename: str) -> frozenset[str]:
+        return next((w.hashes for w in self.wheels if w.filename == filename), frozenset())
+
+
+@dataclass(frozen=True)
 class Pin:
     """One `name[extras]==version` line."""
 
@@ -49,6 +77,7 @@ class Pin:
     origin: str  # "file:line"
     constraint: bool = False
     tool: bool = False  # added by create_venv (its own pip), not read from a file: no hash needed
+    locked: Locked | None = None  # read from a pylock.toml: its wheels, hashes and marker context
 
     def __str__(self) -> str:
         extras = f"[{','.join(sorted(self.extras))}]" if self.extras else ""

@@ -8,6 +8,7 @@ and reported together as `file:line: reason`.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
@@ -15,13 +16,14 @@ from typing import Callable, Mapping
 from packaging.markers import Marker
 from packaging.utils import NormalizedName, parse_wheel_filename
 
-from cros_venv import fs, sources
+from cros_venv import fs, pylock, sources
 from cros_venv.errors import InputError
 from cros_venv.reqlines import (
     HARMLESS_OPTIONS,
     MARKER_ERRORS,
     MARKER_FIX,
     OUTSIDE_OPTIONS,
+    Locked,
     Pin,
     excerpt,
     logical_lines,
@@ -38,6 +40,7 @@ class RequirementFiles:
     pins: tuple[Pin, ...]
     files: tuple[tuple[str, bytes], ...]  # every file read (absolute path, bytes)
     require_hashes: bool = False
+    locks: tuple[pylock.LockFile, ...] = ()  # what each pylock.toml read says of its environments
 
 
 MAX_INCLUDE_DEPTH = 100  # files deep: -r/-c are followed recursively (600 levels: RecursionError)
@@ -53,6 +56,7 @@ class _Parser:
     texts: dict[str, str | None] = field(default_factory=dict)  # by absolute path; None: reported
     problems: list[str] = field(default_factory=list)
     require_hashes: bool = False
+    locks: list[pylock.LockFile] = field(default_factory=list)
 
 
 def _read(parser: _Parser, path: str, shown: str) -> str | None:
@@ -84,6 +88,12 @@ def _load(parser: _Parser, path: str, shown: str, constraint: bool, stack: tuple
     """
     text = _read(parser, path, shown)
     if text is None:
+        return
+    if pylock.is_lock_path(path):  # PEP 751: chosen by the file name
+        pins, lock = pylock.parse(text, path, shown, constraint, parser.problems)
+        parser.pins += pins
+        parser.locks += [lock] if lock is not None else []
+        parser.require_hashes = True  # a lock's hashes are checked as --hash on every line
         return
     for number, line in logical_lines(text):
         where = f"{shown}:{number}"
@@ -157,7 +167,7 @@ def load(paths: list[str], read: Callable[[str], bytes] = read_file) -> Requirem
         _load(parser, path, path, constraint=False, stack=((os.path.realpath(path), path),))
     if parser.problems:
         raise InputError(*parser.problems)
-    return RequirementFiles(tuple(parser.pins), tuple(parser.files), parser.require_hashes)
+    return RequirementFiles(tuple(parser.pins), tuple(parser.files), parser.require_hashes, tuple(parser.locks))
 
 
 def _merge(found: dict[NormalizedName, Pin], pin: Pin, problems: list[str], what: str) -> None:
@@ -168,8 +178,8 @@ def _merge(found: dict[NormalizedName, Pin], pin: Pin, problems: list[str], what
         problems.append(f"{pin.origin}: {pin.name}=={pin.version} conflicts with "
                         f"{pin.name}=={old.version} {what} at {old.origin}; keep one")
     else:
-        found[pin.name] = Pin(pin.name, pin.version, old.extras | pin.extras, None,
-                              old.hashes | pin.hashes, old.origin, old.constraint)
+        found[pin.name] = dataclasses.replace(old, extras=old.extras | pin.extras, marker=None,
+                                              hashes=old.hashes | pin.hashes, locked=old.locked or pin.locked)
 
 
 Pins = dict[NormalizedName, Pin]
@@ -181,9 +191,15 @@ class UnusableMarker(ValueError):
     """
 
 
-def marker_holds(marker: Marker, env: Mapping[str, str]) -> bool:
-    """Whether `marker` is true in `env`; raises UnusableMarker where packaging cannot tell."""
+def marker_holds(marker: Marker, env: Mapping[str, str], locked: Locked | None = None) -> bool:
+    """Whether `marker` is true in `env`; raises UnusableMarker where packaging cannot tell.
+    A lock's marker (`locked`) is evaluated as PEP 751 says: no extras, the default groups.
+    """
     try:
+        if locked is not None:
+            lock_env: dict[str, str | frozenset[str]] = {**env, "extras": frozenset(),
+                                                         "dependency_groups": locked.groups}
+            return marker.evaluate(lock_env, context="lock_file")
         return marker.evaluate(dict(env))
     except RecursionError:
         raise UnusableMarker("the marker is nested too deeply to evaluate") from None
@@ -194,15 +210,21 @@ def marker_holds(marker: Marker, env: Mapping[str, str]) -> bool:
 
 def applicable(reqs: RequirementFiles, env: Mapping[str, str]) -> tuple[Pins, Pins]:
     """(requirements, constraints) that apply to a target whose marker environment is `env`."""
-    problems: list[str] = []
+    problems = [p for lock in reqs.locks for p in lock.problems(env)]
     wanted: dict[NormalizedName, Pin] = {}
     constraints: dict[NormalizedName, Pin] = {}
     for pin in reqs.pins:
         try:
-            if pin.marker is not None and not marker_holds(pin.marker, env):
+            if pin.marker is not None and not marker_holds(pin.marker, env, pin.locked):
                 continue
         except UnusableMarker as e:
             problems.append(f"{pin.origin}: {e}; {MARKER_FIX}")
+            continue
+        python = env.get("python_full_version", "")
+        needs = pin.locked.requires_python if pin.locked is not None else None
+        if needs is not None and not needs.contains(python, prereleases=True):
+            problems.append(f"{pin.origin}: the lock says {pin} requires Python {needs}, but the target is "
+                            f"Python {python}; lock for this Python, or build for another")
             continue
         _merge(constraints if pin.constraint else wanted, pin, problems,
                "(constraint)" if pin.constraint else "pinned")

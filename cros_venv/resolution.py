@@ -113,7 +113,7 @@ def resolve(cache: Cache, python: str, arguments: list[str], sources: Sources,
     # Hash the candidates first (from the stat index), so METADATA can come from cache entries.
     # Wheels being unpacked already (prefetched) come with their hash and METADATA.
     pins = {**constraints, **wanted}
-    best = [wheels.best_wheel(house.candidates(n, p.version), target) for n, p in pins.items()]
+    best = [wheels.best_wheel(house.for_pin(p), target) for p in pins.values()]
     paths = [w.path for w in best if w is not None]
     early = {p: m for p in paths if unpacker is not None and (m := unpacker.metadata(p)) is not None}
     if unpacker is not None and any(p in unpacker.hashed for p in early):

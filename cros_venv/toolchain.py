@@ -27,6 +27,8 @@ LIBRARIES = (
     "packaging-26.3-py3-none-any.whl",
     "installer-0.7.0-py3-none-any.whl",
 )
+# Reads TOML (pylock.toml) on Python < 3.11, which has no tomllib.
+TOMLI = "tomli-2.5.0-py3-none-any.whl"
 # Imported by the child that makes the venv skeleton.
 VIRTUALENV = (
     "virtualenv-20.35.4-py3-none-any.whl",
@@ -86,7 +88,7 @@ def prefetch(cache: Cache, filenames: tuple[str, ...], unpacker: Unpacker) -> No
 
 def activate(cache: Cache, unpacker: Unpacker | None = None) -> list[str]:
     """Make the tool's libraries importable in this process; returns their import roots."""
-    roots = unpack(cache, LIBRARIES, unpacker)
+    roots = unpack(cache, LIBRARIES + ((TOMLI,) if sys.version_info < (3, 11) else ()), unpacker)
     for entry in reversed(roots):
         if entry not in sys.path:
             sys.path.insert(0, entry)

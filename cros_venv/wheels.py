@@ -86,6 +86,11 @@ class Wheelhouse:
     def candidates(self, name: NormalizedName, version: Version) -> list[Wheel]:
         return [w for w in self.wheels.get(name, ()) if w.version == version]
 
+    def for_pin(self, pin: Pin) -> list[Wheel]:
+        """The wheels `pin` may use: of its name and version, and among those its lock names."""
+        found = self.candidates(pin.name, pin.version)
+        return found if pin.locked is None else [w for w in found if w.filename in pin.locked.filenames]
+
 
 def best_wheel(candidates: list[Wheel], target: Target) -> Wheel | None:
     """The candidate whose best tag comes first in the target's tag order, if any fits."""
@@ -121,6 +126,12 @@ def fix_command(name: str, version: Version, others: list[Wheel], target: Target
 
 
 def missing_message(pin: Pin, house: Wheelhouse, target: Target) -> str:
+    if pin.locked is not None:
+        listed = sorted(pin.locked.filenames)
+        shown = ", ".join(listed[:3]) + (f", ... {len(listed)} in all" if len(listed) > 3 else "")
+        return (f"{pin.origin}: no wheel the lock names for {pin.name}=={pin.version} ({shown}) is in "
+                f"{house.directory} and fits {target.describe()}; "
+                f"fix: {vendor_command([_file(pin.origin)], house, target)}")
     present = sorted(w.filename for w in house.wheels.get(pin.name, ()))
     shown = ", ".join(present) if present else "none"
     tags = ", ".join(str(t) for t in target.tags[:3])
@@ -318,7 +329,7 @@ def resolve(
         # suggestions would show next); its other problems are the next run's.
         mine = problems if name not in suggested else []
         if name not in chosen:
-            wheel = best_wheel(house.candidates(name, pin.version), target)
+            wheel = best_wheel(house.for_pin(pin), target)
             if wheel is None:
                 missing.append(pin)
                 continue
@@ -404,6 +415,7 @@ def _dependency(pin: Pin, wheel: Wheel, text: str, extras: frozenset[str], env: 
 
 def check_hashes(chosen: Iterable[Resolved], hashes: Mapping[str, str], require: bool) -> None:
     """Every wheel whose pin carries --hash must match one; in hash-checking mode all must have one.
+    A pin from a pylock.toml must match the hashes its lock gives for that very file.
 
     `hashes` maps wheel paths to their sha256. Only sha256 can be checked without reading
     the wheel again; sha384/sha512 hashes are computed when present.
@@ -419,11 +431,16 @@ def check_hashes(chosen: Iterable[Resolved], hashes: Mapping[str, str], require:
                 problems.append(f"{r.pin.origin}: {r.pin.name}=={r.pin.version} has no --hash, but other "
                                 f"requirements do (hash-checking mode); add --hash=sha256:{hashes[r.wheel.path]}")
             continue
+        expected = r.pin.hashes if r.pin.locked is None else r.pin.locked.hashes_of(r.wheel.filename)
         actual = {f"sha256:{hashes[r.wheel.path]}"}
-        for algo in {h.split(':')[0] for h in r.pin.hashes} - {"sha256"}:
+        for algo in {h.split(':')[0] for h in expected} - {"sha256"}:
             with open(r.wheel.path, "rb") as f:
                 actual.add(f"{algo}:{digest.hexdigest(algo, f.read())}")
-        if not actual & r.pin.hashes:
+        if r.pin.locked is not None and not actual >= expected:
+            problems.append(f"{r.pin.origin}: {r.wheel.filename} does not match the hash the lock gives it for "
+                            f"{r.pin.name}=={r.pin.version} (its sha256 is {hashes[r.wheel.path]}); "
+                            "restore the wheel (bin/vendor_wheels with the lock), or lock again")
+        elif not actual & expected:
             problems.append(f"{r.pin.origin}: {r.wheel.filename} does not match any --hash of "
                             f"{r.pin.name}=={r.pin.version} (its sha256 is {hashes[r.wheel.path]}); "
                             "fix the hash or restore the wheel")

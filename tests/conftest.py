@@ -25,7 +25,7 @@ from cros_venv import toolchain  # noqa: E402
 
 # The interpreter running the tests, as a real path (not the test venv's symlink).
 PYTHON = os.path.realpath(sys.executable)
-TOOL_WHEELS = (*toolchain.LIBRARIES, *toolchain.VIRTUALENV, toolchain.PIP)
+TOOL_WHEELS = (*toolchain.LIBRARIES, *toolchain.VIRTUALENV, toolchain.PIP, toolchain.TOMLI)
 OTHER_PYTHONS = sorted(
     str(p) for p in Path("/root/.pyenv/versions").glob("3.*/bin/python3")
     if p.parent.parent.name.split(".")[1].isdigit() and 9 <= int(p.parent.parent.name.split(".")[1]) <= 13

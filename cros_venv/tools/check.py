@@ -246,7 +246,8 @@ def requirement_problems(paths: Sequence[str], target_list: Sequence[interpreter
                 wanted, constraints = requirements.applicable(reqs, target.environment)
                 chosen = wheels.resolve(wanted, constraints, house, target, metadata)
                 used.update(r.wheel.path for r in chosen.values())
-                hashes = cache.stat_index.hashes([r.wheel.path for r in chosen.values()])
+                hash_checked = reqs.require_hashes or any(p.hashes for p in reqs.pins)
+                hashes = cache.stat_index.hashes([r.wheel.path for r in chosen.values()], trust_index=not hash_checked)
                 wheels.check_hashes(chosen.values(), hashes, reqs.require_hashes)
             except InputError as e:
                 for text in e.detail if verbose else e.problems:
@@ -261,7 +262,8 @@ def parser() -> argparse.ArgumentParser:
         prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="exit codes: 0 no problems (warnings allowed), 1 problems found, 2 bad arguments",
     )
-    p.add_argument("requirements", nargs="+", metavar="REQUIREMENTS", help="requirements files (pip format)")
+    p.add_argument("requirements", nargs="+", metavar="REQUIREMENTS",
+                   help="requirements files (pip format), or locks (pylock.toml, pylock.NAME.toml: PEP 751)")
     targets.add_arguments(p)
     p.add_argument("--strict", action="store_true",
                    help="wheels no given file uses are errors, not warnings; check every member's CRC too")
@@ -279,7 +281,8 @@ def main(argv: Sequence[str], cache: Cache) -> int:
     verified.save()
     found = requirement_problems(args.requirements, target_list, house, cache, broken, args.verbose)
     problems = found.problems + problems
-    own = {toolchain.wheel_path(f) for f in (*toolchain.LIBRARIES, *toolchain.VIRTUALENV, toolchain.PIP)}
+    own = {os.path.join(house.directory, f)
+           for f in (*toolchain.LIBRARIES, *toolchain.VIRTUALENV, toolchain.PIP, toolchain.TOMLI)}
     unused = [wheel for name in sorted(house.wheels) for wheel in house.wheels[name]
               if wheel.path not in found.used and wheel.path not in own and wheel.path not in broken]
     if found.unresolved and unused:

@@ -27,7 +27,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from cros_venv import procs, reqlines, requirements, toolchain, wheels
+from cros_venv import procs, pylock, reqlines, requirements, toolchain, wheels
 from cros_venv.cache import Cache
 from cros_venv.digest import file_sha256
 from cros_venv.errors import BuildError
@@ -175,14 +175,15 @@ def why(pin: Pin, target: Target, built: str) -> str:
     return f"pip failed: {last_meaningful(built)}"
 
 
-def download_args(pin: Pin, target: Target, dest: str, options: Options) -> list[str]:
-    """pip download of `pin` for `target`: every platform the target accepts, best first
-    (pip does not expand manylinux_2_28 to the manylinux_2_17 wheels an index has).
+def download_args(pin: Pin, target: Target, dest: str, options: Options, what: str | None = None) -> list[str]:
+    """pip download of `pin` (or `what`: a wheel's URL) for `target`: every platform the
+    target accepts, best first (pip does not expand manylinux_2_28 to the manylinux_2_17
+    wheels an index has).
     """
     platforms = [arg for p in wheels.download_platforms(target) for arg in ("--platform", p)]
     return ["download", "--only-binary=:all:", "--no-deps", "--python-version", target.python_version,
             "--implementation", "cp", "--abi", target.abi, *platforms, "-d", dest,
-            *options.pip_args(), f"{pin.name}=={pin.version}"]
+            *options.pip_args(), what or f"{pin.name}=={pin.version}"]
 
 
 def fetch(pin: Pin, needed: list[Target], stage: str, cache: Cache, options: Options) -> None:
@@ -260,7 +261,8 @@ def _key(req: str) -> tuple[NormalizedName, Version] | None:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("requirements", nargs="+", metavar="REQUIREMENTS", help="requirements files (pip format, pinned)")
+    p.add_argument("requirements", nargs="+", metavar="REQUIREMENTS",
+                   help="requirements files (pip format, pinned), or locks (pylock.toml: the wheels it names)")
     targets.add_arguments(p)
     p.add_argument("--hashes", action="store_true", help="write --hash=sha256: for every wheel into the files")
     p.add_argument("--index-url", metavar="URL", help="passed to pip (a mirror)")
@@ -285,7 +287,7 @@ def main(argv: Sequence[str], cache: Cache) -> int:
             wanted, constraints = requirements.applicable(reqs, target.environment)
             for pin in [*wanted.values(), *constraints.values()]:
                 pin_needs = needs.setdefault((pin.name, str(pin.version)), (pin, []))[1]
-                have = wheels.best_wheel(house.candidates(pin.name, pin.version), target)
+                have = wheels.best_wheel(house.for_pin(pin), target)
                 if have is None:
                     pin_needs.append(target)
                 else:
@@ -315,9 +317,14 @@ def main(argv: Sequence[str], cache: Cache) -> int:
 
 
 def _try_fetch(pin: Pin, needed: list[Target], stage: str, cache: Cache, options: Options) -> tuple[str, ...]:
-    """fetch; the problems that stop it, if any (Offline is raised)."""
+    """fetch (a lock's pin: vendor_lock.fetch); the problems that stop it, if any (Offline is raised)."""
+    from cros_venv.tools import vendor_lock
+
     try:
-        fetch(pin, needed, stage, cache, options)
+        if pin.locked is not None:
+            vendor_lock.fetch(pin, needed, stage, cache, options)
+        else:
+            fetch(pin, needed, stage, cache, options)
     except Offline:
         raise
     except BuildError as e:
@@ -333,6 +340,8 @@ def write_hashes(files: list[requirements.RequirementFiles], house: wheels.Wheel
     hashes = {(name, version): sorted({file_sha256(w.path) for w in house.candidates(name, version)})
               for name, version in pins}
     for path, data in {p: d for reqs in files for p, d in reqs.files}.items():
+        if pylock.is_lock_path(path):
+            continue  # a lock carries its hashes already
         with open(path, "w", encoding="utf-8") as f:  # in place: a symlink stays one, the mode is kept
             f.write(with_hashes(data.decode("utf-8-sig"), hashes))
         print(f"wrote hashes into {path}")

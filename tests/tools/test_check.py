@@ -394,3 +394,30 @@ def test_a_bad_memory_file_is_ignored_and_rebuilt(memory: Memory, damage: Callab
     assert len(memory.opened) == 2
     if not is_dir:
         assert memory.verdict() is None and len(memory.opened) == 2  # rebuilt
+
+
+def test_a_lock_is_checked_for_each_declared_target(tool_repo: ToolRepo) -> None:
+    from cros_venv.digest import file_sha256
+
+    pure = build_wheel(tool_repo.wheels, WheelSpec("pure", "1.0"))
+    old = build_wheel(tool_repo.wheels, WheelSpec("old", "1.0"))
+    binary = build_wheel(tool_repo.wheels, WheelSpec("binpkg", "2.0", tag="cp311-cp311-manylinux_2_17_x86_64"))
+    rows = {"pure": (pure, ""), "old": (old, "marker = \"python_version < '3.11'\"\n"),
+            "binpkg": (binary, "")}
+    text = 'lock-version = "1.0"\ncreated-by = "test"\n'
+    for name, (wheel, marker) in rows.items():
+        version = wheel.name.split("-")[1]
+        text += (f'\n[[packages]]\nname = "{name}"\nversion = "{version}"\n{marker}wheels = [{{ name = "{wheel.name}", '
+                 f'url = "https://x/{wheel.name}", hashes = {{ sha256 = "{file_sha256(str(wheel))}" }} }}]\n')
+    lock = tool_repo.requirements("pylock.toml", text)
+    ok = tool_repo.command("check_requirements", str(lock), "--python", "3.11", "--platform", "manylinux_2_17_x86_64")
+    assert (ok.returncode, ok.stdout) == (0, f"{old}:0: warning: no given requirements file uses this wheel for any "
+                                             "target; remove it, or pass the files and targets that use it\n")
+    bad = tool_repo.command("check_requirements", str(lock), "--python", "3.10", "--platform", "manylinux_2_17_x86_64")
+    assert bad.returncode == 1
+    line, unused = bad.stdout.splitlines()
+    assert unused == (f"{tool_repo.wheels}:0: warning: which wheels are unused is not reported: {lock} did not "
+                      "resolve (above); fix that and run again")
+    assert line.startswith(f"{lock}:15: no wheel the lock names for binpkg==2.0 ({binary.name}) is in "
+                           f"{tool_repo.wheels} and fits Python 3.10 (3.10.20) on manylinux_2_17_x86_64")
+    assert line.endswith(f"{lock} --python 3.10 --platform manylinux_2_17_x86_64")

@@ -273,3 +273,50 @@ def test_a_newer_glibc_target_takes_an_older_manylinux_wheel(tool_repo: ToolRepo
     out = vendor(tool_repo, registry, "--python", "3.12", "--platform", "manylinux_2_28_x86_64", str(reqs))
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["added binpkg-2.0-cp312-cp312-manylinux_2_17_x86_64.whl"]
+
+
+def _lock(registry: Path, files: list[str], tamper: str = "") -> str:
+    """A pylock.toml for purepkg 1.0 and binpkg 2.0 naming `files` of the registry by file:// URL."""
+    out = 'lock-version = "1.0"\ncreated-by = "test"\n'
+    for name, version in (("purepkg", "1.0"), ("binpkg", "2.0")):
+        wheels = [f for f in files if f.startswith(f"{name}-{version}-")]
+        rows = ", ".join(f'{{ url = "{(registry / f).as_uri()}", hashes = {{ sha256 = "'
+                         f'{"0" * 64 if f == tamper else file_sha256(str(registry / f))}" }} }}' for f in wheels)
+        out += f'\n[[packages]]\nname = "{name}"\nversion = "{version}"\nwheels = [{rows}]\n'
+    return out
+
+
+BINARY = [f"binpkg-2.0-cp{py}-cp{py}-manylinux_2_17_x86_64.whl" for py in ("311", "312")]
+
+
+def test_a_lock_vendors_exactly_its_wheels_for_the_targets(tool_repo: ToolRepo, registry: Path) -> None:
+    lock = tool_repo.requirements("pylock.toml", _lock(registry, ["purepkg-1.0-py3-none-any.whl", *BINARY]))
+    result = vendor(tool_repo, registry, str(lock), "--python", "3.11", "--platform", "manylinux_2_17_x86_64")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"added {BINARY[0]}\nadded purepkg-1.0-py3-none-any.whl\n"  # not the cp312 wheel
+    assert (tool_repo.wheels / BINARY[0]).read_bytes() == (registry / BINARY[0]).read_bytes()
+    check = tool_repo.command("check_requirements", str(lock), "--python", "3.11", "--platform",
+                              "manylinux_2_17_x86_64")
+    assert (check.returncode, check.stdout) == (0, "")
+
+
+def test_a_lock_whose_hash_does_not_match_changes_nothing(tool_repo: ToolRepo, registry: Path) -> None:
+    lock = tool_repo.requirements("pylock.toml", _lock(registry, ["purepkg-1.0-py3-none-any.whl", *BINARY],
+                                                       tamper=BINARY[1]))
+    before = snapshot(tool_repo.wheels)
+    result = vendor(tool_repo, registry, str(lock), *TARGETS)
+    assert result.returncode == 1
+    sha = file_sha256(str(registry / BINARY[1]))
+    assert result.stderr == (f"vendor_wheels: error: {lock}:9: {BINARY[1]} fetched for binpkg==2.0 does not match the "
+                             f"lock's hash (its sha256 is {sha}, the lock's {'0' * 64}); nothing was changed: check "
+                             "where it came from, or lock again\n")
+    assert snapshot(tool_repo.wheels) == before
+
+
+def test_a_lock_with_no_wheel_for_a_target_says_so(tool_repo: ToolRepo, registry: Path) -> None:
+    lock = tool_repo.requirements("pylock.toml", _lock(registry, ["purepkg-1.0-py3-none-any.whl", BINARY[0]]))
+    result = vendor(tool_repo, registry, str(lock), *TARGETS)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"vendor_wheels: error: {lock}:9: binpkg==2.0: the lock names no wheel for "
+                                    "Python 3.12 (3.12.13) on manylinux_2_17_x86_64")
+    assert result.stderr.endswith(f"({BINARY[0]}); lock for that target too, or drop it\n")
