@@ -27,7 +27,7 @@ LIBRARIES = (
     "packaging-26.3-py3-none-any.whl",
     "installer-0.7.0-py3-none-any.whl",
 )
-# Reads TOML (pylock.toml) on Python < 3.11, which has no tomllib.
+# Reads TOML (pylock.toml, PEP 723 blocks) on Python < 3.11, which has no tomllib.
 TOMLI = "tomli-2.5.0-py3-none-any.whl"
 # Imported by the child that makes the venv skeleton.
 VIRTUALENV = (
@@ -38,8 +38,6 @@ VIRTUALENV = (
 )
 # Installed into every venv whose requirements do not pin pip themselves.
 PIP = "pip-26.0.1-py3-none-any.whl"
-# Reads PEP 723 blocks (TOML) on Python < 3.11, which has no tomllib.
-TOMLI = "tomli-2.5.0-py3-none-any.whl"
 
 
 def wheel_path(filename: str) -> str:
