@@ -259,7 +259,8 @@ def _key(req: str) -> tuple[NormalizedName, Version] | None:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="locking loose requirements: vendor_wheels --lock IN -o OUT (--lock --help)")
     p.add_argument("requirements", nargs="+", metavar="REQUIREMENTS", help="requirements files (pip format, pinned)")
     targets.add_arguments(p)
     p.add_argument("--hashes", action="store_true", help="write --hash=sha256: for every wheel into the files")
@@ -270,6 +271,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str], cache: Cache) -> int:
+    if any(a == "--lock" or a.startswith("--lock=") for a in argv):
+        from cros_venv.tools import lock
+
+        return lock.main(argv, cache)
     args = parser().parse_args(argv)
     options = Options(args.index_url, tuple(args.find_links), args.no_index)
     target_list = targets.make(args.python, args.platform, cache.root)
