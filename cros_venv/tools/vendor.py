@@ -260,7 +260,7 @@ def _key(req: str) -> tuple[NormalizedName, Version] | None:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="locking loose requirements: vendor_wheels --lock IN -o OUT (--lock --help)")
+                                epilog="to lock: vendor_wheels --lock IN -o OUT (its options: --lock IN --help)")
     p.add_argument("requirements", nargs="+", metavar="REQUIREMENTS", help="requirements files (pip format, pinned)")
     targets.add_arguments(p)
     p.add_argument("--hashes", action="store_true", help="write --hash=sha256: for every wheel into the files")
