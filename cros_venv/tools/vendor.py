@@ -260,7 +260,8 @@ def _key(req: str) -> tuple[NormalizedName, Version] | None:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="to lock: vendor_wheels --lock IN -o OUT (its options: --lock IN --help)")
     p.add_argument("requirements", nargs="+", metavar="REQUIREMENTS",
                    help="requirements files (pip format, pinned), or locks (pylock.toml: the wheels it names)")
     targets.add_arguments(p)
@@ -272,6 +273,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str], cache: Cache) -> int:
+    if any(a == "--lock" or a.startswith("--lock=") for a in argv):
+        from cros_venv.tools import lock
+
+        return lock.main(argv, cache)
     args = parser().parse_args(argv)
     options = Options(args.index_url, tuple(args.find_links), args.no_index)
     target_list = targets.make(args.python, args.platform, cache.root)
