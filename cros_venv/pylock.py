@@ -71,12 +71,14 @@ def _holds(marker: Marker, env: Mapping[str, str]) -> bool:
 
 
 def toml() -> ModuleType:
-    """tomllib, or on Python < 3.11 the tomli wheel (on sys.path since toolchain.activate)."""
+    """tomllib, or on Python < 3.11 the tomli wheel from pip_packages/ (unpacked when first needed)."""
     if sys.version_info >= (3, 11):
-        import tomllib as found
-    else:
-        import tomli as found
-    return found
+        import tomllib
+
+        return tomllib
+    from cros_venv import toolchain
+
+    return toolchain.import_tomli()
 
 
 def _line(text: str, key: str) -> int:

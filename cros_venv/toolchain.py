@@ -86,7 +86,7 @@ def prefetch(cache: Cache, filenames: tuple[str, ...], unpacker: Unpacker) -> No
 
 def activate(cache: Cache, unpacker: Unpacker | None = None) -> list[str]:
     """Make the tool's libraries importable in this process; returns their import roots."""
-    roots = unpack(cache, LIBRARIES + ((TOMLI,) if sys.version_info < (3, 11) else ()), unpacker)
+    roots = unpack(cache, LIBRARIES, unpacker)
     for entry in reversed(roots):
         if entry not in sys.path:
             sys.path.insert(0, entry)
@@ -95,7 +95,7 @@ def activate(cache: Cache, unpacker: Unpacker | None = None) -> list[str]:
 
 def import_tomli(cache: Cache | None = None) -> ModuleType:
     """`tomli` from pip_packages/, for Python < 3.11 (3.11+ has it as tomllib): unpacked into
-    the cache (default: the user's) and put on sys.path. Only a PEP 723 block needs it.
+    the cache (default: the user's) and put on sys.path. Only a lock or a PEP 723 block needs it.
     """
     import importlib
 
