@@ -10,7 +10,9 @@ if TYPE_CHECKING:
 
 
 def main(argv: Sequence[str], script: str | None = None) -> int:
-    _open_standard_fds()
+    from cros_venv.fs import open_standard_fds
+
+    open_standard_fds()
     try:
         return _main(argv, script)
     except KeyboardInterrupt as e:  # before the CLI took over (it handles its own)
@@ -50,23 +52,6 @@ def _main(argv: Sequence[str], script: str | None) -> int:
     from cros_venv import cli
 
     return cli.main(argv, simple)
-
-
-def _open_standard_fds() -> None:
-    """Put /dev/null on stdin, stdout and stderr where they are closed (`<&- >&- 2>&-`, some
-    daemons): else the first files opened take fds 0-2, and a forked worker, which keeps
-    0-2 open, would hold the write end of its own job pipe and never see its end (a hang).
-    """
-    import posix
-
-    for fd in (0, 1, 2):
-        try:
-            posix.fstat(fd)
-        except OSError:
-            null = posix.open("/dev/null", posix.O_RDWR)  # the lowest free descriptor: this one
-            if null != fd:
-                posix.dup2(null, fd)
-                posix.close(null)
 
 
 def parse_simple_args(argv: Sequence[str]) -> tuple[str | None, list[str], str | None] | None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from cros_venv import fs, marker
 from cros_venv.digest import sha256_hex
 from cros_venv.locate import resolve_python
-from cros_venv.names import DIRS_FILE, INSIDE_TRASH, SHARED_DIR, SHARED_REQUESTS, TRASH_SUFFIX
+from cros_venv.names import DIRS_FILE, INSIDE_TRASH, SHARED_DIR, SHARED_REAL, SHARED_REQUESTS, TRASH_SUFFIX
 from cros_venv.sources import read_regular
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~3 ms here
@@ -253,6 +253,9 @@ def shared_venv(requirements: Sequence[str], python_arg: str | None, tool_versio
         return None
     link = fs.join(cache, SHARED_DIR, name)
     real = fs.realpath(link)
+    if fs.dirname(real) != fs.join(fs.realpath(fs.join(cache, SHARED_DIR)), SHARED_REAL) or not fs.basename(
+            real).startswith(name + "-"):
+        return None  # the link was changed to lead elsewhere: another venv, not this spec's
     found = marker.read_key(real)
     if found is None or not fs.exists(fs.join(real, "bin", "python")) or not venv_tokens_match(found, real):
         return None

@@ -58,6 +58,7 @@ __all__ = [
     "lstat",
     "normpath",
     "open",
+    "open_standard_fds",
     "read",
     "read_regular",
     "readlink",
@@ -249,3 +250,18 @@ def read_regular(path: str, dir_fd: int | None = None, limit: int = -1) -> bytes
 
 def getsize(path: str) -> int:
     return stat(path).st_size
+
+
+def open_standard_fds() -> None:
+    """Put /dev/null on stdin, stdout and stderr where they are closed (`<&- >&- 2>&-`, some
+    daemons): else the first files opened take fds 0-2, and a forked worker, which keeps
+    0-2 open, would hold the write end of its own job pipe and never see its end (a hang).
+    """
+    for fd in (0, 1, 2):
+        try:
+            posix.fstat(fd)
+        except OSError:
+            null = posix.open("/dev/null", posix.O_RDWR)  # the lowest free descriptor: this one
+            if null != fd:
+                posix.dup2(null, fd)
+                posix.close(null)

@@ -196,8 +196,8 @@ def main(argv: Sequence[str]) -> int:
     p.add_argument("--max-age-days", type=float, default=30.0, metavar="N", help="default: 30")
     p.add_argument("--dry-run", action="store_true", help="say what would be removed; remove nothing")
     args = p.parse_args(argv)
-    if args.max_age_days < 0:
-        p.error("--max-age-days must be 0 or more")
+    if not 0 <= args.max_age_days < float("inf"):  # not nan or inf either
+        p.error("--max-age-days must be a number of days, 0 or more")
     try:
         venvs, entries, freed = collect(default_root(), args.max_age_days, args.dry_run, print,
                                         lock_timeout(None, os.environ))

@@ -114,15 +114,18 @@ def script_of(python_args: Sequence[str]) -> str | None:
 
 
 def main(argv: Sequence[str]) -> int:
+    fs.open_standard_fds()  # else our lock's descriptor could become the program's stdin
     try:
         args = parse(argv)
     except UsageError as e:
-        return _error(f"{e}\n{USAGE}".rstrip("\n"), 2)
+        return _error(f"{e}; see {PROG} --help", 2)
     if args.python_args[:1] in (["-h"], ["--help"]) and args.requirements is None and args.spec is None:
         sys.stdout.write(USAGE)
         return 0
     depth = fs.getenv(ENV_DEPTH) or "0"
-    if not depth.isdigit() or int(depth) >= MAX_DEPTH:
+    if not depth.isdigit():
+        return _error(f"{ENV_DEPTH}={depth!r} is not a count of nested runs; unset it", 2)
+    if int(depth) >= MAX_DEPTH:
         return _error(f"{MAX_DEPTH} nested python_venv runs ({ENV_DEPTH}={depth}): a script or venv that runs "
                       "python_venv again, in a loop? unset CROS_VENV_DEPTH if this nesting is intended", 2)
     try:
@@ -141,7 +144,7 @@ def main(argv: Sequence[str]) -> int:
 
         if isinstance(e, CrosVenvError):
             for problem in e.problems:
-                _error(problem, e.exit_code)
+                _error(_origin(problem), e.exit_code)
             return e.exit_code
         if isinstance(e, OSError):
             return _error(str(e), 1)
@@ -149,6 +152,20 @@ def main(argv: Sequence[str]) -> int:
             raise
         return _error(f"internal error {type(e).__name__}: {e}; rerun with -v and report it", 1)
     return _exec(venv, fd, requirements, python, args.python_args, int(depth))
+
+
+_CONVERTED: dict[str, str] = {}  # a converted spec's path -> where its spec came from, for messages
+
+
+def _origin(problem: str) -> str:
+    """A problem found in a converted spec (cache/specs/ID.txt:LINE: ...) named by the spec it
+    came from: the script's PEP 723 block, a .vpython3 file, ..."""
+    for path, source in _CONVERTED.items():
+        if problem.startswith(path + ":"):
+            line, _, rest = problem[len(path) + 1:].partition(": ")
+            if line.isdigit():
+                return f"{source}, requirement {int(line) - 1}: {rest}"
+    return problem
 
 
 def _error(message: str, code: int) -> int:
@@ -199,6 +216,7 @@ def _converted(found: object, python_arg: str | None) -> tuple[str, str | None]:
     target = resolve_python(python)
     ident = "\0".join([found.kind, target, found.text])
     path = fs.join(cache, SPECS_DIR, sha256_hex(ident.encode("utf-8", "surrogateescape"))[:32] + ".txt")
+    _CONVERTED[path] = f"{found.path} ({found.origin})"
     if fs.isfile(path):
         return path, python
     converted = converted or specs.convert(found)
@@ -326,7 +344,8 @@ def _exec(venv: str, fd: int, spec: str, target: str | None, python_args: list[s
     env[ENV_PYTHON.encode()] = fs.fsencode(resolve_python(target))
     python = fs.join(venv, "bin", "python")
     try:
-        sys.stdout.flush()
+        if sys.stdout is not None:
+            sys.stdout.flush()
         posix.execve(python, [python, *python_args], env)
     except OSError as e:
         return _error(f"cannot run {python}: {e.strerror}", 1)

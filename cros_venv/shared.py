@@ -85,8 +85,12 @@ def _run(ctx: Context, top: str) -> str:
     if _state(ctx, link) is None:
         return _found(ctx, top, name)
     path = os.path.join(top, name + ".lock")
-    ctx.lock_fd = lock.acquire(path, ctx.request.lock_timeout,
-                               lambda pid: ctx.report(f"waiting for {path} (pid {pid})"))
+    try:
+        ctx.lock_fd = lock.acquire(path, ctx.request.lock_timeout,
+                                   lambda pid: ctx.report(f"waiting for {path} (pid {pid})"))
+    except OSError as e:
+        raise InputError(f"cannot lock {path} to build the shared venv ({e.strerror}): the cache {ctx.cache.root} is "
+                         "not writable by this user; set CROS_VENV_CACHE to a directory you can write") from None
     try:
         checkpoint("locked")
         why = _state(ctx, link)
@@ -120,6 +124,8 @@ def _state(ctx: Context, link: str) -> str | None:
     real = os.path.realpath(link)
     if os.path.dirname(real) != os.path.join(os.path.realpath(os.path.dirname(link)), SHARED_REAL):
         return f"it leads to {real}, outside {SHARED_REAL}/"
+    if not os.path.basename(real).startswith(os.path.basename(link) + "-"):
+        return f"it leads to {real}, another spec's venv"
     if not os.path.isdir(real):
         return f"{real} is missing"
     ctx.root = real
@@ -128,7 +134,10 @@ def _state(ctx: Context, link: str) -> str | None:
 
 
 def _publish(real: str, link: str) -> None:
-    """Make venvs/NAME lead to `real`, atomically (a new link renamed over the old)."""
+    """Make venvs/NAME lead to `real`, atomically (a new link renamed over the old). Something
+    else put at NAME (a directory) is moved into .d/ first, where GC removes it."""
+    if os.path.lexists(link) and not os.path.islink(link):
+        os.rename(link, os.path.join(os.path.dirname(real), f"{os.path.basename(link)}-moved-{os.urandom(4).hex()}"))
     tmp = f"{link}.tmp-{os.getpid()}"
     with contextlib.suppress(FileNotFoundError):
         os.unlink(tmp)

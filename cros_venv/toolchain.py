@@ -62,7 +62,18 @@ def unpack(cache: Cache, filenames: tuple[str, ...], unpacker: Unpacker | None =
     hashed = {p: unpacker.hashed[p] for p in todo if p in unpacker.hashed}
     if hashed:
         cache.stat_index.record(hashed)
-    return [results[p].entry if p in todo else cache.touch(cache.entry(known[p])) for p in paths]
+    return [results[p].entry if p in todo else _checked(cache, p, known[p]) for p in paths]
+
+
+def _checked(cache: Cache, wheel: str, sha256: str) -> str:
+    """The cache entry of one of the tool's own wheels, as extracted: a venv's files are hard
+    links into the same entries, and an edit through one (`>>` on a module) must not reach the
+    code this tool imports. A changed entry is set aside and unpacked again."""
+    entry = cache.entry(sha256)
+    if not cache.intact(entry):
+        cache.set_aside(entry)
+        return cache.unpack(wheel, sha256)
+    return cache.touch(entry)
 
 
 def virtualenv_id(cache: Cache) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -293,3 +294,39 @@ def test_the_readme_wrappers_work_from_a_dependent_repo(repo: ToolRepo, tmp_path
                            text=True, timeout=120, cwd=tmp_path)
     assert moved.returncode == 0, moved.stderr
     assert moved.stdout == "1.0 ['x']\n"
+
+
+# -- found by an independent break-it session ------------------------------------------------
+
+@pytest.mark.parametrize("closed", ["0", "1", "2", "012"])
+def test_closed_standard_streams_still_run_the_program(repo: ToolRepo, tmp_path: Path, closed: str) -> None:
+    reqs = repo.requirements("requirements.txt", REQS)
+    out = tmp_path / "out.txt"
+    code = f"import alpha; open({str(out)!r}, 'w').write(alpha.VERSION); raise SystemExit(5)"
+    argv = [PYTHON, "-I", "-S", str(repo.root / "bin" / "python_venv"), "-r", str(reqs), "--", "-c", code]
+    closing = "".join(f" {fd}>&-" if fd != "0" else " <&-" for fd in closed)
+    script = " ".join(shlex.quote(a) for a in argv) + closing  # a cold cache the first time: forked workers too
+    result = subprocess.run(["sh", "-c", script], env=repo.env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 5, result.stderr
+    assert out.read_text() == "1.0"
+
+
+def test_problems_in_a_pep723_block_name_the_script(repo: ToolRepo, tmp_path: Path) -> None:
+    script = tmp_path / "tool.py"
+    script.write_text("# /// script\n# dependencies = [\"alpha==1.0\", \"beta\"]\n# ///\n")
+    result = python_venv(repo, str(script))
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith(f"python_venv: error: {script} (PEP 723 block), requirement 2: ")
+    assert "beta" in result.stderr and "/specs/" not in result.stderr
+
+
+def test_odd_values_are_one_line_errors(repo: ToolRepo) -> None:
+    reqs = repo.requirements("requirements.txt", REQS)
+    for depth in ("abc", "-1"):
+        result = python_venv(repo, "-r", str(reqs), "--", "-c", "pass", env=repo.env(CROS_VENV_DEPTH=depth))
+        assert result.returncode == 2 and "is not a count of nested runs" in result.stderr
+    result = python_venv(repo, "--spec")
+    assert result.returncode == 2 and result.stderr.splitlines() == [
+        "python_venv: error: --spec needs a value; see python_venv --help"]
+    gc = repo.command("venv_gc", "--max-age-days", "nan")
+    assert gc.returncode == 2 and "--max-age-days" in gc.stderr

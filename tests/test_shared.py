@@ -146,3 +146,39 @@ def test_a_private_venv_is_unchanged_by_it(built: tuple[ToolRepo, Path, Path]) -
     assert (venv_dir / ".cros_venv.json").read_bytes() == before
     assert repo.run(str(venv_dir), str(reqs)).returncode == 0
     assert (venv_dir / ".cros_venv.json").read_bytes() == before
+
+
+# -- found by an independent break-it session ------------------------------------------------
+
+def test_a_link_turned_to_another_specs_venv_is_not_trusted(repo: ToolRepo) -> None:
+    one = repo.requirements("one.txt", REQS)
+    two = repo.requirements("two.txt", "alpha==1.0\nbeta==2.0\n")
+    link = shared(repo, one)
+    other = shared(repo, two)
+    tmp = link.with_name(link.name + ".x")
+    tmp.symlink_to(os.readlink(other))
+    os.replace(tmp, link)
+    assert shared(repo, one) == link  # the fast path must not take the other venv for this one
+    assert venv_python(link, "import beta; print(beta.VERSION)").stdout == "1.0\n"
+
+
+def test_an_edit_through_a_venv_never_reaches_the_tools_own_code(repo: ToolRepo) -> None:
+    link = shared(repo, repo.requirements("one.txt", "packaging==26.3\n"))
+    module = next(Path(os.path.realpath(link)).glob("lib/python*/site-packages/packaging/__init__.py"))
+    with open(module, "a") as f:  # in place: the same inode as the cache entry the tool imports from
+        f.write("print('PWNED from a venv edit')\n")
+    result = repo.run(str(repo.requirements("two.txt", REQS)))  # a build: the tool imports packaging
+    assert result.returncode == 0, result.stderr
+    assert "PWNED" not in result.stdout + result.stderr
+    assert len(result.stdout.splitlines()) == 1
+
+
+def test_a_directory_put_in_place_of_the_link_is_moved_aside(repo: ToolRepo) -> None:
+    reqs = repo.requirements("requirements.txt", REQS)
+    link = shared(repo, reqs)
+    real = os.path.realpath(link)
+    link.unlink()
+    shutil.copytree(real, link, symlinks=True)
+    assert shared(repo, reqs) == link
+    assert link.is_symlink() and venv_python(link, "import alpha").returncode == 0
+    assert [n for n in real_dirs(repo) if "-moved-" in n]  # kept for GC, not deleted under a user
