@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from email.message import Message
 from pathlib import Path
 from typing import Callable
@@ -190,7 +191,13 @@ def test_several_unpinned_dependencies_are_one_summary_then_paste_ready_pins(tmp
         resolve(tmp_path, "alpha==1.0\n", h, metas)
     reqs = tmp_path / "requirements.txt"
     summary, *pins = info.value.problems
-    assert summary.startswith(f"{reqs}:1: {reqs} is not closed: 4 dependencies of its pins are not pinned; pin them")
+    assert summary == (f"{reqs}:1: {reqs} is not closed: 4 dependencies of its pins are not pinned; keep every pin "
+                       "and add the closure with its wheels: "
+                       f"{wheels.vendor_command([str(reqs)], h, TARGET, lock=True)} (the dependencies below; by "
+                       f"hand: add each line after its `FILE:LINE: `, versions from {tmp_path}, VERSION: none fits)")
+    assert wheels.vendor_command([str(reqs)], h, TARGET, lock=True).endswith(f"vendor_wheels --lock {reqs} -o {reqs}"
+                                                                              + ("" if sys.version_info[:2] == (3, 11)
+                                                                                 else " --python 3.11"))
     assert pins == [f"{reqs}:1: beta==2.0  # needed by alpha==1.0 (beta>=1)",
                     f"{reqs}:1: gamma==VERSION  # needed by alpha==1.0 (gamma<2)",
                     f"{reqs}:1: epsilon==1.0  # needed by alpha==1.0, beta==2.0 (epsilon>=1)",
