@@ -29,6 +29,7 @@ from packaging.version import InvalidVersion, Version
 from cros_venv import digest
 from cros_venv.errors import BuildError, InputError
 from cros_venv.interpreter import Target
+from cros_venv.pylock import is_lock_path
 from cros_venv.reqlines import Pin, excerpt
 from cros_venv.requirements import UnusableMarker, marker_holds
 
@@ -225,10 +226,13 @@ class Unresolved:
         if not self.unpinned:
             return []
         first = next(iter(self.unpinned.values()))[0][0].origin
+        fix = (f"keep every pin and add the closure with its wheels: "
+               f"{vendor_command([_file(first)], house, target, lock=True)}")
+        if is_lock_path(_file(first)):  # the lock step reads pip's format: a lock is made again from its input
+            fix = "lock it again from the requirements it was made from"
         summary = (f"{first}: {_file(first)} is not closed: {len(self.unpinned)} dependencies of its pins are not "
-                   f"pinned; keep every pin and add the closure with its wheels: "
-                   f"{vendor_command([_file(first)], house, target, lock=True)} (the dependencies below; by hand: "
-                   f"add each line after its `FILE:LINE: `, versions from {house.directory}, VERSION: none fits)")
+                   f"pinned; {fix} (the dependencies below; by hand: add each line after its `FILE:LINE: `, "
+                   f"versions from {house.directory}, VERSION: none fits)")
         lines = [summary]
         for name, needs in self.unpinned.items():
             why = ", ".join(f"{pin.name}=={pin.version}" + (f" ({dep.name}{dep.specifier})" if dep.specifier else "")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from packaging.requirements import Requirement
 from packaging.tags import Tag
 from packaging.utils import canonicalize_name
 from packaging.version import Version
@@ -16,6 +17,7 @@ from packaging.version import Version
 from cros_venv import requirements, wheels
 from cros_venv.errors import BuildError, InputError
 from cros_venv.interpreter import Target
+from cros_venv.reqlines import Pin
 from tests.conftest import WheelSpec, build_wheel
 from tests.test_requirements import ENV_311
 from tests.tools.test_check import inflate_metadata, patch_headers
@@ -326,3 +328,12 @@ def test_fix_command_names_every_platform_the_target_accepts(tmp_path: Path) -> 
     assert platforms.startswith("--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 ")
     assert platforms.endswith("--platform manylinux_2_5_x86_64 --platform manylinux1_x86_64")
     assert wheels.download_platforms(TARGET) == ["manylinux_2_17_x86_64"]  # not linux_x86_64 nor any
+
+
+def test_an_unclosed_pylock_is_made_again_from_its_input_not_locked_in_place(tmp_path: Path) -> None:
+    h = house(tmp_path / "pip_packages", "alpha-1.0-py3-none-any.whl")
+    pin = Pin(canonicalize_name("alpha"), Version("1.0"), frozenset(), None, frozenset(), "/r/pylock.toml:7")
+    unresolved = wheels.Unresolved((), {canonicalize_name(n): ((pin, Requirement(n)),) for n in ("beta", "gamma")}, ())
+    summary = unresolved.error(h, TARGET).problems[0]
+    assert summary.startswith("/r/pylock.toml:7: /r/pylock.toml is not closed: 2 dependencies of its pins are not "
+                              "pinned; lock it again from the requirements it was made from (the dependencies below")
