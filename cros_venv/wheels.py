@@ -29,6 +29,7 @@ from packaging.version import InvalidVersion, Version
 from cros_venv import digest
 from cros_venv.errors import BuildError, InputError
 from cros_venv.interpreter import Target
+from cros_venv.pylock import is_lock_path
 from cros_venv.reqlines import Pin, excerpt
 from cros_venv.requirements import UnusableMarker, marker_holds
 
@@ -153,9 +154,10 @@ def pick_version(name: NormalizedName, needs: list[Requirement], house: Wheelhou
     return max(fitting, key=lambda v: (not v.is_prerelease, v), default=None)
 
 
-def vendor_command(files: list[str], house: Wheelhouse, target: Target) -> str:
+def vendor_command(files: list[str], house: Wheelhouse, target: Target, lock: bool = False) -> str:
     """The bin/vendor_wheels (of the checkout whose wheelhouse this is) that adds every
-    missing wheel of `files` for `target`.
+    missing wheel of `files` for `target`; with `lock`, the lock step that keeps every pin of
+    the file and adds the closure (`--lock FILE -o FILE`).
     """
     tool = os.path.join(os.path.dirname(house.directory), "bin", "vendor_wheels")
     try:
@@ -163,7 +165,7 @@ def vendor_command(files: list[str], house: Wheelhouse, target: Target) -> str:
         tool = relative if not relative.startswith(f"..{os.sep}..{os.sep}") else tool
     except (OSError, ValueError):  # no current directory
         pass
-    args = [tool, *files]
+    args = [tool, "--lock", files[0], "-o", files[0]] if lock else [tool, *files]
     if not os.path.isabs(target.path):  # a declared target (check_requirements --python --platform)
         args += ["--python", target.python_version, "--platform", target.tags[0].platform]
     elif target.python_version != "{}.{}".format(*sys.version_info):  # vendor_wheels' default: the running one
@@ -224,9 +226,13 @@ class Unresolved:
         if not self.unpinned:
             return []
         first = next(iter(self.unpinned.values()))[0][0].origin
+        fix = (f"keep every pin and add the closure with its wheels: "
+               f"{vendor_command([_file(first)], house, target, lock=True)}")
+        if is_lock_path(_file(first)):  # the lock step reads pip's format: a lock is made again from its input
+            fix = "lock it again from the requirements it was made from"
         summary = (f"{first}: {_file(first)} is not closed: {len(self.unpinned)} dependencies of its pins are not "
-                   f"pinned; pin them: add the `name==version` lines below (each after its `FILE:LINE: `), "
-                   f"versions chosen from {house.directory} (VERSION: none there fits; choose one, then vendor it)")
+                   f"pinned; {fix} (the dependencies below; by hand: add each line after its `FILE:LINE: `, "
+                   f"versions from {house.directory}, VERSION: none fits)")
         lines = [summary]
         for name, needs in self.unpinned.items():
             why = ", ".join(f"{pin.name}=={pin.version}" + (f" ({dep.name}{dep.specifier})" if dep.specifier else "")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import sys
 from email.message import Message
 from pathlib import Path
 from typing import Callable
 
 import pytest
+from packaging.requirements import Requirement
 from packaging.tags import Tag
 from packaging.utils import canonicalize_name
 from packaging.version import Version
@@ -15,6 +17,7 @@ from packaging.version import Version
 from cros_venv import requirements, wheels
 from cros_venv.errors import BuildError, InputError
 from cros_venv.interpreter import Target
+from cros_venv.reqlines import Pin
 from tests.conftest import WheelSpec, build_wheel
 from tests.test_requirements import ENV_311
 from tests.tools.test_check import inflate_metadata, patch_headers
@@ -190,7 +193,13 @@ def test_several_unpinned_dependencies_are_one_summary_then_paste_ready_pins(tmp
         resolve(tmp_path, "alpha==1.0\n", h, metas)
     reqs = tmp_path / "requirements.txt"
     summary, *pins = info.value.problems
-    assert summary.startswith(f"{reqs}:1: {reqs} is not closed: 4 dependencies of its pins are not pinned; pin them")
+    assert summary == (f"{reqs}:1: {reqs} is not closed: 4 dependencies of its pins are not pinned; keep every pin "
+                       "and add the closure with its wheels: "
+                       f"{wheels.vendor_command([str(reqs)], h, TARGET, lock=True)} (the dependencies below; by "
+                       f"hand: add each line after its `FILE:LINE: `, versions from {tmp_path}, VERSION: none fits)")
+    assert wheels.vendor_command([str(reqs)], h, TARGET, lock=True).endswith(f"vendor_wheels --lock {reqs} -o {reqs}"
+                                                                              + ("" if sys.version_info[:2] == (3, 11)
+                                                                                 else " --python 3.11"))
     assert pins == [f"{reqs}:1: beta==2.0  # needed by alpha==1.0 (beta>=1)",
                     f"{reqs}:1: gamma==VERSION  # needed by alpha==1.0 (gamma<2)",
                     f"{reqs}:1: epsilon==1.0  # needed by alpha==1.0, beta==2.0 (epsilon>=1)",
@@ -319,3 +328,12 @@ def test_fix_command_names_every_platform_the_target_accepts(tmp_path: Path) -> 
     assert platforms.startswith("--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 ")
     assert platforms.endswith("--platform manylinux_2_5_x86_64 --platform manylinux1_x86_64")
     assert wheels.download_platforms(TARGET) == ["manylinux_2_17_x86_64"]  # not linux_x86_64 nor any
+
+
+def test_an_unclosed_pylock_is_made_again_from_its_input_not_locked_in_place(tmp_path: Path) -> None:
+    h = house(tmp_path / "pip_packages", "alpha-1.0-py3-none-any.whl")
+    pin = Pin(canonicalize_name("alpha"), Version("1.0"), frozenset(), None, frozenset(), "/r/pylock.toml:7")
+    unresolved = wheels.Unresolved((), {canonicalize_name(n): ((pin, Requirement(n)),) for n in ("beta", "gamma")}, ())
+    summary = unresolved.error(h, TARGET).problems[0]
+    assert summary.startswith("/r/pylock.toml:7: /r/pylock.toml is not closed: 2 dependencies of its pins are not "
+                              "pinned; lock it again from the requirements it was made from (the dependencies below")

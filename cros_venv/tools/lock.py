@@ -4,9 +4,10 @@ For each declared target (Python version x platform), pip's resolver (`pip insta
 --report`, the tool's own pip, with the caller's pip configuration) resolves IN's closure
 with wheels only; the pins OUT already has are constraints, so a re-run moves nothing
 (`--upgrade` frees them all, `--upgrade-package NAME` that one). The per-target results are
-merged into one file, pip-compile style (lockfile.py); every wheel the pins need is
-vendored as vendor_wheels does (staged: nothing changes on failure); the result is checked
-as check_requirements checks it, for every target, before OUT and pip_packages/ change.
+merged into one file, pip-compile style (lockfile.py), or PEP 751's if OUT is pylock.toml or
+pylock.NAME.toml (pylock_out.py); every wheel the pins need is vendored as vendor_wheels does
+(staged: nothing changes on failure); the result is checked as check_requirements checks it,
+for every target, before OUT and pip_packages/ change.
 """
 
 from __future__ import annotations
@@ -26,13 +27,13 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from cros_venv import procs, reqlines, requirements, toolchain, wheels
+from cros_venv import procs, pylock, reqlines, requirements, toolchain, wheels
 from cros_venv.cache import Cache
 from cros_venv.digest import file_sha256
 from cros_venv.errors import BuildError, InputError
 from cros_venv.interpreter import Target
 from cros_venv.reqlines import Pin
-from cros_venv.tools import check, lockfile, targets, vendor
+from cros_venv.tools import check, lockfile, pylock_out, targets, vendor
 
 # pip, with the marker environment of the target rather than of the interpreter running it:
 # pip evaluates markers (`; python_version < "3.11"`, in IN and in every wheel's Requires-Dist)
@@ -125,6 +126,9 @@ def main(argv: Sequence[str], cache: Cache) -> int:
     args = parser().parse_args(argv)
     options = vendor.Options(args.index_url, tuple(args.find_links), args.no_index)
     target_list = targets.make(args.python, args.platform, cache.root)
+    if pylock.is_lock_path(args.lock):
+        raise InputError(f"{args.lock}: --lock reads loose requirements in pip's format, not a lock; "
+                         "give the requirements the lock was made from")
     loose = read_loose(args.lock)
     same = os.path.exists(args.output) and os.path.samefile(args.lock, args.output)
     free = {canonicalize_name(n) for n in args.upgrade_package}
@@ -132,7 +136,7 @@ def main(argv: Sequence[str], cache: Cache) -> int:
         loose = [Loose(Requirement(_unpinned(x.req)), x.origin, x.constraint)
                  if x.pinned and (args.upgrade or x.name in free) else x for x in loose]
     kept = [] if args.upgrade or not os.path.exists(args.output) else [
-        x for x in read_loose(args.output) if x.pinned and x.name not in free and not x.constraint]
+        x for x in read_output(args.output) if x.pinned and x.name not in free and not x.constraint]
     top: dict[NormalizedName, frozenset[str]] = {}
     for x in loose:
         if x.req.marker and not x.constraint:
@@ -145,13 +149,16 @@ def main(argv: Sequence[str], cache: Cache) -> int:
             f.writelines(f"{x.req}\n" for x in loose if not x.constraint)
         with open(os.path.join(work, "in-c.txt"), "w", encoding="utf-8") as f:
             f.writelines(f"{_unextra(x.req)}\n" for x in loose if x.constraint)
-        resolutions = [lockfile.from_report(resolve(t, i, flat, loose, kept, work, cache, options), t.environment,
-                                            top, f"-r {args.lock}") for i, t in enumerate(target_list)]
-        lines = lockfile.merge(target_list, resolutions)
+        reports = [resolve(t, i, flat, loose, kept, work, cache, options) for i, t in enumerate(target_list)]
+        lines = lockfile.merge(target_list, [lockfile.from_report(r, t.environment, top, f"-r {args.lock}")
+                                             for r, t in zip(reports, target_list)])
         added, house = vendor_lines(lines, target_list, args.output, work, cache, options)
-        hashes = {(ln.name, ln.version): sorted({file_sha256(w.path) for w in house.candidates(ln.name, ln.version)})
-                  for ln in lines} if args.hashes else None
-        text = lockfile.render(lines, command(args), hashes)
+        if pylock.is_lock_path(args.output):  # PEP 751: always with every wheel's hash
+            text = pylock_out.text(lines, command(args), target_list, house, args.output, reports)
+        else:
+            hashes = {(ln.name, ln.version): sorted({file_sha256(w.path) for w in house.candidates(
+                ln.name, ln.version)}) for ln in lines} if args.hashes else None
+            text = lockfile.render(lines, command(args), hashes)
         checked = os.path.join(work, "check", os.path.basename(args.output))
         os.mkdir(os.path.dirname(checked))
         with open(checked, "w", encoding="utf-8") as f:
@@ -169,6 +176,13 @@ def main(argv: Sequence[str], cache: Cache) -> int:
     print(f"{args.output}: {len(lines)} pins for {len(target_list)} target{'s' if len(target_list) != 1 else ''}, "
           f"{len(added)} wheel{'s' if len(added) != 1 else ''} added to pip_packages/; checked for every target")
     return 0
+
+
+def read_output(path: str) -> list[Loose]:
+    """The pins OUT already has: a requirements file's, or a pylock.toml's entries."""
+    if pylock.is_lock_path(path):
+        return [Loose(req, origin, False) for req, origin in pylock_out.read_pins(path)]
+    return read_loose(path)
 
 
 def _unpinned(req: Requirement) -> str:

@@ -78,10 +78,13 @@ def test_unused_wheels_are_not_reported_while_a_file_does_not_resolve(wheelhouse
 
 def test_several_unpinned_dependencies_are_one_summary_then_pins_to_paste(wheelhouse: ToolRepo) -> None:
     reqs = wheelhouse.requirements("r.txt", "# old, pinned at the top only\ngamma[fast]==1.0\nalpha==1.0\n")
-    code, lines = check(wheelhouse, str(reqs))
+    code, lines = check(wheelhouse, str(reqs), cwd=wheelhouse.root)  # in the checkout: bin/vendor_wheels
     assert code == 1
     summary, *pins, note = lines
-    assert summary.startswith(f"{reqs}:2: {reqs} is not closed: 2 dependencies of its pins are not pinned; pin them")
+    assert summary == (f"{reqs}:2: {reqs} is not closed: 2 dependencies of its pins are not pinned; keep every pin "
+                       f"and add the closure with its wheels: bin/vendor_wheels --lock {reqs} -o "
+                       f"{reqs} (the dependencies below; by hand: add each line after its `FILE:LINE: `, versions "
+                       f"from {wheelhouse.wheels}, VERSION: none fits)")
     assert pins == [f"{reqs}:2: delta==1.0  # needed by gamma==1.0 (delta==1.0)",
                     f"{reqs}:3: beta==2.0  # needed by alpha==1.0 (beta>=1.0)"]
     assert "which wheels are unused is not reported" in note

@@ -6,6 +6,8 @@ offline, on the code path a real index takes (pip's resolver, then pip download)
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -140,3 +142,44 @@ def test_a_failed_relock_changes_neither_the_lock_nor_pip_packages(tool_repo: To
     assert fixed.returncode == 0, fixed.stderr
     assert (tool_repo.root / "r.txt").read_text().endswith(
         "shared==2.0\n    # via\n    #   -r r.in\n    #   top\ntop==1.0\n    # via -r r.in\n")
+
+
+def test_onboarding_in_three_commands_fail_lock_build(tool_repo: ToolRepo, tmp_path: Path) -> None:
+    """An old file pinned at the top only: create_venv names the lock step, which keeps every
+    pin (a newer top on the index changes nothing) and adds the closure; then the venv builds.
+    """
+    reg = tmp_path / "old-registry"
+    reg.mkdir()
+    for spec in (WheelSpec("top", "1.0", requires=["shared>=1", "helper"]), WheelSpec("extra", "1.0")):
+        shutil.copy2(tool_repo.add_wheel(spec), reg)  # vendored long ago, and still on the index
+    for spec in (WheelSpec("top", "2.0"), WheelSpec("shared", "1.0"), WheelSpec("shared", "2.0"),
+                 WheelSpec("helper", "1.0")):
+        build_wheel(reg, spec)
+    reqs = tool_repo.requirements("requirements.txt", "# old, pinned at the top only\ntop==1.0\nextra==1.0\n")
+    venv_dir = tool_repo.root.parent / "venv"
+
+    failed = tool_repo.run(str(venv_dir), str(reqs))
+    assert failed.returncode == 2
+    assert failed.stderr.splitlines() == [
+        f"create_venv: error: {reqs}:2: {reqs} is not closed: 2 dependencies of its pins are not pinned; keep every "
+        f"pin and add the closure with its wheels: {_tool(tool_repo)} --lock {reqs} -o {reqs} (the dependencies "
+        f"below; by hand: add each line after its `FILE:LINE: `, versions from {tool_repo.wheels}, VERSION: none fits)",
+        f"create_venv: error: {reqs}:2: shared==VERSION  # needed by top==1.0 (shared>=1)",
+        f"create_venv: error: {reqs}:2: helper==VERSION  # needed by top==1.0"]
+
+    locked = tool_repo.command("vendor_wheels", "--lock", str(reqs), "-o", str(reqs), "--find-links", str(reg),
+                               "--no-index")
+    assert locked.returncode == 0, locked.stderr
+    pins = [ln for ln in reqs.read_text().splitlines() if ln and not ln.startswith(("#", " "))]
+    assert pins == ["extra==1.0", "helper==1.0", "shared==2.0", "top==1.0"]
+    assert locked.stdout.splitlines()[:2] == ["added helper-1.0-py3-none-any.whl", "added shared-2.0-py3-none-any.whl"]
+
+    built = tool_repo.run(str(venv_dir), str(reqs))
+    assert built.returncode == 0, built.stderr
+
+
+def _tool(repo: ToolRepo) -> str:
+    """bin/vendor_wheels as create_venv names it from the tests' directory (relative when near)."""
+    tool = str(repo.root / "bin" / "vendor_wheels")
+    relative = os.path.relpath(tool)
+    return tool if relative.startswith(f"..{os.sep}..{os.sep}") else relative
