@@ -79,14 +79,22 @@ def _run(ctx: Context) -> str:
             done.append(True)
             return UP_TO_DATE
         ctx.report(f"building {ctx.root}: {why}")
-        with steps.rollback(ctx):
-            for step, name in BUILD:
-                step(ctx)
-                if name:
-                    checkpoint(name)
+        build_steps(ctx)
         done.append(True)
         checkpoint("marked")
     return BUILT
+
+
+def build_steps(ctx: Context, then: Callable[[], None] | None = None) -> None:
+    """The build proper: BUILD's steps, each followed by its checkpoint, then `then` (a shared
+    venv's publishing), all inside steps.rollback (any failure puts the old venv back)."""
+    with steps.rollback(ctx):
+        for step, name in BUILD:
+            step(ctx)
+            if name:
+                checkpoint(name)
+        if then is not None:
+            then()
 
 
 def clean_environment(environ: dict[str, str] | os._Environ[str]) -> None:

@@ -102,14 +102,9 @@ def _run(ctx: Context, top: str) -> str:
         ctx.root = real
         ctx.layout_ = Layout(real, ctx.plan.python_version)
         ctx.report(f"building the shared venv {link}")
-        with steps.rollback(ctx):
-            from cros_venv.build import BUILD
+        from cros_venv.build import build_steps
 
-            for step, checkpoint_name in BUILD:
-                step(ctx)
-                if checkpoint_name:
-                    checkpoint(checkpoint_name)
-            _publish(real, link)
+        build_steps(ctx, then=lambda: _publish(real, link))
         checkpoint("marked")
     finally:
         lock.release(ctx.lock_fd)
