@@ -95,6 +95,10 @@ def _load(parser: _Parser, path: str, shown: str, constraint: bool, stack: tuple
         parser.locks += [lock] if lock is not None else []
         parser.require_hashes = True  # a lock's hashes are checked as --hash on every line
         return
+    if path.lower().endswith(".toml"):  # a lock by another name would read as ~40 bad requirement lines
+        parser.problems.append(f"{shown}:0: not a requirements file, and not named as a lock is (pylock.toml or "
+                               "pylock.NAME.toml, PEP 751, NAME without dots); rename it, or give a requirements file")
+        return
     for number, line in logical_lines(text):
         where = f"{shown}:{number}"
         if not line.startswith("-"):

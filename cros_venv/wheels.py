@@ -130,6 +130,12 @@ def missing_message(pin: Pin, house: Wheelhouse, target: Target) -> str:
     if pin.locked is not None:
         listed = sorted(pin.locked.filenames)
         shown = ", ".join(listed[:3]) + (f", ... {len(listed)} in all" if len(listed) > 3 else "")
+        if not best_wheel([Wheel(f, pin.name, pin.version, parse_wheel_filename(f)[3]) for f in listed], target):
+            lock = os.path.basename(_file(pin.origin))
+            return (f"{pin.origin}: the lock names no wheel of {pin.name}=={pin.version} that fits "
+                    f"{target.describe()} ({shown}): it was not made for this interpreter; lock again with it "
+                    f"among the targets (bin/vendor_wheels --lock REQUIREMENTS -o {lock} "
+                    f"--python {target.python_version} ...), or use an interpreter it was made for")
         return (f"{pin.origin}: no wheel the lock names for {pin.name}=={pin.version} ({shown}) is in "
                 f"{house.directory} and fits {target.describe()}; "
                 f"fix: {vendor_command([_file(pin.origin)], house, target)}")

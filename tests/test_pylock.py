@@ -252,6 +252,16 @@ def test_bad_locks_are_one_line_each(text: str, expected: str) -> None:
     assert list(e.value.problems) == [expected]
 
 
+@pytest.mark.parametrize("name", ["PYLOCK.toml", "pylock.a.b.toml", "pylock-dev.toml"])
+def test_a_toml_file_not_named_as_a_lock_is_one_line_not_forty(name: str) -> None:
+    text = (DATA / "pylock.uv.toml").read_bytes()
+    with pytest.raises(InputError) as e:
+        requirements.load([name], read=lambda _: text)
+    assert list(e.value.problems) == [
+        f"{name}:0: not a requirements file, and not named as a lock is (pylock.toml or pylock.NAME.toml, PEP 751, "
+        "NAME without dots); rename it, or give a requirements file"]
+
+
 def test_a_lock_is_chosen_by_its_file_name() -> None:
     assert [pylock.is_lock_path(p) for p in ("pylock.toml", "a/pylock.dev.toml", "pylock.a.b.toml", "pylock.txt",
                                              "my-pylock.toml", "requirements.txt")] == [

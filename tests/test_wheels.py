@@ -337,3 +337,23 @@ def test_an_unclosed_pylock_is_made_again_from_its_input_not_locked_in_place(tmp
     summary = unresolved.error(h, TARGET).problems[0]
     assert summary.startswith("/r/pylock.toml:7: /r/pylock.toml is not closed: 2 dependencies of its pins are not "
                               "pinned; lock it again from the requirements it was made from (the dependencies below")
+
+
+def test_a_lock_made_for_other_interpreters_says_so_not_to_vendor(tmp_path: Path) -> None:
+    """A missing wheel the lock lists is a vendor_wheels away; a lock that lists none for the
+    target was made for other interpreters: the fix is to lock for this one.
+    """
+    from cros_venv.reqlines import Locked, LockedWheel
+
+    h = house(tmp_path / "pip_packages")
+    listed = (LockedWheel("compiled-2.0-cp39-cp39-manylinux_2_17_x86_64.whl", frozenset({"sha256:" + "0" * 64})),)
+    pin = Pin(canonicalize_name("compiled"), Version("2.0"), frozenset(), None, frozenset(), "locks/pylock.toml:9",
+              locked=Locked(listed))
+    assert wheels.missing_message(pin, h, TARGET) == (
+        "locks/pylock.toml:9: the lock names no wheel of compiled==2.0 that fits "
+        f"{TARGET.describe()} (compiled-2.0-cp39-cp39-manylinux_2_17_x86_64.whl): it was not made for this "
+        "interpreter; lock again with it among the targets (bin/vendor_wheels --lock REQUIREMENTS -o pylock.toml "
+        "--python 3.11 ...), or use an interpreter it was made for")
+    fits = Locked((LockedWheel("compiled-2.0-cp311-cp311-manylinux_2_17_x86_64.whl", frozenset()),))
+    assert "fix: " in wheels.missing_message(
+        Pin(pin.name, pin.version, frozenset(), None, frozenset(), pin.origin, locked=fits), h, TARGET)

@@ -83,10 +83,15 @@ def wheel_files(lines: Sequence[Line], target_list: Sequence[Target], house: whe
 
 
 def requires_python(target_list: Sequence[Target]) -> str:
-    """`>=` the oldest declared Python: the markers of the pins are bounded by the declared
-    versions (python_version >= "3.12" for the newest), so every Python from there has its pins.
+    """`>=` the oldest declared Python, without the minor versions between declared ones that
+    were not declared (`>=3.9, !=3.10.*, ...` for 3.9 and 3.13: the pins for 3.9 would not fit
+    3.11). From the newest declared version on, its pins apply (its marker has no upper bound).
     """
-    return ">=" + min((t.environment["python_version"] for t in target_list), key=Version)
+    declared = sorted({Version(t.environment["python_version"]) for t in target_list})
+    low, high = declared[0], declared[-1]
+    gaps = [f"!={low.major}.{minor}.*" for minor in range(low.minor + 1, high.minor)
+            if low.major == high.major and Version(f"{low.major}.{minor}") not in declared]
+    return ", ".join([f">={low}", *gaps])
 
 
 def render(lines: Sequence[Line], command: str, files: Mapping[Key, Sequence[WheelFile]], python: str) -> str:

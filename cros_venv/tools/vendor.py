@@ -51,12 +51,13 @@ class Options:
     index_url: str | None = None
     find_links: tuple[str, ...] = ()
     no_index: bool = False
+    pre: bool = False  # the lock step's IN said --pre
 
     def pip_args(self) -> list[str]:
         out = ["--index-url", self.index_url] if self.index_url else []
         for f in self.find_links:
             out += ["--find-links", f]
-        return out + (["--no-index"] if self.no_index else [])
+        return out + (["--no-index"] if self.no_index else []) + (["--pre"] if self.pre else [])
 
 
 def pip_command(cache: Cache, args: list[str]) -> list[str]:

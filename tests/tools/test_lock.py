@@ -111,8 +111,100 @@ def test_onboarding_in_place_keeps_every_pin_and_adds_the_closure(tool_repo: Too
     assert out.returncode == 0, out.stderr
     text = (tool_repo.root / "requirements.txt").read_text()
     assert text == HEADER.format("requirements.txt", "requirements.txt", "") + LOCKED.replace(
-        "shared==1.0", "shared==2.0").replace("-r r.in", "-r requirements.txt")
+        "shared==1.0", "shared==2.0").replace("-r r.in", "-r requirements.txt").replace(
+        "top==1.0", "# old, pinned at the top only\ntop==1.0")
     assert check(tool_repo, "requirements.txt").returncode == 0
+
+
+def test_a_lock_written_over_its_input_is_the_same_on_every_rerun(tool_repo: ToolRepo, registry: Path) -> None:
+    """The closure a first run added stays held, not asked for (its `# via` names no -r), the
+    user's comments stay above their pins, and a pin added by hand later is kept as IN's own.
+    """
+    tool_repo.requirements("requirements.txt", "# why we need top\ntop  # the one we use\n\n# end notes\n")
+    first = lock(tool_repo, registry, "--hashes", source="requirements.txt", out="requirements.txt")
+    assert first.returncode == 0, first.stderr
+    text = (tool_repo.root / "requirements.txt").read_text()
+    assert "# why we need top\n# the one we use\ntop==1.0 \\\n    --hash=sha256:" in text
+    assert text.endswith("    # via -r requirements.txt\n# end notes\n") and "shared==1.0 \\" in text
+    for _ in range(2):
+        again = lock(tool_repo, registry, "--hashes", source="requirements.txt", out="requirements.txt")
+        assert again.returncode == 0, again.stderr
+        assert (tool_repo.root / "requirements.txt").read_text() == text
+    # top 2.0 no longer needs oldonly: freed by --upgrade-package top, the closure follows.
+    build_wheel(registry, WheelSpec("top", "2.0", requires=["shared>=1"]))
+    moved = lock(tool_repo, registry, "--upgrade-package", "top", source="requirements.txt", out="requirements.txt")
+    assert moved.returncode == 0, moved.stderr
+    text = (tool_repo.root / "requirements.txt").read_text()
+    assert "top==2.0\n" in text and "oldonly" not in text and "shared==1.0\n    # via top\n" in text
+    (tool_repo.root / "requirements.txt").write_text(text + "binpkg==1.0 ; python_version < '3.12'\n"
+                                                            "binpkg==2.0 ; python_version >= '3.12'\n")
+    hand = lock(tool_repo, registry, source="requirements.txt", out="requirements.txt")
+    assert hand.returncode == 0, hand.stderr
+    assert 'binpkg==1.0 ; python_version < "3.12"\n    # via -r requirements.txt\n' in (
+        tool_repo.root / "requirements.txt").read_text()
+
+
+@pytest.mark.parametrize(("line", "says"), [
+    pytest.param("-e git+https://example.com/x.git#egg=x", "r.in:2: -e git+https://example.com/x.git#egg=x: an "
+                 "editable requirement has no wheel to lock", id="editable"),
+    pytest.param("git+https://example.com/x.git", "r.in:2: git+https://example.com/x.git: a URL or VCS "
+                 "requirement has no wheel on the index to lock", id="vcs"),
+    pytest.param("--index-url https://mirror.example/simple", "r.in:2: --index-url: the lock step takes the index "
+                 "from its command line, not from the file; remove the line and run with --index-url URL", id="index"),
+    pytest.param("-f /some/dir", "r.in:2: -f: the lock step takes the index from its command line", id="find-links"),
+    pytest.param("shared --hash=sha256:" + "0" * 64, "r.in:2: --hash in the loose requirements is not used by the "
+                 "lock; remove it", id="hash"),
+    pytest.param("shared --config-settings=x=y", "r.in:2: --config-settings=x=y: per-requirement options cannot be "
+                 "locked", id="per-requirement"),
+    pytest.param("--no-binary :all:", "r.in:2: --no-binary: not an option the lock step can honour", id="no-binary"),
+    pytest.param('shared ; python_version ~= "3"', "r.in:2: shared: cannot evaluate the marker", id="bad-marker"),
+])
+def test_what_the_lock_cannot_honour_is_refused_naming_the_line(tool_repo: ToolRepo, registry: Path, line: str,
+                                                                 says: str) -> None:
+    tool_repo.requirements("r.in", f"top\n{line}\n")
+    before = snapshot(tool_repo.wheels)
+    out = lock(tool_repo, registry)
+    assert out.returncode == 2, out.stderr
+    (message,) = out.stderr.splitlines()
+    assert message.startswith(f"vendor_wheels: error: {says}"), message
+    assert snapshot(tool_repo.wheels) == before and not (tool_repo.root / "r.txt").exists()
+
+
+def test_includes_are_never_written_over(tool_repo: ToolRepo, registry: Path) -> None:
+    tool_repo.requirements("base.txt", "shared==1.0\n")
+    original = "-r base.txt\n# mine\ntop\n"
+    tool_repo.requirements("requirements.txt", original)
+    over_in = lock(tool_repo, registry, source="requirements.txt", out="requirements.txt")
+    assert over_in.returncode == 2
+    assert over_in.stderr == ("vendor_wheels: error: requirements.txt:1: requirements.txt includes base.txt; a lock "
+                              "written over requirements.txt would drop the include: write the lock to another file "
+                              "(e.g. -o requirements.lock.txt)\n")
+    over_include = lock(tool_repo, registry, source="requirements.txt", out="base.txt")
+    assert over_include.returncode == 2 and "-o base.txt: requirements.txt includes it (requirements.txt:1)" in (
+        over_include.stderr)
+    assert (tool_repo.root / "requirements.txt").read_text() == original
+    assert (tool_repo.root / "base.txt").read_text() == "shared==1.0\n"
+
+
+def test_an_output_that_cannot_be_written_changes_nothing(tool_repo: ToolRepo, registry: Path) -> None:
+    tool_repo.requirements("r.in", "top\n")
+    before = snapshot(tool_repo.wheels)
+    out = lock(tool_repo, registry, out="no/such/dir/r.txt")
+    assert out.returncode == 2
+    assert out.stderr == (f"vendor_wheels: error: -o no/such/dir/r.txt: no directory {tool_repo.root}/no/such/dir; "
+                          "create it first, or write the lock elsewhere\n")
+    assert snapshot(tool_repo.wheels) == before
+
+
+def test_an_unknown_upgrade_package_and_the_count_of_one(tool_repo: ToolRepo, registry: Path) -> None:
+    tool_repo.requirements("r.in", "shared\n")
+    one = lock(tool_repo, registry)
+    assert one.returncode == 0 and one.stdout.splitlines()[-1] == (
+        "r.txt: 1 pin for 2 targets, 1 wheel added to pip_packages/; checked for every target")
+    typo = lock(tool_repo, registry, "--upgrade-package", "sharde")
+    assert typo.returncode == 2
+    assert typo.stderr == ("vendor_wheels: error: --upgrade-package sharde: neither r.in nor r.txt names it; "
+                           "check the name\n")
 
 
 def test_a_requirement_no_target_satisfies_is_named_with_the_target(tool_repo: ToolRepo, registry: Path) -> None:

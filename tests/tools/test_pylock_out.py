@@ -14,11 +14,13 @@ from pathlib import Path
 
 import pytest
 from packaging.pylock import Pylock
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from cros_venv import pylock
 from cros_venv.digest import file_sha256
+from cros_venv.interpreter import Target
 from cros_venv.tools import pylock_out
 from cros_venv.tools.lockfile import Line
 from tests.conftest import OTHER_PYTHONS, PYTHON, ToolRepo, WheelSpec, build_wheel, venv_python
@@ -31,6 +33,18 @@ TARGETS = ("--python", "3.9", "--python", HERE)
 
 def line(name: str, version: str, marker: str | None = None, *via: str) -> Line:
     return Line(canonicalize_name(name), Version(version), frozenset(), marker, via)
+
+
+def test_requires_python_admits_only_the_declared_versions_and_newer() -> None:
+    def target(version: str) -> Target:
+        return Target(f"Python {version}", version + ".0", "cpython", "cp" + version.replace(".", ""), (),
+                      {"python_version": version})
+
+    assert pylock_out.requires_python([target("3.9"), target("3.13")]) == ">=3.9, !=3.10.*, !=3.11.*, !=3.12.*"
+    assert pylock_out.requires_python([target("3.12"), target("3.10"), target("3.11")]) == ">=3.10"
+    spec = SpecifierSet(pylock_out.requires_python([target("3.9"), target("3.11")]))
+    assert [v for v in ("3.8.1", "3.9.2", "3.10.4", "3.11.0", "3.14.1") if spec.contains(v)] == [
+        "3.9.2", "3.11.0", "3.14.1"]
 
 
 def test_render_writes_pep_751_keys_that_packaging_validates() -> None:
