@@ -196,7 +196,10 @@ def parse_requirement(line: str, where: str, constraint: bool, problems: list[st
     specs = list(req.specifier)
     if len(specs) != 1 or specs[0].operator != "==" or "*" in specs[0].version:
         shown = str(req.specifier) or "no version"
-        problems.append(f"{where}: {req.name} is not pinned ({shown}); pin one exact version: {req.name}==X.Y.Z")
+        path = where.rpartition(":")[0]
+        problems.append(f"{where}: {req.name} is not pinned ({shown}); pin one exact version: {req.name}==X.Y.Z, "
+                        f"or let the lock step pin it and its closure: "
+                        f"bin/vendor_wheels --lock {shlex.quote(path)} -o {shlex.quote(path)}")
         return None
     try:
         version = Version(specs[0].version)

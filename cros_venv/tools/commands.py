@@ -5,16 +5,21 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import signal
 import sys
-from typing import Callable, Sequence, TextIO
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence, TextIO
 
 from cros_venv.errors import CrosVenvError
+
+if TYPE_CHECKING:
+    from cros_venv.cache import Cache
 
 
 def run(prog: str, argv: Sequence[str]) -> int:
     """Run bin/`prog` with `argv`; every user error is one `prog: error: ...` line."""
     for stream in (sys.stdout, sys.stderr):
         _escape_unencodable(stream)
+    signal.signal(signal.SIGTERM, _terminate)  # unwinds like Ctrl-C: staged files and temporary directories go
     try:
         if prog == "presubmit":
             from cros_venv.tools import presubmit
@@ -25,8 +30,11 @@ def run(prog: str, argv: Sequence[str]) -> int:
         for problem in e.problems:
             print(f"{prog}: error: {problem}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        name = "terminated" if signum == signal.SIGTERM else "interrupted"
+        print(f"{prog}: {name}; nothing was changed", file=sys.stderr)
+        return 128 + int(signum)
     except OSError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 1
@@ -45,7 +53,7 @@ def _run_with_cache(prog: str, argv: Sequence[str]) -> int:
         build.clean_environment(os.environ)
     cache = Cache(default_root())
     cache.ensure_dirs()
-    with cache.in_use():
+    with cache.in_use(), (_vendoring_alone(cache) if vendoring else contextlib.nullcontext()):
         toolchain.activate(cache)
         main: Callable[[Sequence[str], Cache], int]
         if vendoring:
@@ -53,6 +61,36 @@ def _run_with_cache(prog: str, argv: Sequence[str]) -> int:
         else:
             from cros_venv.tools.check import main
         return main(argv, cache)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    from cros_venv.errors import Interrupted
+
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def _vendoring_alone(cache: Cache) -> Iterator[None]:
+    """One vendor_wheels at a time on a pip_packages/: each reads what is there, then adds what
+    is missing; two at once would each stage the other's wheels, or judge a half-filled
+    directory. The lock is a file in the cache, named by pip_packages/'s real path.
+    """
+    import fcntl
+    import hashlib
+
+    from cros_venv import toolchain
+
+    key = hashlib.sha256(os.fsencode(os.path.realpath(toolchain.PIP_PACKAGES))).hexdigest()[:16]
+    fd = os.open(os.path.join(cache.root, f"vendor-{key}.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"vendor_wheels: waiting for another vendor_wheels on {toolchain.PIP_PACKAGES}", file=sys.stderr)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _escape_unencodable(stream: TextIO) -> None:

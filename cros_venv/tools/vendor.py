@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from cros_venv.digest import file_sha256
 from cros_venv.errors import BuildError
 from cros_venv.interpreter import Target
 from cros_venv.reqlines import Pin
-from cros_venv.tools import targets
+from cros_venv.tools import outfile, targets
 
 PROG = "vendor_wheels"
 # What pip (its console output or its --log) says when the index cannot be reached.
@@ -100,6 +99,7 @@ def run_pip(cache: Cache, args: list[str]) -> PipRun:
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     with tempfile.TemporaryDirectory(prefix="vendor_wheels-log-") as tmp:
         log = os.path.join(tmp, "pip.log")
+        env["TMPDIR"] = tmp  # pip's own temporary files go with this directory, even if pip is killed
         result = procs.run_text(pip_command(cache, ["--retries", "0", "--timeout", "15", "--log", log, *args]),
                                 env=env)
         text = ""
@@ -288,6 +288,7 @@ def main(argv: Sequence[str], cache: Cache) -> int:
     # What each pin still needs: the targets its markers apply to with no fitting wheel yet.
     needs: dict[tuple[str, str], tuple[Pin, list[Target]]] = {}
     present: set[str] = set()
+    changed: list[str] = []  # wheels present whose bytes are not those the lock or --hash names
     for reqs in files:
         for target in target_list:
             wanted, constraints = requirements.applicable(reqs, target.environment)
@@ -296,13 +297,16 @@ def main(argv: Sequence[str], cache: Cache) -> int:
                 have = wheels.best_wheel(house.for_pin(pin), target)
                 if have is None:
                     pin_needs.append(target)
-                else:
+                elif have.filename not in present:
                     present.add(have.filename)
+                    wrong = _mismatch(pin, have)
+                    if wrong:
+                        changed.append(wrong)
 
     with tempfile.TemporaryDirectory(prefix="vendor_wheels-") as stage:
         # Every pin is tried, so that one run tells every failure; Offline stops at once.
-        failures = [problem for pin, needed in needs.values() if needed
-                    for problem in _try_fetch(pin, needed, stage, cache, options)]
+        failures = changed + [problem for pin, needed in needs.values() if needed
+                              for problem in _try_fetch(pin, needed, stage, cache, options)]
         if len(failures) > 1:
             tried = sum(1 for _, needed in needs.values() if needed)
             raise BuildError(f"{len(failures)} of the {tried} pins that need wheels cannot be vendored (below, one a "
@@ -310,8 +314,7 @@ def main(argv: Sequence[str], cache: Cache) -> int:
         if failures:
             raise BuildError(*failures)
         added = sorted(f for f in os.listdir(stage) if f.endswith(".whl") and not os.path.exists(os.path.join(dest, f)))
-        for f in added:
-            shutil.move(os.path.join(stage, f), os.path.join(dest, f))
+        outfile.install([os.path.join(stage, f) for f in added], dest)  # all or none
     for f in added:
         print(f"added {f}")
     for f in sorted(present):
@@ -320,6 +323,26 @@ def main(argv: Sequence[str], cache: Cache) -> int:
     if args.hashes:
         write_hashes(files, wheels.Wheelhouse.scan(dest))
     return 0
+
+
+def _mismatch(pin: Pin, have: wheels.Wheel) -> str | None:
+    """Why the wheel `have` in pip_packages/ is not the one `pin` names by hash (its lock
+    entry's hashes, or the requirement's --hash), or None.
+    """
+    from cros_venv.tools import vendor_lock
+
+    if pin.locked is not None:
+        listed = next((w for w in pin.locked.wheels if w.filename == have.filename), None)
+        wrong = vendor_lock.mismatch(have.path, listed) if listed is not None and listed.hashes else None
+    elif pin.hashes and f"sha256:{file_sha256(have.path)}" not in pin.hashes:
+        wrong = "its sha256 is none of the --hash values"
+    else:
+        return None
+    if wrong is None:
+        return None
+    named = os.path.basename(pin.origin.rpartition(":")[0])
+    return (f"{pin.origin}: {have.path} is not the wheel of {pin} that {named} names ({wrong}); "
+            "remove it and run again to fetch the right one, or lock again")
 
 
 def _try_fetch(pin: Pin, needed: list[Target], stage: str, cache: Cache, options: Options) -> tuple[str, ...]:
@@ -348,7 +371,6 @@ def write_hashes(files: list[requirements.RequirementFiles], house: wheels.Wheel
     for path, data in {p: d for reqs in files for p, d in reqs.files}.items():
         if pylock.is_lock_path(path):
             continue  # a lock carries its hashes already
-        with open(path, "w", encoding="utf-8") as f:  # in place: a symlink stays one, the mode is kept
-            f.write(with_hashes(data.decode("utf-8-sig"), hashes))
+        outfile.write_text(path, with_hashes(data.decode("utf-8-sig"), hashes))  # a symlink stays one, mode kept
         print(f"wrote hashes into {path}")
 

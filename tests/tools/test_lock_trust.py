@@ -1,0 +1,246 @@
+"""The lock step and vendor_wheels against what they find: wheels changed in pip_packages/,
+pins and comments a lock written over its input must keep, interrupts, full disks, two runs
+at once, odd arguments. Every case leaves OUT and pip_packages/ as they were, or complete.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PYTHON, REPO, ToolRepo, WheelSpec, build_wheel, snapshot
+from tests.tools.test_lock import TARGETS, check, lock, registry  # noqa: F401 (registry: a fixture)
+
+pytestmark = pytest.mark.e2e
+
+
+def replace_bytes(path: Path, data: bytes) -> None:
+    """Change a wheel without writing through a hard link into the tool's own copy."""
+    path.unlink()
+    path.write_bytes(data)
+
+
+def tamper(path: Path) -> None:
+    """The same wheel name, other bytes (a file appended inside the zip)."""
+    import zipfile
+
+    data = path.read_bytes()
+    replace_bytes(path, data)
+    with zipfile.ZipFile(path, "a") as zf:
+        zf.writestr("evil.py", "print('owned')\n")
+
+
+def test_a_rerun_refuses_a_wheel_changed_in_pip_packages(tool_repo: ToolRepo, registry: Path) -> None:
+    """Its hash would be written into the lock as if it were the index's."""
+    tool_repo.requirements("r.in", "top\n")
+    assert lock(tool_repo, registry, "--hashes").returncode == 0
+    text = (tool_repo.root / "r.txt").read_text()
+    tamper(tool_repo.wheels / "shared-1.0-py3-none-any.whl")
+    before = snapshot(tool_repo.wheels)
+    again = lock(tool_repo, registry, "--hashes")
+    assert again.returncode == 1, again.stderr
+    (line,) = again.stderr.splitlines()
+    assert line.startswith(f"vendor_wheels: error: {tool_repo.wheels}/shared-1.0-py3-none-any.whl: its sha256 "
+                           "differs from the index's shared-1.0-py3-none-any.whl"), line
+    assert "remove it and lock again" in line
+    assert (tool_repo.root / "r.txt").read_text() == text and snapshot(tool_repo.wheels) == before
+
+
+def test_vendoring_a_lock_checks_the_wheels_already_there(tool_repo: ToolRepo, registry: Path) -> None:
+    """`already there` only for the bytes the lock names; so for a requirements file's --hash."""
+    tool_repo.requirements("r.in", "shared\n")
+    assert lock(tool_repo, registry, "--hashes", out="pylock.toml").returncode == 0
+    assert lock(tool_repo, registry, "--hashes").returncode == 0
+    wheel = tool_repo.wheels / "shared-1.0-py3-none-any.whl"
+    fine = tool_repo.command("vendor_wheels", "pylock.toml", "r.txt", *TARGETS, cwd=tool_repo.root)
+    assert fine.returncode == 0 and "already there shared-1.0-py3-none-any.whl" in fine.stdout, fine.stderr
+    tamper(wheel)
+    before = snapshot(tool_repo.wheels)
+    for name in ("pylock.toml", "r.txt"):
+        out = tool_repo.command("vendor_wheels", name, *TARGETS, cwd=tool_repo.root)
+        assert out.returncode == 1, out.stdout
+        (line,) = out.stderr.splitlines()
+        assert f"{wheel} is not the wheel of shared==1.0 that {name} names (" in line, line
+        assert "already there" not in out.stdout and snapshot(tool_repo.wheels) == before
+
+
+def test_a_lock_over_its_input_keeps_pins_for_no_target_and_indented_notes(tool_repo: ToolRepo,
+                                                                          registry: Path) -> None:
+    text = ('top==1.0\n    # pinned: see bug 123\n'
+            'pywin32==306 ; sys_platform == "win32"  # windows bots only\n')
+    tool_repo.requirements("requirements.txt", text)
+    first = lock(tool_repo, registry, source="requirements.txt", out="requirements.txt")
+    assert first.returncode == 0, first.stderr
+    written = (tool_repo.root / "requirements.txt").read_text()
+    assert ('# windows bots only\npywin32==306 ; sys_platform == "win32"\n    # via -r requirements.txt\n'
+            in written), written
+    assert "top==1.0\n    # via -r requirements.txt\n    # pinned: see bug 123\n" in written, written
+    again = lock(tool_repo, registry, source="requirements.txt", out="requirements.txt")
+    assert again.returncode == 0, again.stderr
+    assert (tool_repo.root / "requirements.txt").read_text() == written
+    assert check(tool_repo, "requirements.txt").returncode == 0
+
+
+def test_the_lock_step_reads_a_pipe_once(tool_repo: ToolRepo, registry: Path) -> None:
+    out = subprocess.run([PYTHON, str(tool_repo.root / "bin" / "vendor_wheels"), "--lock", "/dev/stdin", "-o",
+                          "r.txt", "--find-links", str(registry), "--no-index"], input="top\n", env=tool_repo.env(),
+                         capture_output=True, text=True, timeout=300, cwd=tool_repo.root)
+    assert out.returncode == 0, out.stderr
+    assert "top==1.0\n" in (tool_repo.root / "r.txt").read_text()
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    pytest.param(("-o", "PYLOCK.toml"), "-o PYLOCK.toml: a .toml output is a PEP 751 lock and must be named "
+                 "pylock.toml or pylock.NAME.toml", id="toml-name"),
+    pytest.param(("--lock", "missing.in"), "missing.in:0: cannot read requirements file (no such file)", id="no-in"),
+    pytest.param(("--upgrade-package", "shared==1.0"), "--upgrade-package shared==1.0: give a project name only",
+                 id="upgrade-version"),
+    pytest.param(("-o", "dangling.txt"), "-o dangling.txt: a symlink to nowhere.txt, which does not exist",
+                 id="dangling-output"),
+])
+def test_arguments_that_cannot_work_are_one_line_before_any_resolution(tool_repo: ToolRepo, registry: Path,
+                                                                      args: tuple[str, ...], says: str) -> None:
+    tool_repo.requirements("r.in", "top\n")
+    (tool_repo.root / "dangling.txt").symlink_to("nowhere.txt")
+    argv = ["--lock", "r.in", "-o", "r.txt"]
+    for i in range(0, len(args), 2):
+        if args[i] in argv:
+            argv[argv.index(args[i]) + 1] = args[i + 1]
+        else:
+            argv += args[i:i + 2]
+    before = snapshot(tool_repo.wheels)
+    out = tool_repo.command("vendor_wheels", *argv, "--find-links", str(registry), "--no-index", cwd=tool_repo.root)
+    assert out.returncode == 2, out.stderr
+    (line,) = out.stderr.splitlines()
+    assert line.startswith(f"vendor_wheels: error: {says}"), line
+    assert snapshot(tool_repo.wheels) == before and not (tool_repo.root / "r.txt").exists()
+
+
+def test_a_missing_include_is_blamed_on_the_line_that_names_it(tool_repo: ToolRepo, registry: Path) -> None:
+    tool_repo.requirements("r.in", "top\n-c /no/such/constraints.txt\n")
+    out = lock(tool_repo, registry)
+    assert out.returncode == 2
+    assert out.stderr == ("vendor_wheels: error: r.in:2: -c /no/such/constraints.txt: no such file "
+                          "(/no/such/constraints.txt); fix the path\n")
+
+
+def test_the_same_target_twice_is_one_target(tool_repo: ToolRepo, registry: Path) -> None:
+    tool_repo.requirements("r.in", "shared\n")
+    out = tool_repo.command("vendor_wheels", "--lock", "r.in", "-o", "r.txt", "--python", "3.12", "--python", "3.12",
+                            "--find-links", str(registry), "--no-index", cwd=tool_repo.root)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1].startswith("r.txt: 1 pin for 1 target,")
+
+
+def test_a_second_vendor_wheels_waits_for_the_first(tool_repo: ToolRepo, registry: Path) -> None:
+    """Each reads pip_packages/, then adds what is missing: two at once would judge a
+    half-filled directory. The second waits (and says so), then finds the wheels there.
+    """
+    tool_repo.requirements("r.in", "top\n")
+    real = os.path.realpath(tool_repo.wheels)
+    key = hashlib.sha256(os.fsencode(real)).hexdigest()[:16]
+    (tool_repo.cache).mkdir(exist_ok=True)
+    fd = os.open(tool_repo.cache / f"vendor-{key}.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        proc = subprocess.Popen([PYTHON, str(tool_repo.root / "bin" / "vendor_wheels"), "--lock", "r.in", "-o",
+                                 "r.txt", "--find-links", str(registry), "--no-index"], env=tool_repo.env(),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tool_repo.root)
+        assert proc.stderr is not None
+        said = proc.stderr.readline()
+        assert said == f"vendor_wheels: waiting for another vendor_wheels on {tool_repo.root}/pip_packages\n", said
+        time.sleep(0.5)
+        assert proc.poll() is None and not (tool_repo.root / "r.txt").exists()
+    finally:
+        os.close(fd)
+    stdout, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0 and "2 wheels added" in stdout
+
+
+def test_sigterm_while_locking_leaves_nothing_behind(tool_repo: ToolRepo, registry: Path, tmp_path: Path) -> None:
+    tool_repo.requirements("r.in", "top\n")
+    tool_repo.requirements("r.txt", "# mine\n")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    before = snapshot(tool_repo.wheels)
+    proc = subprocess.Popen([PYTHON, str(tool_repo.root / "bin" / "vendor_wheels"), "--lock", "r.in", "-o", "r.txt",
+                             "--find-links", str(registry), "--no-index"], env=tool_repo.env(TMPDIR=str(scratch)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tool_repo.root)
+    deadline = time.monotonic() + 60
+    while not any(p.name.startswith("vendor_wheels-lock-") for p in scratch.iterdir()):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert stderr.splitlines()[-1] == "vendor_wheels: terminated; nothing was changed"
+    assert list(scratch.iterdir()) == [] and snapshot(tool_repo.wheels) == before
+    assert (tool_repo.root / "r.txt").read_text() == "# mine\n"
+
+
+CHILD = """
+import os, resource, sys
+sys.path.insert(0, sys.argv[1])
+from cros_venv.errors import InputError
+from cros_venv.tools import outfile
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))  # a disk with 4 KiB free (Python ignores SIGXFSZ)
+try:
+    outfile.write_text(sys.argv[2], "x" * 100000)
+except InputError as e:
+    print(e.problems[0])
+"""
+
+
+def test_a_full_disk_leaves_the_old_file_whole(tmp_path: Path) -> None:
+    target = tmp_path / "r.txt"
+    target.write_text("old\n")
+    os.chmod(target, 0o640)
+    link = tmp_path / "link.txt"
+    link.symlink_to("r.txt")
+    out = subprocess.run([sys.executable, "-c", CHILD, str(REPO), str(link)], capture_output=True, text=True)
+    assert out.stdout.startswith(f"{link}: cannot write it (File too large); nothing was changed"), out
+    assert target.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["link.txt", "r.txt"]
+    sys.path.insert(0, str(REPO))
+    from cros_venv.tools import outfile
+
+    outfile.write_text(str(link), "new\n")  # through the link: the link stays, the mode is kept
+    assert link.is_symlink() and target.read_text() == "new\n" and target.stat().st_mode & 0o777 == 0o640
+
+
+def test_an_interrupted_install_takes_its_wheels_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C while the second wheel is copied: the first is removed again, OUT is not written."""
+    sys.path.insert(0, str(REPO))
+    from cros_venv.tools import outfile
+
+    dest = tmp_path / "pip_packages"
+    dest.mkdir()
+    (dest / "kept-1.0-py3-none-any.whl").write_text("kept")
+    sources = []
+    for name in ("a-1.0-py3-none-any.whl", "b-1.0-py3-none-any.whl"):
+        (tmp_path / name).write_text(name)
+        sources.append(str(tmp_path / name))
+    original = outfile.shutil.copyfile
+    calls: list[str] = []
+
+    def copy(src: str, dst: str) -> str:
+        calls.append(src)
+        if len(calls) == 2:
+            Path(dst).write_text("half")
+            raise KeyboardInterrupt
+        return original(src, dst)
+
+    monkeypatch.setattr(outfile.shutil, "copyfile", copy)
+    pending = outfile.Replacement(str(tmp_path / "r.txt"), "new\n")
+    with pytest.raises(KeyboardInterrupt):
+        outfile.publish(pending, sources, str(dest))
+    assert len(calls) == 2
+    assert sorted(p.name for p in dest.iterdir()) == ["kept-1.0-py3-none-any.whl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [*(Path(s).name for s in sources), "pip_packages"]
