@@ -251,13 +251,20 @@ def resolve(target: Target, index: int, flat: str, loose: list[Loose], kept: lis
         if got.offline:
             raise BuildError(f"cannot reach the package index while locking for {target.path} (offline?); "
                              "nothing was changed: run again with network access")
-    raise BuildError(_unsatisfiable(got.told, loose, target))
+    raise BuildError(_unsatisfiable(f"{got.told}\n{got.log}", loose, target))
 
 
 def _unsatisfiable(told: str, loose: list[Loose], target: Target) -> str:
     """One line: which requirement no version on the index satisfies for `target`, and where it is."""
     found = UNSATISFIABLE_RE.search(told)
     if not found:
+        causes = _conflict(told)
+        if causes:
+            asked = [canonicalize_name(re.split(r"[^\w.-]", c[len("requested "):])[0])
+                     for c in causes if c.startswith("requested ")]
+            origin = next((x.origin + ": " for name in asked for x in loose if x.name == name), "")
+            return (f"{origin}the requirements conflict for {target.path}: {'; '.join(causes)}; change or drop one "
+                    "of these pins (a pin the lock added: --upgrade-package NAME)")
         return f"no resolution of the requirements for {target.path}: {vendor.last_meaningful(told)}"
     text, versions = found.groups()
     try:
@@ -271,6 +278,20 @@ def _unsatisfiable(told: str, loose: list[Loose], target: Target) -> str:
                 "check the name")
     return (f"{origin}{text}: no version on the index has a wheel for {target.path} (versions there: {shown}); "
             "relax the requirement or drop the target")
+
+
+def _conflict(told: str) -> list[str]:
+    """pip's "The conflict is caused by:" lines (`The user requested x==1`, `top 1.0 depends on x>=2`)."""
+    lines = [vendor.TIMESTAMP_RE.sub("", line) for line in told.splitlines()]
+    start = next((i for i, line in enumerate(lines) if line.strip() == "The conflict is caused by:"), None)
+    if start is None:
+        return []
+    causes: list[str] = []
+    for line in lines[start + 1:]:
+        if not line.strip():
+            break
+        causes.append(line.strip().replace("The user requested ", "requested "))
+    return causes[:4]
 
 
 def target_args(target: Target) -> list[str]:

@@ -16,8 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PYTHON, REPO, ToolRepo, WheelSpec, build_wheel, snapshot
-from tests.tools.test_lock import TARGETS, check, lock, registry  # noqa: F401 (registry: a fixture)
+from tests.conftest import PYTHON, REPO, ToolRepo, snapshot
+from tests.tools import test_lock
+from tests.tools.test_lock import TARGETS, check, lock
+
+registry = test_lock.registry  # the fixture: the same local index
 
 pytestmark = pytest.mark.e2e
 
@@ -227,7 +230,9 @@ def test_an_interrupted_install_takes_its_wheels_back(tmp_path: Path, monkeypatc
     for name in ("a-1.0-py3-none-any.whl", "b-1.0-py3-none-any.whl"):
         (tmp_path / name).write_text(name)
         sources.append(str(tmp_path / name))
-    original = outfile.shutil.copyfile
+    import shutil
+
+    original = shutil.copyfile
     calls: list[str] = []
 
     def copy(src: str, dst: str) -> str:
@@ -237,10 +242,23 @@ def test_an_interrupted_install_takes_its_wheels_back(tmp_path: Path, monkeypatc
             raise KeyboardInterrupt
         return original(src, dst)
 
-    monkeypatch.setattr(outfile.shutil, "copyfile", copy)
+    monkeypatch.setattr(shutil, "copyfile", copy)
     pending = outfile.Replacement(str(tmp_path / "r.txt"), "new\n")
     with pytest.raises(KeyboardInterrupt):
         outfile.publish(pending, sources, str(dest))
     assert len(calls) == 2
     assert sorted(p.name for p in dest.iterdir()) == ["kept-1.0-py3-none-any.whl"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [*(Path(s).name for s in sources), "pip_packages"]
+
+
+def test_conflicting_pins_are_one_line_naming_the_conflict(tool_repo: ToolRepo, registry: Path) -> None:
+    from tests.conftest import WheelSpec, build_wheel
+
+    build_wheel(registry, WheelSpec("shared", "0.5"))
+    tool_repo.requirements("requirements.txt", "top==1.0\nshared==0.5\n")
+    out = lock(tool_repo, registry, source="requirements.txt", out="requirements.txt")
+    assert out.returncode == 1
+    (line,) = out.stderr.splitlines()
+    assert line.startswith("vendor_wheels: error: requirements.txt:2: the requirements conflict for Python 3.10"), line
+    assert "requested shared==0.5; top 1.0 depends on shared>=1; change or drop one of these pins" in line, line
+    assert (tool_repo.root / "requirements.txt").read_text() == "top==1.0\nshared==0.5\n"
