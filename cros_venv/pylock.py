@@ -48,19 +48,23 @@ class LockFile:
     origin: str  # "pylock.toml:1"
     requires_python: SpecifierSet | None
     environments: tuple[Marker, ...]
+    lines: tuple[int, int] = (0, 0)  # of `requires-python` and `environments`, where the lock sets them
 
     def problems(self, env: Mapping[str, str]) -> list[str]:
         """Why the lock does not apply to the target whose marker environment is `env`."""
         found: list[str] = []
         python = env.get("python_full_version", "")
         if self.requires_python is not None and not self.requires_python.contains(python, prereleases=True):
-            found.append(f"{self.origin}: the lock requires Python {self.requires_python}, but the target is "
+            found.append(f"{self._at(0)}: the lock requires Python {self.requires_python}, but the target is "
                          f"Python {python}; lock for this Python, or build for another")
         if self.environments and not any(_holds(m, env) for m in self.environments):
             shown = " or ".join(repr(excerpt(str(m))) for m in self.environments)
-            found.append(f"{self.origin}: the lock is only for environments {shown}, and the target is none of "
+            found.append(f"{self._at(1)}: the lock is only for environments {shown}, and the target is none of "
                          "them; lock for this target too")
         return found
+
+    def _at(self, which: int) -> str:
+        return f"{self.origin.rpartition(':')[0]}:{self.lines[which]}" if self.lines[which] else self.origin
 
 
 def _holds(marker: Marker, env: Mapping[str, str]) -> bool:
@@ -134,7 +138,8 @@ def parse(text: str, path: str, shown: str, constraint: bool, problems: list[str
         if pin is not None:
             pins.append(pin)
     environments = tuple(lock.environments or ())
-    return pins, LockFile(f"{shown}:{_line(text, 'lock-version')}", lock.requires_python, environments)
+    return pins, LockFile(f"{shown}:{_line(text, 'lock-version')}", lock.requires_python, environments,
+                          (_line(text, "requires-python"), _line(text, "environments")))
 
 
 def _pin(package: Any, where: str, directory: str, constraint: bool, groups: frozenset[str],

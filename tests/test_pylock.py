@@ -202,7 +202,9 @@ def test_requires_python_is_checked_against_the_target(built_lock: tuple[ToolRep
     result = repo.run(str(venv_dir), str(lock))
     assert result.returncode == 2
     version = ".".join(map(str, sys.version_info[:3]))
-    assert result.stderr == (f"create_venv: error: {lock}:1: the lock requires Python >=3.99, but the target is Python "
+    line = lock.read_text().splitlines().index('requires-python = ">=3.99"') + 1  # its own line, not lock-version's
+    assert line != 1
+    assert result.stderr == (f"create_venv: error: {lock}:{line}: the lock requires Python >=3.99, but the target is Python "
                              f"{version}; lock for this Python, or build for another\n")
 
 
