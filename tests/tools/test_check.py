@@ -100,7 +100,9 @@ def test_several_missing_wheels_are_one_summary_with_the_vendor_command(wheelhou
     assert lines[0] == (
         f"{reqs}:1: 3 pins have no wheel in {wheelhouse.wheels} for Python 3.12 (3.12.13) on manylinux_2_17_x86_64 "
         f"(best tag cp312-cp312-manylinux_2_17_x86_64); add them all: infra_virtualenv/bin/vendor_wheels "
-        f"{reqs} --python 3.12 --platform manylinux_2_17_x86_64 (the pins below; -v: each one's tags and pip command)")
+        f"{reqs} --python 3.12 --platform manylinux_2_17_x86_64; or, if not every dependency is pinned yet, pin the "
+        f"closure too: infra_virtualenv/bin/vendor_wheels --lock {reqs} -o {reqs} --python 3.12 --platform "
+        "manylinux_2_17_x86_64 (the pins below; -v: each one's tags and pip command)")
     assert lines[1:4] == [
         f"{reqs}:1: no wheel for epsilon==9.0", f"{reqs}:2: no wheel for zeta==1.0",
         f"{reqs}:3: no wheel for beta==7.0 (2 other wheels of beta present)"]
