@@ -368,9 +368,17 @@ def write_hashes(files: list[requirements.RequirementFiles], house: wheels.Wheel
     pins = {(pin.name, pin.version) for reqs in files for pin in reqs.pins}
     hashes = {(name, version): sorted({file_sha256(w.path) for w in house.candidates(name, version)})
               for name, version in pins}
-    for path, data in {p: d for reqs in files for p, d in reqs.files}.items():
-        if pylock.is_lock_path(path):
-            continue  # a lock carries its hashes already
-        outfile.write_text(path, with_hashes(data.decode("utf-8-sig"), hashes))  # a symlink stays one, mode kept
-        print(f"wrote hashes into {path}")
+    pending: list[outfile.Replacement] = []
+    try:  # every file written beside itself first (a full disk changes none), then each renamed into place
+        for path, data in {p: d for reqs in files for p, d in reqs.files}.items():
+            if not pylock.is_lock_path(path):  # a lock carries its hashes already
+                pending.append(outfile.Replacement(path, with_hashes(data.decode("utf-8-sig"), hashes)))
+        for replacement in pending:
+            replacement.commit()
+    except BaseException:
+        for replacement in pending:
+            replacement.discard()
+        raise
+    for replacement in pending:
+        print(f"wrote hashes into {replacement.path}")
 
