@@ -100,7 +100,11 @@ def main(argv: Sequence[str], cache: Cache) -> int:
         with open(os.path.join(work, "in-c.txt"), "w", encoding="utf-8") as f:
             f.writelines(f"{_unextra(x.req)}\n" for x in loose if x.constraint)
         reports = [resolve(t, i, flat, loose, kept, work, cache, options) for i, t in enumerate(target_list)]
-        lines = lockfile.merge(target_list, [lockfile.from_report(r, t.environment, top, f"-r {args.lock}")
+        origins: dict[NormalizedName, frozenset[str]] = {}
+        for x in loose:
+            if not x.constraint:
+                origins[x.name] = origins.get(x.name, frozenset()) | {f"-r {x.origin.rpartition(':')[0]}"}
+        lines = lockfile.merge(target_list, [lockfile.from_report(r, t.environment, top, f"-r {args.lock}", origins)
                                              for r, t in zip(reports, target_list)])
         if same:  # IN's pins for no declared target stay in IN
             lines = sorted([*lines, *_elsewhere(loose, lines, target_list, args.lock)], key=lambda ln: ln.name)

@@ -57,13 +57,15 @@ def _holds(marker: Marker, env: Mapping[str, str], extras: frozenset[str]) -> bo
 
 
 def from_report(report: Mapping[str, Any], env: Mapping[str, str], top: Mapping[NormalizedName, frozenset[str]],
-                source: str) -> dict[NormalizedName, Chosen]:
+                source: str, origins: Mapping[NormalizedName, frozenset[str]] | None = None,
+                ) -> dict[NormalizedName, Chosen]:
     """One target's resolution from pip's installation report. `top`: the markers of IN's
-    requirements by name; `source`: what `# via` names them by ("-r requirements.in").
+    requirements by name; `source`: what `# via` names them by ("-r requirements.in"), or
+    `origins` by name (a requirement of a file IN includes: "-r base.in").
     """
     items = {canonicalize_name(i["metadata"]["name"]): i for i in report.get("install", [])}
     extras = {n: frozenset(canonicalize_name(e) for e in i.get("requested_extras") or ()) for n, i in items.items()}
-    via = {n: {source} if i.get("requested") else set() for n, i in items.items()}
+    via = {n: set((origins or {}).get(n) or {source}) if i.get("requested") else set() for n, i in items.items()}
     markers = {n: set(top.get(n, ())) if i.get("requested") else set() for n, i in items.items()}
     changed = True
     while changed:  # extras asked of a package make more of its dependencies apply: to a fixed point

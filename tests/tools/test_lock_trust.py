@@ -272,3 +272,12 @@ def test_another_tools_header_is_replaced_not_kept(tool_repo: ToolRepo, registry
     assert out.returncode == 0, out.stderr
     text = (tool_repo.root / "requirements.txt").read_text()
     assert "pip-compile" not in text and text.endswith("#\nshared==1.0\n    # via -r requirements.txt\n"), text
+
+
+def test_a_pin_from_an_included_file_says_which(tool_repo: ToolRepo, registry: Path) -> None:
+    tool_repo.requirements("base.in", "shared\n")
+    tool_repo.requirements("r.in", "-r base.in\ntop\n")
+    out = lock(tool_repo, registry)
+    assert out.returncode == 0, out.stderr
+    text = (tool_repo.root / "r.txt").read_text()
+    assert "shared==1.0\n    # via\n    #   -r base.in\n    #   top\n" in text and "top==1.0\n    # via -r r.in\n" in text
