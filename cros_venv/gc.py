@@ -26,10 +26,10 @@ import time
 from typing import Callable, Iterator, Sequence
 
 from cros_venv.cache import Cache, default_root, rmtree
+from cros_venv.converted import SPECS_DIR
 from cros_venv.names import SHARED_DIR, SHARED_REAL, SHARED_REQUESTS
 
 PROG = "venv_gc"
-SPECS_DIR = "specs"  # run.SPECS_DIR (not imported: run.py is python_venv's lean path)
 
 
 class Usage:

@@ -316,7 +316,7 @@ def test_problems_in_a_pep723_block_name_the_script(repo: ToolRepo, tmp_path: Pa
     script.write_text("# /// script\n# dependencies = [\"alpha==1.0\", \"beta\"]\n# ///\n")
     result = python_venv(repo, str(script))
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
-    assert result.stderr.startswith(f"python_venv: error: {script} (PEP 723 block), requirement 2: ")
+    assert result.stderr.startswith(f"python_venv: error: {script}:2: ")
     assert "beta" in result.stderr and "/specs/" not in result.stderr
 
 
@@ -330,3 +330,57 @@ def test_odd_values_are_one_line_errors(repo: ToolRepo) -> None:
         "python_venv: error: --spec needs a value; see python_venv --help"]
     gc = repo.command("venv_gc", "--max-age-days", "nan")
     assert gc.returncode == 2 and "--max-age-days" in gc.stderr
+
+
+# -- found by an independent break-it session (round 10) -------------------------------------
+
+def _from_pipe(repo: ToolRepo, option: str, text: str, *python_args: str) -> subprocess.CompletedProcess[str]:
+    """python_venv OPTION /dev/fd/N PYTHON_ARGS, N a pipe holding `text` (as `--spec <(...)`)."""
+    read, write = os.pipe()
+    os.write(write, text.encode())
+    os.close(write)
+    try:
+        return subprocess.run([PYTHON, "-I", "-S", str(repo.root / "bin" / "python_venv"), option, f"/dev/fd/{read}",
+                               "--", *python_args], env=repo.env(), capture_output=True, text=True, timeout=120,
+                              pass_fds=(read,))
+    finally:
+        os.close(read)
+
+
+@pytest.mark.parametrize("option", ["--spec", "-r"])
+def test_a_spec_from_a_pipe_is_read_once_and_nested_runs_get_a_copy(repo: ToolRepo, tmp_path: Path,
+                                                                   option: str) -> None:
+    inner = tmp_path / "inner.py"
+    inner.write_text("import sys, beta; print(beta.VERSION)\n")
+    outer = ("import os, subprocess, sys, alpha; spec = os.environ['CROS_VENV_SPEC_PATH']; "
+             "print(alpha.VERSION, os.path.isfile(spec), open(spec).read().count('beta==2.0'), flush=True); "
+             "sys.exit(subprocess.call([sys.argv[1], '-I', '-S', sys.argv[2], sys.argv[3]]))")
+    result = _from_pipe(repo, option, "alpha==1.0\nbeta==2.0\n", "-c", outer, PYTHON,
+                        str(repo.root / "bin" / "python_venv"), str(inner))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "1.0 True 1\n2.0\n"  # built from what the pipe held; the child found it again
+
+
+def test_problems_in_a_converted_spec_name_its_own_file_and_line(repo: ToolRepo, tmp_path: Path) -> None:
+    spec = tmp_path / "tool.vpython3"
+    spec.write_text('# a spec\nwheel: <\n  name: "infra/python/wheels/alpha-py3"\n  version: "version:1.0"\n>\n'
+                    'wheel: <name: "infra/python/wheels/beta-py3" version: "version:1.0">\n'
+                    'wheel: <\n  name: "infra/python/wheels/zeta-py3"\n  version: "version:9.0"\n>\n')
+    for _ in range(2):  # converted, then the converted copy found in the cache
+        result = python_venv(repo, "--spec", str(spec), "--", "-c", "pass")
+        assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
+        assert result.stderr.startswith(f"python_venv: error: {spec}:7: ") and "zeta" in result.stderr
+        assert "/specs/" not in result.stderr
+    piped = _from_pipe(repo, "--spec", "alpha==1.0\nbeta==1.0\nzeta==1.0\n", "-c", "pass")
+    assert piped.returncode == 2 and "/specs/" not in piped.stderr
+    assert piped.stderr.startswith("python_venv: error: /") and ":3: " in piped.stderr and "zeta" in piped.stderr
+
+
+def test_a_cache_that_cannot_be_written_is_one_line_naming_it(repo: ToolRepo, tmp_path: Path) -> None:
+    script = tmp_path / "tool.py"
+    script.write_text(PEP723.replace("BETA", "1.0"))
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    result = python_venv(repo, str(script), env=repo.env(CROS_VENV_CACHE=str(blocked / "cache")))
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert f"{blocked}/cache" in result.stderr and "CROS_VENV_CACHE" in result.stderr and "Errno" not in result.stderr
