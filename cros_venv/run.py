@@ -4,9 +4,10 @@
     python_venv script.py ARGS...          (the spec found as specs.py says)
 
 Finds the spec, finds or builds its shared venv (shared.py), takes a shared flock on the
-venv's directory (GC never removes a venv someone holds), and execs the venv's python
-with PYTHON_ARGS: no process is left in between, so the exit status, signals and the
-standard streams are the program's own. Children see CROS_VENV_SPEC_PATH (the spec, for a
+venv's directory (GC never removes a venv someone holds), and execs the python of that
+directory (by its real path, not through the venvs/NAME link) with PYTHON_ARGS: no
+process is left in between, so the exit status, signals and the standard streams are the
+program's own. Children see CROS_VENV_SPEC_PATH (the spec, for a
 nested python_venv that has none of its own) and CROS_VENV_DEPTH (a guard against a loop
 of re-execs).
 
@@ -130,11 +131,11 @@ def main(argv: Sequence[str]) -> int:
     try:
         requirements, python = _requirements(args)
         venv = _venv(requirements, python, args.verbose)
-        fd = _hold(venv)
-        if fd is None:  # removed by GC since we found it: build it again
+        held = _hold(venv)
+        if held is None:  # removed by GC since we found it: build it again
             venv = _venv(requirements, python, args.verbose, fast=False)
-            fd = _hold(venv)
-            if fd is None:
+            held = _hold(venv)
+            if held is None:
                 return _error(f"{venv} was removed as soon as it was built (bin/venv_gc in a loop?); run again", 1)
     except KeyboardInterrupt:
         return _error("interrupted", 130)
@@ -152,7 +153,7 @@ def main(argv: Sequence[str]) -> int:
         if args.verbose:
             raise
         return _error(f"internal error {type(e).__name__}: {e}; rerun with -v and report it", 1)
-    return _exec(venv, fd, requirements, python, args.python_args, int(depth))
+    return _exec(venv, held, requirements, python, args.python_args, int(depth))
 
 
 def _error(message: str, code: int) -> int:
@@ -213,9 +214,10 @@ def _venv(requirements: str, python: str | None, verbose: bool, fast: bool = Tru
         os.environ.update(saved)
 
 
-def _hold(venv: str) -> int | None:
-    """A descriptor holding a shared flock on the directory `venv` leads to (None: it is
-    gone; GC removed it). Checked after locking: GC may have removed it meanwhile."""
+def _hold(venv: str) -> tuple[int, str] | None:
+    """A descriptor holding a shared flock on the directory `venv` leads to, and that
+    directory's real path (None: it is gone; GC removed it). Checked after locking: GC may
+    have removed it meanwhile."""
     import fcntl
 
     for _ in range(20):
@@ -227,7 +229,7 @@ def _hold(venv: str) -> int | None:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             if fs.realpath(venv) == real and fs.stat(real).st_ino == posix.fstat(fd).st_ino:
-                return fd  # held, and still the venv the name leads to
+                return fd, real  # held, and still the venv the name leads to
         except OSError:
             pass
         posix.close(fd)
@@ -237,10 +239,14 @@ def _hold(venv: str) -> int | None:
     return None
 
 
-def _exec(venv: str, fd: int, spec: str, target: str | None, python_args: list[str], depth: int) -> int:
-    """Become the venv's python, still holding the venv (the flock's descriptor is inherited)."""
+def _exec(venv: str, held: tuple[int, str], spec: str, target: str | None, python_args: list[str],
+          depth: int) -> int:
+    """Become the python of the venv directory we hold, still holding it (the flock's
+    descriptor is inherited): by its real path, not through `venv` (venvs/NAME), which a
+    rebuild may have turned to a new directory since, one we do not hold."""
     from cros_venv.fastpath import touch
 
+    fd, real = held
     touch(venv)
     posix.set_inheritable(fd, True)
     env = dict(posix.environ)
@@ -249,7 +255,7 @@ def _exec(venv: str, fd: int, spec: str, target: str | None, python_args: list[s
     from cros_venv.locate import resolve_python
 
     env[ENV_PYTHON.encode()] = fs.fsencode(resolve_python(target))
-    python = fs.join(venv, "bin", "python")
+    python = fs.join(real, "bin", "python")
     try:
         if sys.stdout is not None:
             sys.stdout.flush()

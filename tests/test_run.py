@@ -39,7 +39,7 @@ def test_runs_code_in_the_venv_and_passes_everything_through(repo: ToolRepo) -> 
                          input="hello")
     assert result.returncode == 7, result.stderr
     lines = result.stdout.splitlines()
-    venv = repo.run(str(reqs)).stdout.strip()
+    venv = os.path.realpath(repo.run(str(reqs)).stdout.strip())  # the directory it holds, not the link
     assert lines == [f"1.0 {venv}", "HELLO", f"{reqs} 1 kept"]
     assert result.stderr == "to stderr\n"
 
@@ -81,7 +81,7 @@ def test_a_nested_run_without_a_spec_reuses_the_parents(repo: ToolRepo, tmp_path
                          str(inner))
     assert result.returncode == 0, result.stderr
     prefix, depth = result.stdout.split()
-    assert Path(prefix).parent == repo.cache / "venvs" and depth == "2"
+    assert Path(prefix).parent == repo.cache / "venvs" / ".d" and depth == "2"
 
 
 def test_a_loop_of_reexecs_stops_with_one_line(repo: ToolRepo) -> None:
@@ -384,3 +384,24 @@ def test_a_cache_that_cannot_be_written_is_one_line_naming_it(repo: ToolRepo, tm
     result = python_venv(repo, str(script), env=repo.env(CROS_VENV_CACHE=str(blocked / "cache")))
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
     assert f"{blocked}/cache" in result.stderr and "CROS_VENV_CACHE" in result.stderr and "Errno" not in result.stderr
+
+
+def test_the_program_runs_from_the_directory_it_holds_even_if_the_link_moves(repo: ToolRepo) -> None:
+    """venvs/NAME turned to another directory between the lock and the exec (a rebuild): the
+    program still runs from the directory python_venv locked, which GC will not remove."""
+    reqs = repo.requirements("requirements.txt", REQS)
+    link = Path(repo.run(str(reqs)).stdout.strip())
+    locked = os.path.realpath(link)
+    other = os.path.realpath(repo.run(str(repo.requirements("b.txt", "alpha==1.0\nbeta==2.0\n"))).stdout.strip())
+    argv = ["-r", str(reqs), "--", "-c", "import os, sys, beta; print(beta.VERSION, os.path.realpath(sys.prefix))"]
+    probe = (f"import os, sys; sys.path.insert(0, {str(repo.root)!r}); from cros_venv import run; hold = run._hold\n"
+             "def relinked(venv):\n"
+             "    held = hold(venv)\n"
+             f"    os.symlink({other!r}, venv + '.new'); os.replace(venv + '.new', venv)\n"
+             "    return held\n"
+             f"run._hold = relinked; sys.exit(run.main({argv!r}))")
+    result = subprocess.run([PYTHON, "-I", "-S", "-c", probe], env=repo.env(), capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert os.path.realpath(link) == other  # the link did move
+    assert result.stdout == f"1.0 {locked}\n"
