@@ -31,9 +31,10 @@ ENV_SPEC = "CROS_VENV_SPEC_PATH"
 ENV_DEPTH = "CROS_VENV_DEPTH"
 ENV_PYTHON = "CROS_VENV_PYTHON"  # the interpreter of the spec in CROS_VENV_SPEC_PATH, for nested runs
 MAX_DEPTH = 8
-USAGE = (f"usage: {PROG} [-r REQUIREMENTS | --spec FILE] [--python PYTHON] [--] [PYTHON_ARGS ...]\n"
+USAGE = (f"usage: {PROG} [-r REQUIREMENTS | --spec FILE] [--python PYTHON] [-v] [--] [PYTHON_ARGS ...]\n"
          f"       {PROG} SCRIPT [ARGS ...]   (the spec: SCRIPT.vpython3, a [VPYTHON:BEGIN] or PEP 723 block, "
-         ".vpython3 above it, or $CROS_VENV_SPEC_PATH)\n")
+         ".vpython3 above it, or $CROS_VENV_SPEC_PATH)\n"
+         "  -v, --verbose  say each step of a build on stderr (before PYTHON_ARGS: after them, -v is python's)\n")
 _PYTHON_OPTIONS_WITH_VALUE = frozenset("cmWXQ")  # python -c CODE, -m MODULE, -W arg, -X opt
 
 
@@ -149,7 +150,7 @@ def main(argv: Sequence[str]) -> int:
                 _error(converted.origin(problem), e.exit_code)
             return e.exit_code
         if isinstance(e, OSError):
-            return _error(str(e), 1)
+            return _error(fs.os_error_message(e), 1)
         if args.verbose:
             raise
         return _error(f"internal error {type(e).__name__}: {e}; rerun with -v and report it", 1)
@@ -207,7 +208,7 @@ def _venv(requirements: str, python: str | None, verbose: bool, fast: bool = Tru
 
         build.clean_environment(os.environ)
         timeout = cli.lock_timeout(None, saved)
-        with cli.Reporter(verbose) as reporter:
+        with cli.Reporter(verbose, prog=PROG) as reporter:
             return shared.create(build.Request("", (requirements,), python, timeout), reporter)
     finally:
         os.environ.clear()

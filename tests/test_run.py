@@ -405,3 +405,24 @@ def test_the_program_runs_from_the_directory_it_holds_even_if_the_link_moves(rep
     assert result.returncode == 0, result.stderr
     assert os.path.realpath(link) == other  # the link did move
     assert result.stdout == f"1.0 {locked}\n"
+
+
+def test_verbose_steps_are_python_venvs_and_in_its_usage(repo: ToolRepo) -> None:
+    reqs = repo.requirements("requirements.txt", REQS)
+    result = python_venv(repo, "-r", str(reqs), "-v", "-c", "print('ran')")
+    assert result.returncode == 0 and result.stdout == "ran\n", result.stderr
+    steps = result.stderr.splitlines()
+    assert steps and all(line.startswith("python_venv: [") for line in steps), steps
+    assert "[-v]" in python_venv(repo, "--help").stdout
+
+
+def test_a_deleted_current_directory_is_one_line_saying_so(repo: ToolRepo, tmp_path: Path) -> None:
+    repo.requirements("requirements.txt", REQS)
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    proc = subprocess.run(["sh", "-c", f'cd {shlex.quote(str(gone))} && rmdir "$PWD" && exec "$@"', "sh",
+                           PYTHON, "-I", "-S", str(repo.root / "bin" / "python_venv"), "-r", "r.txt", "--", "-c",
+                           "pass"], env=repo.env(), capture_output=True, text=True, timeout=60)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("python_venv:")]
+    assert proc.returncode != 0 and len(errors) == 1, proc.stderr
+    assert f"the current directory ({gone}) no longer exists" in errors[0] and "Errno" not in errors[0]
