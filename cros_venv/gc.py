@@ -202,7 +202,7 @@ def collect(cache_root: str, max_age_days: float, dry_run: bool, say: Callable[[
         except OSError:
             continue
         if name and "/" not in name and os.path.islink(os.path.join(top, name)):
-            live_specs.update(_arguments(key))
+            live_specs.update(os.path.realpath(p) for p in _arguments(key))
             if not old:
                 continue
         stale.append(path)
@@ -212,7 +212,7 @@ def collect(cache_root: str, max_age_days: float, dry_run: bool, say: Callable[[
     for entry in _listdir(specs):
         path = os.path.join(specs, entry)
         with contextlib.suppress(OSError):
-            if os.lstat(path).st_mtime < cutoff and path not in live_specs:
+            if os.lstat(path).st_mtime < cutoff and os.path.realpath(path) not in live_specs:
                 remove_file(path, "converted spec")
     entries = 0
     if os.path.isdir(cache_root):
