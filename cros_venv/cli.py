@@ -7,7 +7,7 @@ import signal
 import sys
 import time
 
-from cros_venv import __version__
+from cros_venv import __version__, fs
 from cros_venv.errors import CrosVenvError, InputError, Interrupted
 
 TYPE_CHECKING = False  # typing and argparse cost ~10 ms: a plain command line needs neither
@@ -44,8 +44,9 @@ class Reporter:
     process has a single thread.
     """
 
-    def __init__(self, verbose: bool, stream: TextIO | None = None, delay: float = 1.0) -> None:
+    def __init__(self, verbose: bool, stream: TextIO | None = None, delay: float = 1.0, prog: str = PROG) -> None:
         self.verbose = verbose
+        self.prog = prog  # the command the messages are from
         self.delay = delay
         self.stream = stream or sys.stderr  # None when stderr is closed (`2>&-`): then silent
         try:
@@ -59,7 +60,7 @@ class Reporter:
     def __call__(self, message: str) -> None:
         self.last = message
         if self.verbose:
-            self._write(f"{PROG}: [{time.monotonic() - self.start:6.3f}s] {message}\n")
+            self._write(f"{self.prog}: [{time.monotonic() - self.start:6.3f}s] {message}\n")
         elif self.tty and (self.shown or time.monotonic() - self.start >= self.delay):
             self._progress()
 
@@ -75,7 +76,7 @@ class Reporter:
 
     def _progress(self) -> None:
         self.shown = True
-        self._write(f"\r\x1b[K{PROG}: {self.last} ({time.monotonic() - self.start:.1f}s)")
+        self._write(f"\r\x1b[K{self.prog}: {self.last} ({time.monotonic() - self.start:.1f}s)")
 
     def __enter__(self) -> Reporter:
         return self
@@ -241,7 +242,7 @@ def main(argv: Sequence[str], simple: tuple[str | None, list[str], str | None] |
     except KeyboardInterrupt as e:
         return interrupted(e)
     except OSError as e:
-        write_error(f"{PROG}: error: {e}")
+        write_error(f"{PROG}: error: {fs.os_error_message(e)}")
         return 1
     except ImportError as e:  # the tool's libraries went from the cache under us
         write_error(f"{PROG}: error: cannot import {e.name} from the cache (removed while this ran?); "

@@ -59,6 +59,7 @@ __all__ = [
     "normpath",
     "open",
     "open_standard_fds",
+    "os_error_message",
     "read",
     "read_regular",
     "readlink",
@@ -265,3 +266,18 @@ def open_standard_fds() -> None:
             if null != fd:
                 posix.dup2(null, fd)
                 posix.close(null)
+
+
+def os_error_message(e: OSError) -> str:
+    """An OSError as one line naming what it is about: the file, or the current directory
+    when that was deleted (`[Errno 2] No such file or directory` alone says neither)."""
+    if e.filename is not None:
+        also = f" -> {e.filename2}" if getattr(e, "filename2", None) is not None else ""
+        return f"{e.filename}{also}: {e.strerror or e}"
+    try:
+        posix.getcwd()
+    except OSError:
+        pwd = getenv("PWD")
+        return (f"the current directory{f' ({pwd})' if pwd else ''} no longer exists ({e.strerror or e}); "
+                "cd to a directory that exists")
+    return str(e)

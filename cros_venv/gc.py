@@ -8,8 +8,12 @@ the cutoff, its build lock (venvs/NAME.lock) and a flock on its directory are bo
 (a running python_venv holds the directory shared): the link goes first, so that no one
 finds the venv any more, then the directory. A directory no link leads to (replaced after
 damage, or left by a killed build) goes at any age, under the same two locks. Then the
-request files and converted specs of venvs that are gone, and the cache's wheels and
-other entries unused for N days (Cache.prune: it waits for running builds).
+request files of venvs that are gone (or unused for N days), the converted specs unused
+for N days that no remaining venv's request names (python_venv touches the one it uses,
+at most hourly, and a running program's children read it), and the cache's wheels and
+other entries unused for N days (Cache.prune: it waits for running builds). Each removal
+is listed with its size; what cannot be removed (permission denied, ...) is told as such,
+with its path, and what is in use as "in use".
 
 The space freed counts a file's blocks once all its links are among what is removed (a
 venv's files are hard links to the cache's unpacked wheels).
@@ -26,10 +30,10 @@ import time
 from typing import Callable, Iterator, Sequence
 
 from cros_venv.cache import Cache, default_root, rmtree
+from cros_venv.converted import SPECS_DIR
 from cros_venv.names import SHARED_DIR, SHARED_REAL, SHARED_REQUESTS
 
 PROG = "venv_gc"
-SPECS_DIR = "specs"  # run.SPECS_DIR (not imported: run.py is python_venv's lean path)
 
 
 class Usage:
@@ -63,28 +67,36 @@ def _size(size: int) -> str:
 
 
 @contextlib.contextmanager
-def _held(path: str, directory: bool = False) -> Iterator[bool]:
-    """An exclusive flock on `path`, taken without waiting: yields True if held."""
+def _held(path: str, directory: bool = False) -> Iterator[str | None]:
+    """An exclusive flock on `path`, taken without waiting: yields None if held, else why
+    not ("in use", or what stopped us opening it, e.g. "cannot open …: Permission denied")."""
     try:
         fd = os.open(path, (os.O_RDONLY | os.O_DIRECTORY) if directory else
                      (os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW), 0o644)
-    except OSError:
-        yield not directory and not os.path.exists(path)
+    except OSError as e:
+        if not directory and not os.path.exists(path):
+            yield None  # no lock file, no build (one that cannot be created: no build here either)
+        else:
+            yield f"cannot open {path} to lock it: {e.strerror}"
         return
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            yield False
+        except BlockingIOError:
+            yield "in use"
             return
-        yield True
+        except OSError as e:
+            yield f"cannot lock {path}: {e.strerror}"
+            return
+        yield None
     finally:
         os.close(fd)
 
 
 def collect(cache_root: str, max_age_days: float, dry_run: bool, say: Callable[[str], None],
             lock_timeout: float = 600.0) -> tuple[int, int, int]:
-    """Remove (or, `dry_run`, list) what is unused; returns (venvs, cache entries, bytes freed)."""
+    """Remove (or, `dry_run`, list) what is unused, each with its size; returns (venvs,
+    cache entries, bytes freed)."""
     cutoff = time.time() - max_age_days * 86400
     usage = Usage()
     verb = "would remove" if dry_run else "removed"
@@ -92,18 +104,43 @@ def collect(cache_root: str, max_age_days: float, dry_run: bool, say: Callable[[
     real_top = os.path.join(top, SHARED_REAL)
     venvs = 0
 
-    def remove(path: str, what: str) -> None:
-        before = Usage()
-        before.add(path)
+    def counted(path: str) -> str:
+        alone = Usage()
+        alone.add(path)
         usage.add(path)
+        return _size(alone.freed)
+
+    def remove(path: str, what: str) -> bool:
+        """Remove `path` (renamed aside first, then deleted) and say so; False if it stays."""
         if not dry_run:
             aside = os.path.join(top, f".gc-{os.getpid()}-{os.urandom(4).hex()}")
             try:
                 os.rename(path, aside)
-            except OSError:
-                return
+            except FileNotFoundError:
+                return False
+            except OSError as e:
+                say(f"cannot remove {what} {path}: {e.strerror}")
+                return False
+            size = counted(aside)
             rmtree(aside, ignore_errors=True)
-        say(f"{verb} {what} {path} ({_size(before.freed)})")
+        else:
+            size = counted(path)
+        say(f"{verb} {what} {path} ({size})")
+        return True
+
+    def remove_file(path: str, what: str) -> None:
+        alone = Usage()
+        alone.add(path)
+        if not dry_run:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                return
+            except OSError as e:
+                say(f"cannot remove {what} {path}: {e.strerror}")
+                return
+        usage.inodes.update(alone.inodes)
+        say(f"{verb} {what} {path} ({_size(alone.freed)})")
 
     links = _listdir(top)
     kept_real: set[str] = set()
@@ -119,58 +156,81 @@ def collect(cache_root: str, max_age_days: float, dry_run: bool, say: Callable[[
             old = os.lstat(link).st_mtime < cutoff
         except OSError:
             continue
+        kept_real.add(os.path.basename(target))  # kept, or done with (a dry run lists it once)
         if not old:
-            kept_real.add(os.path.basename(target))
             continue
         if not os.path.isdir(real):  # its venv is gone: the link leads nowhere
             if not dry_run:
                 with contextlib.suppress(OSError):
                     os.unlink(link)
             continue
-        with _held(os.path.join(top, name + ".lock")) as building_free, _held(real, directory=True) as unused:
-            if not (building_free and unused):
-                say(f"kept {link}: in use")
-                kept_real.add(os.path.basename(target))
+        with _held(os.path.join(top, name + ".lock")) as building, _held(real, directory=True) as running:
+            why = building or running
+            if why is not None:
+                say(f"kept {link}: {why}")
                 continue
             if not dry_run:
-                with contextlib.suppress(FileNotFoundError):
+                try:
                     os.unlink(link)  # first: no one finds it any more
-            remove(real, "shared venv")
-            kept_real.add(os.path.basename(target))  # done with (a dry run lists it once)
-            venvs += 1
+                except FileNotFoundError:
+                    pass
+                except OSError as e:
+                    say(f"cannot remove {link}: {e.strerror}")
+                    continue
+            venvs += remove(real, "shared venv")
     for entry in _listdir(real_top):
         if entry in kept_real:
             continue
         name = entry.rpartition("-")[0]
         real = os.path.join(real_top, entry)
-        with _held(os.path.join(top, name + ".lock")) as building_free, _held(real, directory=True) as unused:
-            if building_free and unused and (dry_run or not _linked(top, entry)):
-                remove(real, "unused venv directory")
-                venvs += 1
+        with _held(os.path.join(top, name + ".lock")) as building, _held(real, directory=True) as running:
+            why = building or running
+            if why is None and (dry_run or not _linked(top, entry)):
+                venvs += remove(real, "unused venv directory")
+            elif why is not None and why != "in use":
+                say(f"kept {real}: {why}")
     requests = os.path.join(top, SHARED_REQUESTS)
+    live_specs: set[str] = set()  # the specs of venvs still here: a running program's children may read them
+    stale: list[str] = []
     for entry in _listdir(requests):
         path = os.path.join(requests, entry)
         try:
             with open(path, encoding="utf-8", errors="replace") as f:
                 name = f.readline().strip()
+                key = f.readline()
             old = os.lstat(path).st_mtime < cutoff
         except OSError:
             continue
-        if (old or not name or not os.path.islink(os.path.join(top, name))) and not dry_run:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
+        if name and "/" not in name and os.path.islink(os.path.join(top, name)):
+            live_specs.update(os.path.realpath(p) for p in _arguments(key))
+            if not old:
+                continue
+        stale.append(path)
+    for path in stale:
+        remove_file(path, "request file")
     specs = os.path.join(cache_root, SPECS_DIR)
     for entry in _listdir(specs):
         path = os.path.join(specs, entry)
         with contextlib.suppress(OSError):
-            if os.lstat(path).st_mtime < cutoff and not dry_run:
-                os.unlink(path)
+            if os.lstat(path).st_mtime < cutoff and os.path.realpath(path) not in live_specs:
+                remove_file(path, "converted spec")
     entries = 0
     if os.path.isdir(cache_root):
         entries, _ = Cache(cache_root).prune(max_age_days, lock_timeout,
                                              lambda: say("waiting for the builds using the cache to finish"),
-                                             dry_run=dry_run, on_remove=usage.add)
+                                             dry_run=dry_run,
+                                             on_remove=lambda path: say(f"{verb} cache entry {path} ({counted(path)})"))
     return venvs, entries, usage.freed
+
+
+def _arguments(key: str) -> list[str]:
+    """The requirement files a request's no-op key names (its `arg=` tokens)."""
+    paths = []
+    for token in key.split():
+        if token.startswith("arg="):
+            with contextlib.suppress(ValueError):
+                paths.append(os.fsdecode(bytes.fromhex(token[4:])))
+    return paths
 
 
 def _linked(top: str, entry: str) -> bool:

@@ -4,9 +4,10 @@
     python_venv script.py ARGS...          (the spec found as specs.py says)
 
 Finds the spec, finds or builds its shared venv (shared.py), takes a shared flock on the
-venv's directory (GC never removes a venv someone holds), and execs the venv's python
-with PYTHON_ARGS: no process is left in between, so the exit status, signals and the
-standard streams are the program's own. Children see CROS_VENV_SPEC_PATH (the spec, for a
+venv's directory (GC never removes a venv someone holds), and execs the python of that
+directory (by its real path, not through the venvs/NAME link) with PYTHON_ARGS: no
+process is left in between, so the exit status, signals and the standard streams are the
+program's own. Children see CROS_VENV_SPEC_PATH (the spec, for a
 nested python_venv that has none of its own) and CROS_VENV_DEPTH (a guard against a loop
 of re-execs).
 
@@ -30,10 +31,10 @@ ENV_SPEC = "CROS_VENV_SPEC_PATH"
 ENV_DEPTH = "CROS_VENV_DEPTH"
 ENV_PYTHON = "CROS_VENV_PYTHON"  # the interpreter of the spec in CROS_VENV_SPEC_PATH, for nested runs
 MAX_DEPTH = 8
-SPECS_DIR = "specs"  # cache/specs/<hash>.txt: a spec that is not a requirements file, as one
-USAGE = (f"usage: {PROG} [-r REQUIREMENTS | --spec FILE] [--python PYTHON] [--] [PYTHON_ARGS ...]\n"
+USAGE = (f"usage: {PROG} [-r REQUIREMENTS | --spec FILE] [--python PYTHON] [-v] [--] [PYTHON_ARGS ...]\n"
          f"       {PROG} SCRIPT [ARGS ...]   (the spec: SCRIPT.vpython3, a [VPYTHON:BEGIN] or PEP 723 block, "
-         ".vpython3 above it, or $CROS_VENV_SPEC_PATH)\n")
+         ".vpython3 above it, or $CROS_VENV_SPEC_PATH)\n"
+         "  -v, --verbose  say each step of a build on stderr (before PYTHON_ARGS: after them, -v is python's)\n")
 _PYTHON_OPTIONS_WITH_VALUE = frozenset("cmWXQ")  # python -c CODE, -m MODULE, -W arg, -X opt
 
 
@@ -131,11 +132,11 @@ def main(argv: Sequence[str]) -> int:
     try:
         requirements, python = _requirements(args)
         venv = _venv(requirements, python, args.verbose)
-        fd = _hold(venv)
-        if fd is None:  # removed by GC since we found it: build it again
+        held = _hold(venv)
+        if held is None:  # removed by GC since we found it: build it again
             venv = _venv(requirements, python, args.verbose, fast=False)
-            fd = _hold(venv)
-            if fd is None:
+            held = _hold(venv)
+            if held is None:
                 return _error(f"{venv} was removed as soon as it was built (bin/venv_gc in a loop?); run again", 1)
     except KeyboardInterrupt:
         return _error("interrupted", 130)
@@ -143,29 +144,17 @@ def main(argv: Sequence[str]) -> int:
         from cros_venv.errors import CrosVenvError
 
         if isinstance(e, CrosVenvError):
+            from cros_venv import converted
+
             for problem in e.problems:
-                _error(_origin(problem), e.exit_code)
+                _error(converted.origin(problem), e.exit_code)
             return e.exit_code
         if isinstance(e, OSError):
-            return _error(str(e), 1)
+            return _error(fs.os_error_message(e), 1)
         if args.verbose:
             raise
         return _error(f"internal error {type(e).__name__}: {e}; rerun with -v and report it", 1)
-    return _exec(venv, fd, requirements, python, args.python_args, int(depth))
-
-
-_CONVERTED: dict[str, str] = {}  # a converted spec's path -> where its spec came from, for messages
-
-
-def _origin(problem: str) -> str:
-    """A problem found in a converted spec (cache/specs/ID.txt:LINE: ...) named by the spec it
-    came from: the script's PEP 723 block, a .vpython3 file, ..."""
-    for path, source in _CONVERTED.items():
-        if problem.startswith(path + ":"):
-            line, _, rest = problem[len(path) + 1:].partition(": ")
-            if line.isdigit():
-                return f"{source}, requirement {int(line) - 1}: {rest}"
-    return problem
+    return _exec(venv, held, requirements, python, args.python_args, int(depth))
 
 
 def _error(message: str, code: int) -> int:
@@ -181,7 +170,12 @@ def _requirements(args: Args) -> tuple[str, str | None]:
     """The requirements file to build from (a spec of another kind is written as one into
     the cache first), and --python (or the interpreter the spec asks for)."""
     if args.requirements is not None:
-        return fs.file_path(args.requirements), args.python
+        path = fs.file_path(args.requirements)
+        if fs.isfile(path) or not fs.exists(path):  # (missing: the build says so)
+            return path, args.python
+        from cros_venv import converted, specs  # a pipe (`-r <(...)`, /dev/stdin): read once, built from a copy
+
+        return converted.as_requirements(specs.read_file(path, "-r", kind="requirements"), args.python)
     from cros_venv import specs
 
     script = script_of(args.python_args)
@@ -189,96 +183,11 @@ def _requirements(args: Args) -> tuple[str, str | None]:
     python = args.python
     if python is None and found.origin == specs.ENV_ORIGIN:  # the outer run's spec: its interpreter too
         python = fs.getenv(ENV_PYTHON) or None
-    if found.kind == "requirements":
+    if found.kind == "requirements" and found.regular:
         return found.path, python
-    return _converted(found, python)
+    from cros_venv import converted
 
-
-def _converted(found: object, python_arg: str | None) -> tuple[str, str | None]:
-    """A spec that is not a requirements file, as one in the cache (made once per spec text
-    and interpreter: the python it asks for, and requires-python, are checked then)."""
-    from cros_venv import fastpath, specs
-    from cros_venv.digest import sha256_hex
-    from cros_venv.locate import resolve_python
-
-    assert isinstance(found, specs.Found)
-    cache = fastpath.cache_root()
-    if cache is None:
-        from cros_venv.cache import default_root
-
-        cache = default_root()
-    converted = None
-    python = python_arg
-    if python is None and found.kind == "vpython":  # its python_version picks the interpreter
-        converted = specs.convert(found)
-        if converted.python_version:
-            python = f"python{converted.python_version}"
-    target = resolve_python(python)
-    ident = "\0".join([found.kind, target, found.text])
-    path = fs.join(cache, SPECS_DIR, sha256_hex(ident.encode("utf-8", "surrogateescape"))[:32] + ".txt")
-    _CONVERTED[path] = f"{found.path} ({found.origin})"
-    if fs.isfile(path):
-        return path, python
-    converted = converted or specs.convert(found)
-    _check_python(found, converted, python, target)
-    from cros_venv.cache import atomic_write
-
-    header = f"# python_venv: the spec of {found.path} ({found.origin}), as requirements\n"
-    import os
-
-    os.makedirs(fs.dirname(path), exist_ok=True)
-    atomic_write(path, (header + converted.requirements).encode("utf-8"))
-    return path, python
-
-
-def _check_python(found: object, converted: object, python: str | None, target: str) -> None:
-    from cros_venv import specs
-    from cros_venv.errors import InputError
-    from cros_venv.locate import not_found
-
-    assert isinstance(found, specs.Found) and isinstance(converted, specs.Converted)
-    if not_found(target):
-        raise InputError(f"{found.path} ({found.origin}) asks for Python {converted.python_version}, but there is "
-                         f"no {python} on PATH; install it, or pass --python")
-    version = _version_of(target)
-    if converted.python_version and not (version + ".").startswith(converted.python_version + "."):
-        raise InputError(f"{found.path} ({found.origin}) asks for Python {converted.python_version}, but {target} "
-                         f"is {version}; pass --python with a {converted.python_version} interpreter")
-    if converted.requires_python:
-        from cros_venv import toolchain
-        from cros_venv.cache import Cache, default_root
-
-        cache = Cache(default_root())
-        cache.ensure_dirs()
-        with cache.in_use():
-            toolchain.activate(cache)
-            from packaging.specifiers import InvalidSpecifier, SpecifierSet
-
-        try:
-            wanted = SpecifierSet(converted.requires_python)
-        except InvalidSpecifier:
-            raise InputError(f"{found.path}: requires-python {converted.requires_python!r} is not a version "
-                             "specifier (e.g. \">=3.9\")") from None
-        if not wanted.contains(version, prereleases=True):
-            raise InputError(f"{found.path} requires Python {converted.requires_python}, but {target} is {version}; "
-                             "pass --python with an interpreter that fits")
-
-
-def _version_of(python: str) -> str:
-    import subprocess
-
-    from cros_venv.errors import InputError
-
-    try:
-        out = subprocess.run([python, "-I", "-S", "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
-                             capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise InputError(f"cannot run {python}: {e}") from None
-    if out.returncode != 0 or not out.stdout.strip():
-        said = [line.strip() for line in out.stderr.splitlines() if line.strip()]
-        raise InputError(f"{python} did not run ({said[0][:200] if said else f'exit {out.returncode}'}); "
-                         "pass --python with a working interpreter")
-    return out.stdout.strip()
+    return converted.as_requirements(found, python)
 
 
 def _venv(requirements: str, python: str | None, verbose: bool, fast: bool = True) -> str:
@@ -299,16 +208,17 @@ def _venv(requirements: str, python: str | None, verbose: bool, fast: bool = Tru
 
         build.clean_environment(os.environ)
         timeout = cli.lock_timeout(None, saved)
-        with cli.Reporter(verbose) as reporter:
+        with cli.Reporter(verbose, prog=PROG) as reporter:
             return shared.create(build.Request("", (requirements,), python, timeout), reporter)
     finally:
         os.environ.clear()
         os.environ.update(saved)
 
 
-def _hold(venv: str) -> int | None:
-    """A descriptor holding a shared flock on the directory `venv` leads to (None: it is
-    gone; GC removed it). Checked after locking: GC may have removed it meanwhile."""
+def _hold(venv: str) -> tuple[int, str] | None:
+    """A descriptor holding a shared flock on the directory `venv` leads to, and that
+    directory's real path (None: it is gone; GC removed it). Checked after locking: GC may
+    have removed it meanwhile."""
     import fcntl
 
     for _ in range(20):
@@ -320,7 +230,7 @@ def _hold(venv: str) -> int | None:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             if fs.realpath(venv) == real and fs.stat(real).st_ino == posix.fstat(fd).st_ino:
-                return fd  # held, and still the venv the name leads to
+                return fd, real  # held, and still the venv the name leads to
         except OSError:
             pass
         posix.close(fd)
@@ -330,10 +240,14 @@ def _hold(venv: str) -> int | None:
     return None
 
 
-def _exec(venv: str, fd: int, spec: str, target: str | None, python_args: list[str], depth: int) -> int:
-    """Become the venv's python, still holding the venv (the flock's descriptor is inherited)."""
+def _exec(venv: str, held: tuple[int, str], spec: str, target: str | None, python_args: list[str],
+          depth: int) -> int:
+    """Become the python of the venv directory we hold, still holding it (the flock's
+    descriptor is inherited): by its real path, not through `venv` (venvs/NAME), which a
+    rebuild may have turned to a new directory since, one we do not hold."""
     from cros_venv.fastpath import touch
 
+    fd, real = held
     touch(venv)
     posix.set_inheritable(fd, True)
     env = dict(posix.environ)
@@ -342,7 +256,7 @@ def _exec(venv: str, fd: int, spec: str, target: str | None, python_args: list[s
     from cros_venv.locate import resolve_python
 
     env[ENV_PYTHON.encode()] = fs.fsencode(resolve_python(target))
-    python = fs.join(venv, "bin", "python")
+    python = fs.join(real, "bin", "python")
     try:
         if sys.stdout is not None:
             sys.stdout.flush()

@@ -264,6 +264,12 @@ def intact(layout: Layout, dist_infos: list[str], wheel_dirs: list[str], pyvenv_
             return "its pip.conf was changed"
         if read_only is not None and _read(read_only) != _READ_ONLY_TEXT:
             return f"its {READ_ONLY} was changed"
+        if shared:
+            from cros_venv import read_only as guard
+
+            changed = guard.changed(layout.site_packages, _read)
+            if changed is not None:
+                return changed
         if sha256_hex(_read(os.path.join(layout.root, "pyvenv.cfg"))) != pyvenv_cfg:
             return "its pyvenv.cfg was changed"
         if b"bin" not in _read(os.path.join(layout.root, DIRS_FILE)).split(b"\n"):  # else the key watches nothing
@@ -351,6 +357,9 @@ def configure(layout: Layout, wheel_dirs: list[str], provenance: str, shared: bo
     if read_only is not None:
         with open(read_only, "wb") as f:
             f.write(_READ_ONLY_TEXT)
+        from cros_venv import read_only as guard
+
+        guard.write(layout.site_packages)
     with open(os.path.join(layout.root, "pip.conf"), "wb") as f:
         f.write(pip_conf(wheel_dirs, read_only))
     with open(os.path.join(layout.root, "pyvenv.cfg"), "a", encoding="utf-8") as f:

@@ -135,3 +135,73 @@ def test_gc_beside_live_wrappers_never_breaks_them(repo: ToolRepo) -> None:
         collector.join()
     assert [(r.returncode, r.stdout) for r in results] == [(0, "1.0\n")] * 12, [r.stderr for r in results]
     assert removed  # GC did remove the venv between (or beside) the runs
+
+
+# -- found by an independent break-it session (round 10) -------------------------------------
+
+def _python_venv(repo: ToolRepo, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PYTHON, "-I", "-S", str(repo.root / "bin" / "python_venv"), *args], env=repo.env(),
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_a_converted_spec_in_use_is_kept_and_every_removal_is_listed(repo: ToolRepo, tmp_path: Path) -> None:
+    script = tmp_path / "tool.py"
+    script.write_text('# /// script\n# dependencies = ["alpha==1.0", "beta==1.0"]\n# ///\n'
+                      "import os, beta; print(os.environ['CROS_VENV_SPEC_PATH'])\n")
+    result = _python_venv(repo, str(script))
+    assert result.returncode == 0, result.stderr
+    spec = Path(result.stdout.strip())
+    assert spec.parent == repo.cache / "specs"
+    age(spec, 40)
+    assert _python_venv(repo, str(script)).returncode == 0  # a use marks it used
+    assert spec.lstat().st_mtime > time.time() - DAY
+    age(spec, 40)  # used long ago (or by a program running for 40 days): its venv is still here
+    result = gc(repo)
+    assert result.returncode == 0 and spec.is_file(), result.stdout
+    assert "converted spec" not in result.stdout
+    link = next(p for p in (repo.cache / "venvs").iterdir() if p.is_symlink())
+    age(link, 40)
+    for old in [*(repo.cache / "venvs" / ".requests").iterdir(), *(repo.cache / "wheels").iterdir()]:
+        age(old, 40)
+    result = gc(repo)
+    assert result.returncode == 0, result.stderr
+    assert not spec.exists()
+    lines = result.stdout.splitlines()
+    for what in ("shared venv", "request file", "converted spec", "cache entry"):
+        assert any(line.startswith(f"removed {what} ") and line.endswith("B)") for line in lines), (what, lines)
+    assert f"removed converted spec {spec} (" in result.stdout
+
+
+def test_permission_denied_is_told_as_such_not_as_in_use(repo: ToolRepo, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cros_venv import gc as venv_gc
+
+    link = shared(repo)
+    real = os.path.realpath(link)
+    age(link, 40)
+    said: list[str] = []
+    rename, open_ = os.rename, os.open
+
+    def denied_rename(src: str, dst: str) -> None:
+        if src == real:
+            raise PermissionError(13, "Permission denied", src)
+        rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", denied_rename)
+    venv_gc.collect(str(repo.cache), 30, False, said.append)
+    assert f"cannot remove shared venv {real}: Permission denied" in said
+    assert not any("in use" in line for line in said) and os.path.isdir(real)
+
+    def denied_open(path: str, flags: int, mode: int = 0o777) -> int:
+        if path == real:
+            raise PermissionError(13, "Permission denied", path)
+        return open_(path, flags, mode)
+
+    monkeypatch.setattr(os, "rename", rename)
+    monkeypatch.setattr(os, "open", denied_open)
+    (repo.cache / "venvs" / "x").symlink_to(os.path.relpath(real, repo.cache / "venvs"))  # a link again
+    os.replace(repo.cache / "venvs" / "x", link)
+    age(link, 40)
+    said.clear()
+    venv_gc.collect(str(repo.cache), 30, False, said.append)
+    assert f"kept {link}: cannot open {real} to lock it: Permission denied" in said, said
+    assert os.path.isdir(real)

@@ -39,7 +39,7 @@ def test_runs_code_in_the_venv_and_passes_everything_through(repo: ToolRepo) -> 
                          input="hello")
     assert result.returncode == 7, result.stderr
     lines = result.stdout.splitlines()
-    venv = repo.run(str(reqs)).stdout.strip()
+    venv = os.path.realpath(repo.run(str(reqs)).stdout.strip())  # the directory it holds, not the link
     assert lines == [f"1.0 {venv}", "HELLO", f"{reqs} 1 kept"]
     assert result.stderr == "to stderr\n"
 
@@ -81,7 +81,7 @@ def test_a_nested_run_without_a_spec_reuses_the_parents(repo: ToolRepo, tmp_path
                          str(inner))
     assert result.returncode == 0, result.stderr
     prefix, depth = result.stdout.split()
-    assert Path(prefix).parent == repo.cache / "venvs" and depth == "2"
+    assert Path(prefix).parent == repo.cache / "venvs" / ".d" and depth == "2"
 
 
 def test_a_loop_of_reexecs_stops_with_one_line(repo: ToolRepo) -> None:
@@ -316,7 +316,7 @@ def test_problems_in_a_pep723_block_name_the_script(repo: ToolRepo, tmp_path: Pa
     script.write_text("# /// script\n# dependencies = [\"alpha==1.0\", \"beta\"]\n# ///\n")
     result = python_venv(repo, str(script))
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
-    assert result.stderr.startswith(f"python_venv: error: {script} (PEP 723 block), requirement 2: ")
+    assert result.stderr.startswith(f"python_venv: error: {script}:2: ")
     assert "beta" in result.stderr and "/specs/" not in result.stderr
 
 
@@ -330,3 +330,99 @@ def test_odd_values_are_one_line_errors(repo: ToolRepo) -> None:
         "python_venv: error: --spec needs a value; see python_venv --help"]
     gc = repo.command("venv_gc", "--max-age-days", "nan")
     assert gc.returncode == 2 and "--max-age-days" in gc.stderr
+
+
+# -- found by an independent break-it session (round 10) -------------------------------------
+
+def _from_pipe(repo: ToolRepo, option: str, text: str, *python_args: str) -> subprocess.CompletedProcess[str]:
+    """python_venv OPTION /dev/fd/N PYTHON_ARGS, N a pipe holding `text` (as `--spec <(...)`)."""
+    read, write = os.pipe()
+    os.write(write, text.encode())
+    os.close(write)
+    try:
+        return subprocess.run([PYTHON, "-I", "-S", str(repo.root / "bin" / "python_venv"), option, f"/dev/fd/{read}",
+                               "--", *python_args], env=repo.env(), capture_output=True, text=True, timeout=120,
+                              pass_fds=(read,))
+    finally:
+        os.close(read)
+
+
+@pytest.mark.parametrize("option", ["--spec", "-r"])
+def test_a_spec_from_a_pipe_is_read_once_and_nested_runs_get_a_copy(repo: ToolRepo, tmp_path: Path,
+                                                                   option: str) -> None:
+    inner = tmp_path / "inner.py"
+    inner.write_text("import sys, beta; print(beta.VERSION)\n")
+    outer = ("import os, subprocess, sys, alpha; spec = os.environ['CROS_VENV_SPEC_PATH']; "
+             "print(alpha.VERSION, os.path.isfile(spec), open(spec).read().count('beta==2.0'), flush=True); "
+             "sys.exit(subprocess.call([sys.argv[1], '-I', '-S', sys.argv[2], sys.argv[3]]))")
+    result = _from_pipe(repo, option, "alpha==1.0\nbeta==2.0\n", "-c", outer, PYTHON,
+                        str(repo.root / "bin" / "python_venv"), str(inner))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "1.0 True 1\n2.0\n"  # built from what the pipe held; the child found it again
+
+
+def test_problems_in_a_converted_spec_name_its_own_file_and_line(repo: ToolRepo, tmp_path: Path) -> None:
+    spec = tmp_path / "tool.vpython3"
+    spec.write_text('# a spec\nwheel: <\n  name: "infra/python/wheels/alpha-py3"\n  version: "version:1.0"\n>\n'
+                    'wheel: <name: "infra/python/wheels/beta-py3" version: "version:1.0">\n'
+                    'wheel: <\n  name: "infra/python/wheels/zeta-py3"\n  version: "version:9.0"\n>\n')
+    for _ in range(2):  # converted, then the converted copy found in the cache
+        result = python_venv(repo, "--spec", str(spec), "--", "-c", "pass")
+        assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
+        assert result.stderr.startswith(f"python_venv: error: {spec}:7: ") and "zeta" in result.stderr
+        assert "/specs/" not in result.stderr
+    piped = _from_pipe(repo, "--spec", "alpha==1.0\nbeta==1.0\nzeta==1.0\n", "-c", "pass")
+    assert piped.returncode == 2 and "/specs/" not in piped.stderr
+    assert piped.stderr.startswith("python_venv: error: /") and ":3: " in piped.stderr and "zeta" in piped.stderr
+
+
+def test_a_cache_that_cannot_be_written_is_one_line_naming_it(repo: ToolRepo, tmp_path: Path) -> None:
+    script = tmp_path / "tool.py"
+    script.write_text(PEP723.replace("BETA", "1.0"))
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    result = python_venv(repo, str(script), env=repo.env(CROS_VENV_CACHE=str(blocked / "cache")))
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert f"{blocked}/cache" in result.stderr and "CROS_VENV_CACHE" in result.stderr and "Errno" not in result.stderr
+
+
+def test_the_program_runs_from_the_directory_it_holds_even_if_the_link_moves(repo: ToolRepo) -> None:
+    """venvs/NAME turned to another directory between the lock and the exec (a rebuild): the
+    program still runs from the directory python_venv locked, which GC will not remove."""
+    reqs = repo.requirements("requirements.txt", REQS)
+    link = Path(repo.run(str(reqs)).stdout.strip())
+    locked = os.path.realpath(link)
+    other = os.path.realpath(repo.run(str(repo.requirements("b.txt", "alpha==1.0\nbeta==2.0\n"))).stdout.strip())
+    argv = ["-r", str(reqs), "--", "-c", "import os, sys, beta; print(beta.VERSION, os.path.realpath(sys.prefix))"]
+    probe = (f"import os, sys; sys.path.insert(0, {str(repo.root)!r}); from cros_venv import run; hold = run._hold\n"
+             "def relinked(venv):\n"
+             "    held = hold(venv)\n"
+             f"    os.symlink({other!r}, venv + '.new'); os.replace(venv + '.new', venv)\n"
+             "    return held\n"
+             f"run._hold = relinked; sys.exit(run.main({argv!r}))")
+    result = subprocess.run([PYTHON, "-I", "-S", "-c", probe], env=repo.env(), capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert os.path.realpath(link) == other  # the link did move
+    assert result.stdout == f"1.0 {locked}\n"
+
+
+def test_verbose_steps_are_python_venvs_and_in_its_usage(repo: ToolRepo) -> None:
+    reqs = repo.requirements("requirements.txt", REQS)
+    result = python_venv(repo, "-r", str(reqs), "-v", "-c", "print('ran')")
+    assert result.returncode == 0 and result.stdout == "ran\n", result.stderr
+    steps = result.stderr.splitlines()
+    assert steps and all(line.startswith("python_venv: [") for line in steps), steps
+    assert "[-v]" in python_venv(repo, "--help").stdout
+
+
+def test_a_deleted_current_directory_is_one_line_saying_so(repo: ToolRepo, tmp_path: Path) -> None:
+    repo.requirements("requirements.txt", REQS)
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    proc = subprocess.run(["sh", "-c", f'cd {shlex.quote(str(gone))} && rmdir "$PWD" && exec "$@"', "sh",
+                           PYTHON, "-I", "-S", str(repo.root / "bin" / "python_venv"), "-r", "r.txt", "--", "-c",
+                           "pass"], env=repo.env(), capture_output=True, text=True, timeout=60)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("python_venv:")]
+    assert proc.returncode != 0 and len(errors) == 1, proc.stderr
+    assert f"the current directory ({gone}) no longer exists" in errors[0] and "Errno" not in errors[0]

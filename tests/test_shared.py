@@ -182,3 +182,45 @@ def test_a_directory_put_in_place_of_the_link_is_moved_aside(repo: ToolRepo) -> 
     assert shared(repo, reqs) == link
     assert link.is_symlink() and venv_python(link, "import alpha").returncode == 0
     assert [n for n in real_dirs(repo) if "-moved-" in n]  # kept for GC, not deleted under a user
+
+
+# -- found by an independent break-it session (round 10) -------------------------------------
+
+READ_ONLY = "this shared venv is read-only, build a private venv with create_venv DIR REQUIREMENTS"
+
+
+@pytest.mark.parametrize(("env", "pip_args"), [
+    ({"PIP_CONFIG_FILE": os.devnull}, []),
+    ({"PIP_CONSTRAINT": ""}, []),
+    ({}, ["--isolated"]),
+    ({"PIP_CONFIG_FILE": os.devnull, "PIP_CONSTRAINT": ""}, ["--isolated"]),
+])
+def test_pip_configuration_does_not_get_around_the_read_only_guard(repo: ToolRepo, env: dict[str, str],
+                                                                   pip_args: list[str]) -> None:
+    path = shared(repo, repo.requirements("requirements.txt", REQS))
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    base = {**clean, **env}
+    wheels = str(repo.root / "pip_packages")
+    for pip in ([str(path / "bin" / "python"), "-m", "pip"], [str(path / "bin" / "pip")]):
+        for change in (["install", "--no-index", "--find-links", wheels, "gamma==1.0"], ["uninstall", "-y", "beta"]):
+            result = subprocess.run([*pip, *pip_args, *change], capture_output=True, text=True, env=base)
+            assert result.returncode != 0, result.stdout
+            assert READ_ONLY in result.stderr
+    assert venv_python(path, "import beta").returncode == 0
+    assert venv_python(path, "import gamma").returncode != 0
+    for look in (["list"], ["check"], ["freeze"], ["show", "alpha"], ["install", "--help"]):
+        result = subprocess.run([str(path / "bin" / "python"), "-m", "pip", *pip_args, *look], capture_output=True,
+                                text=True, env=base)
+        assert result.returncode == 0, (look, result.stderr)
+    assert "alpha==1.0" in subprocess.run([str(path / "bin" / "python"), "-m", "pip", "freeze"], capture_output=True,
+                                          text=True, env=base).stdout
+    assert shared(repo, repo.requirements("requirements.txt", REQS)) == path  # unchanged: no rebuild
+
+
+def test_a_shared_venv_without_its_guard_is_replaced(repo: ToolRepo) -> None:
+    path = shared(repo, repo.requirements("requirements.txt", REQS))
+    real = os.path.realpath(path)
+    next(Path(real).glob("lib/python*/site-packages/_cros_venv_read_only.pth")).unlink()
+    assert shared(repo, repo.requirements("requirements.txt", REQS)) == path
+    assert os.path.realpath(path) != real
+    assert list(Path(os.path.realpath(path)).glob("lib/python*/site-packages/_cros_venv_read_only.pth"))

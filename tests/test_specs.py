@@ -462,6 +462,9 @@ def test_the_same_wheel_at_two_versions_for_the_same_platforms_is_an_error() -> 
     ('match_tag: <platform: "linux_x86_64"> not_match_tag: <python: "cp38">',
      'platform_machine == "x86_64" and sys_platform == "linux" and python_version != "3.8"'),
     ('match_tag: <abi: "abi3">', ""),
+    ('match_tag: <abi: "cp27mu" platform: "linux_x86_64">',
+     'platform_machine == "x86_64" and python_version == "2.7" and sys_platform == "linux"'),
+    ('not_match_tag: <abi: "cp38d">', 'python_version != "3.8"'),
     ('not_match_tag: <abi: "abi3">', 'python_version < "0"'),
 ])
 def test_match_tags_become_markers(tags: str, marker: str) -> None:
@@ -720,3 +723,59 @@ def test_pep723_blocks_are_found_as_the_reference_regex_finds_them() -> None:
               for _ in range(3000)]
     for text in cases:
         assert pep723_blocks(text) == _regex_blocks(text), repr(text)
+
+
+# -- found by an independent break-it session (round 10) -------------------------------------
+
+def test_the_marker_in_a_string_or_sentence_starts_no_block(repo: Path) -> None:
+    script = repo / "tool.py"
+    script.write_text('"""Reads the [VPYTHON:BEGIN] ... [VPYTHON:END] blocks of other scripts."""\n'
+                      'BEGIN = "[VPYTHON:BEGIN]"\n'
+                      "MARK = '''\n[VPYTHON:BEGIN]'''\n"  # ends its line, but a quote comes before: still a string
+                      + PEP723)
+    found = specs.find(str(script), environ={})
+    assert (found.kind, found.origin) == ("pep723", "PEP 723 block")
+    script.write_text('BEGIN = "[VPYTHON:BEGIN]"\nEND = "[VPYTHON:END]"\n')  # no block at all: the next step
+    with pytest.raises(InputError) as e:
+        specs.find(str(script), environ={})
+    assert "no venv spec" in one_line(e)
+    script.write_text('x = 1  # [VPYTHON:BEGIN] is not a comment prefix\n'
+                      '  // [VPYTHON:BEGIN]\n  // python_version: "3.12"\n  // [VPYTHON:END]\n')
+    found = specs.find(str(script), environ={})
+    assert (found.kind, found.text, found.line) == ("vpython", 'python_version: "3.12"\n', 3)
+
+
+def test_a_converted_spec_knows_the_line_of_each_requirement(repo: Path) -> None:
+    script = repo / "tool.py"
+    script.write_text('# /// script\n# dependencies = [\n#   "alpha==1.0",\n#   "beta==2.0",\n# ]\n# ///\n')
+    assert specs.convert(specs.find(str(script), environ={})).lines == (3, 4)
+    text = '# one\nwheel: <\n  name: "infra/python/wheels/six-py3"\n  version: "version:1.0"\n>\n' \
+           'wheel: <name: "infra/python/wheels/beta-py3" version: "version:2.0">\n'
+    assert vpython(text).lines == (2, 6)
+    found = specs.Found("requirements", "/r.txt", "--spec", "a==1\nb==2\n")
+    assert specs.convert(found).lines[:2] == (1, 2)
+
+
+def test_a_spec_path_through_a_link_and_dotdot_is_what_open_reads(tmp_path: Path) -> None:
+    (tmp_path / "real" / "sub").mkdir(parents=True)
+    (tmp_path / "real" / "r.txt").write_text("beside the link's target\n")
+    (tmp_path / "r.txt").write_text("beside the link\n")
+    (tmp_path / "link").symlink_to(tmp_path / "real" / "sub")
+    given = str(tmp_path / "link" / ".." / "r.txt")
+    with open(given) as f:
+        assert f.read() == "beside the link's target\n"
+    found = specs.find(None, given, environ={})
+    assert (found.path, found.text) == (str(tmp_path / "real" / "r.txt"), "beside the link's target\n")
+
+
+def test_a_spec_from_a_pipe_is_read_once_and_says_so(tmp_path: Path) -> None:
+    read, write = os.pipe()
+    os.write(write, b"six==1.17.0\n")
+    os.close(write)
+    try:
+        found = specs.find(None, f"/dev/fd/{read}", environ={})
+    finally:
+        os.close(read)
+    assert (found.text, found.regular) == ("six==1.17.0\n", False)
+    (tmp_path / "r.txt").write_text("six==1.17.0\n")
+    assert specs.find(None, str(tmp_path / "r.txt"), environ={}).regular

@@ -5,9 +5,10 @@ looks where vpython looks, in this order, and takes the first spec it finds:
 
 1. `--spec FILE` (the `explicit` argument);
 2. a file beside the script: `SCRIPT.vpython3`, then `SCRIPT.vpython`;
-3. an inline vpython block in the script: the lines between one containing
-   `[VPYTHON:BEGIN]` and one containing `[VPYTHON:END]`, each without the comment prefix
-   that precedes `[VPYTHON:BEGIN]` on its line (`# `, `// `, ...);
+3. an inline vpython block in the script: the lines between one ending with
+   `[VPYTHON:BEGIN]` and one ending with `[VPYTHON:END]`, each marker after nothing but a
+   comment prefix (`# `, `// `, indentation: a marker in a string starts no block), each
+   line without the prefix that precedes `[VPYTHON:BEGIN]` on its line;
 4. the script's PEP 723 block (`# /// script` ... `# ///`);
 5. a `.vpython3` file in the script's directory or one above it, up to the repository
    root (the first directory with a `.git` entry) or `/`;

@@ -32,16 +32,18 @@ VPYTHON_FIX = "fix the spec (vpython's text protobuf format)"
 class Converted:
     """A spec as the build takes it."""
 
-    __slots__ = ("python_version", "requirements", "requires_python")
+    __slots__ = ("lines", "python_version", "requirements", "requires_python")
 
-    def __init__(self, requirements: str, python_version: str | None = None, requires_python: str | None = None
-                 ) -> None:
+    def __init__(self, requirements: str, python_version: str | None = None, requires_python: str | None = None,
+                 lines: tuple[int, ...] = ()) -> None:
         self.requirements = requirements  # pip requirements text, one requirement a line: "six==1.17.0\n"
         self.python_version = python_version  # vpython's python_version ("3.11"), else None
         self.requires_python = requires_python  # PEP 723's requires-python (">=3.9"), else None
+        self.lines = lines  # the line of the spec's file each line of `requirements` comes from (for messages)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Converted) and all(getattr(self, a) == getattr(other, a) for a in self.__slots__)
+        return isinstance(other, Converted) and all(getattr(self, a) == getattr(other, a)
+                                                    for a in ("python_version", "requirements", "requires_python"))
 
     def __hash__(self) -> int:
         return hash((self.requirements, self.python_version, self.requires_python))
@@ -53,7 +55,7 @@ class Converted:
 def convert(found: Found) -> Converted:
     """What `found` asks for; raises InputError (one line) for a spec that says it wrongly."""
     if found.kind == "requirements":
-        return Converted(found.text)
+        return Converted(found.text, lines=tuple(range(found.line, found.line + found.text.count("\n") + 1)))
     if found.kind == "pep723":
         return _pep723(found)
     if found.kind == "vpython":
@@ -90,7 +92,17 @@ def _pep723(found: Found) -> Converted:
     if requires_python is not None and not isinstance(requires_python, str):
         raise InputError(f'{block}: `requires-python` in the PEP 723 block must be a string such as ">=3.9", '
                          f"not {requires_python!r}")
-    return Converted("".join(f"{d.strip()}\n" for d in dependencies), None, requires_python)
+    return Converted("".join(f"{d.strip()}\n" for d in dependencies), None, requires_python,
+                     tuple(_line_of(found, d) for d in dependencies))
+
+
+def _line_of(found: Found, dependency: str) -> int:
+    """The line of the script where the block's `dependency` is written (the first with it
+    quoted; else the `# /// script` line)."""
+    for i, line in enumerate(found.text.split("\n")):
+        if f'"{dependency}"' in line or f"'{dependency}'" in line:
+            return found.line + i
+    return found.line - 1
 
 
 def _toml() -> tuple[Callable[[str], dict[str, Any]], type[Exception]]:
@@ -119,6 +131,7 @@ def _vpython(found: Found) -> Converted:
     python_version = None
     pins: dict[tuple[str, str], tuple[str, int]] = {}  # (normalised name, marker) -> (version, line)
     lines = []
+    where: list[int] = []
     for field in fields:
         if field.name == "python_version":
             if field.kind != "string" or not re.fullmatch(r"[0-9]+(\.[0-9]+){0,2}", field.text):
@@ -136,7 +149,8 @@ def _vpython(found: Found) -> Converted:
             if key not in pins:
                 pins[key] = (version, field.line)
                 lines.append(f"{name}=={version}" + (f" ; {marker}" if marker else "") + "\n")
-    return Converted("".join(lines), python_version, None)
+                where.append(found.line + field.line - 1)
+    return Converted("".join(lines), python_version, None, tuple(where))
 
 
 # A wheel tag's platform -> (sys_platform, platform_machine or None), by prefix and suffix.
@@ -178,7 +192,7 @@ def _tag(found: Found, tag: Field) -> list[str]:
             continue
         value = field.text
         if field.name in ("python", "abi"):
-            version = re.fullmatch(r"(?:cp|py|pp)(\d)(\d+)", value)
+            version = re.fullmatch(r"(?:cp|py|pp)(\d)(\d+)[dmu]*", value)  # cp27mu: 2.7's ABI, never on 3.x
             if version:
                 comparisons.append(f'python_version == "{version.group(1)}.{version.group(2)}"')
             elif not re.fullmatch(r"py\d|abi3|none|cp\d+[dmu]*", value):

@@ -22,14 +22,15 @@ SPEC_LIMIT = 16 << 20  # a spec file larger than this is not a spec (`--spec /de
 class Found:
     """Where a spec was found, and its text."""
 
-    __slots__ = ("kind", "line", "origin", "path", "text")
+    __slots__ = ("kind", "line", "origin", "path", "regular", "text")
 
-    def __init__(self, kind: str, path: str, origin: str, text: str, line: int = 1) -> None:
+    def __init__(self, kind: str, path: str, origin: str, text: str, line: int = 1, regular: bool = True) -> None:
         self.kind = kind  # "requirements" | "pep723" | "vpython"
         self.path = path  # the file it was read from (the script itself for inline blocks), absolute
         self.origin = origin  # for messages: "--spec", "beside the script", "PEP 723 block", ...
         self.text = text  # the spec (an inline block's content without its comment prefixes)
         self.line = line  # the line of `path` where `text` starts (for messages)
+        self.regular = regular  # read from a regular file (not a pipe: `--spec <(...)`, /dev/stdin, read once)
 
     def where(self, line: int = 1) -> str:
         """`path:N` for line `line` of `text`."""
@@ -66,13 +67,16 @@ def find(script: str | None, explicit: str | None = None, environ: Mapping[str, 
     )
 
 
-def read_file(path: str, origin: str) -> Found:
-    """The spec in file `path` (`origin` says who named it); the kind is by its name:
-    `*.vpython` and `*.vpython3` are vpython specs, anything else a requirements file.
+def read_file(path: str, origin: str, kind: str | None = None) -> Found:
+    """The spec in file `path` (`origin` says who named it), read once; its `kind` is by its
+    name unless given: `*.vpython` and `*.vpython3` are vpython specs, anything else a
+    requirements file. `path` is made absolute as the kernel finds it (`link/../r.txt` is
+    the r.txt beside link's target, not beside link).
     """
-    path = fs.abspath(path)
+    path = fs.file_path(path)
     try:
         with open(path, "rb") as f:  # not O_NONBLOCK: `--spec <(...)` is a pipe, read once
+            regular = fs.is_regular(fs.fstat(f.fileno()))
             data = f.read(SPEC_LIMIT + 1)
     except OSError as e:
         raise InputError(f"{path}: cannot read this venv spec ({origin}): {e.strerror or e}; {_fix(origin)}") from None
@@ -82,13 +86,14 @@ def read_file(path: str, origin: str) -> Found:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise InputError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
-    kind = "vpython" if fs.basename(path).endswith((".vpython", ".vpython3")) else "requirements"
-    return Found(kind, path, origin, text)
+    if kind is None:
+        kind = "vpython" if fs.basename(path).endswith((".vpython", ".vpython3")) else "requirements"
+    return Found(kind, path, origin, text, regular=regular)
 
 
 def _fix(origin: str) -> str:
-    if origin == "--spec":
-        return "pass --spec a readable spec file"
+    if origin in ("--spec", "-r"):
+        return f"pass {origin} a readable spec file"
     if origin.startswith("$"):
         return f"point {origin[1:]} at a readable spec file, or unset it"
     return "make it a readable spec file, or remove it"
@@ -138,8 +143,15 @@ def _regular(fd: int) -> bool:
 
 
 def inline_vpython(path: str, text: str) -> Found | None:
-    """The `[VPYTHON:BEGIN]` block of script `path` (its `text`), or None if it has none."""
+    """The `[VPYTHON:BEGIN]` block of script `path` (its `text`), or None if it has none.
+
+    As in vpython, a block starts at a line that ends with the marker; here what precedes
+    the marker must be a comment prefix too (`# `, `// `, `-- `, indentation, or nothing):
+    the marker in a string or in the middle of a sentence starts no block.
+    """
     at = text.find(BEGIN)
+    while at >= 0 and not _marker_line(text, at, BEGIN):
+        at = text.find(BEGIN, at + len(BEGIN))
     if at < 0:
         return None
     start = text.rfind("\n", 0, at) + 1
@@ -147,10 +159,22 @@ def inline_vpython(path: str, text: str) -> Found | None:
     begin_line = text.count("\n", 0, at) + 1
     lines = text[start:].split("\n")
     for count, line in enumerate(lines[1:]):
-        if END in line:
+        if line.rstrip().endswith(END) and _comment_prefix(line.rstrip()[:-len(END)]):
             body = [_unprefix(line, prefix) for line in lines[1:count + 1]]
             return Found("vpython", path, f"{BEGIN} block", "".join(f"{line}\n" for line in body), begin_line + 1)
     raise InputError(f"{path}:{begin_line}: the {BEGIN} block has no {END} line; end the block with one")
+
+
+def _marker_line(text: str, at: int, marker: str) -> bool:
+    """Is the `marker` at `at` the end of its line, after nothing but a comment prefix?"""
+    end = text.find("\n", at)
+    after = text[at + len(marker):] if end < 0 else text[at + len(marker):end]
+    return not after.strip() and _comment_prefix(text[text.rfind("\n", 0, at) + 1:at])
+
+
+def _comment_prefix(prefix: str) -> bool:
+    """Whitespace and comment punctuation only (`#`, `//`, `--`, `;`, ` * `): no word, no quote."""
+    return not any(c.isalnum() or c in "\"'`_" for c in prefix)
 
 
 def _unprefix(line: str, prefix: str) -> str:
