@@ -229,7 +229,8 @@ def test_several_missing_wheels_are_one_summary_and_a_short_line_each(built: tup
     assert summary.startswith(f"create_venv: error: {bad}:3: 40 pins have no wheel in {repo.wheels} for Python ")
     tool = summary.split("add them all: ")[1].split(" ")[0]  # relative to here, where it ran
     assert Path(tool).resolve() == (repo.root / "bin" / "vendor_wheels").resolve()
-    assert summary.endswith(f"vendor_wheels {bad} (the pins below; -v: each one's tags and pip command)")
+    assert summary.endswith(f"vendor_wheels {bad}; or, if not every dependency is pinned yet, pin the closure too: "
+                            f"{tool} --lock {bad} -o {bad} (the pins below; -v: each one's tags and pip command)")
     assert pins == [f"create_venv: error: {bad}:{i + 3}: no wheel for missing{i}==1.0" for i in range(40)]
     verbose = repo.run("-v", str(venv_dir), str(bad))
     errors = [line for line in verbose.stderr.splitlines() if line.startswith("create_venv: error: ")]
