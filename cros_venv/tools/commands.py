@@ -53,7 +53,7 @@ def _run_with_cache(prog: str, argv: Sequence[str]) -> int:
         build.clean_environment(os.environ)
     cache = Cache(default_root())
     cache.ensure_dirs()
-    with cache.in_use(), (_vendoring_alone(cache) if vendoring else contextlib.nullcontext()):
+    with cache.in_use(), (_vendoring_alone() if vendoring else contextlib.nullcontext()):
         toolchain.activate(cache)
         main: Callable[[Sequence[str], Cache], int]
         if vendoring:
@@ -70,18 +70,17 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 @contextlib.contextmanager
-def _vendoring_alone(cache: Cache) -> Iterator[None]:
+def _vendoring_alone() -> Iterator[None]:
     """One vendor_wheels at a time on a pip_packages/: each reads what is there, then adds what
     is missing; two at once would each stage the other's wheels, or judge a half-filled
-    directory. The lock is a file in the cache, named by pip_packages/'s real path.
+    directory. The lock is on pip_packages/ itself (flock on the directory): every user and
+    every cache of the checkout sees it, and nothing is written for it.
     """
     import fcntl
-    import hashlib
 
     from cros_venv import toolchain
 
-    key = hashlib.sha256(os.fsencode(os.path.realpath(toolchain.PIP_PACKAGES))).hexdigest()[:16]
-    fd = os.open(os.path.join(cache.root, f"vendor-{key}.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    fd = os.open(toolchain.PIP_PACKAGES, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -29,9 +29,9 @@ from cros_venv.cache import Cache
 from cros_venv.digest import file_sha256
 from cros_venv.errors import BuildError, InputError
 from cros_venv.interpreter import Target
-from cros_venv.reqlines import Pin
 from cros_venv.tools import check, lockfile, outfile, pylock_out, targets, vendor
 from cros_venv.tools.lock_source import Loose, Source, read_output, read_source
+from cros_venv.tools.lock_wheels import Vouched, old_hashes, vendor_lines
 
 # pip, with the marker environment of the target rather than of the interpreter running it:
 # pip evaluates markers (`; python_version < "3.11"`, in IN and in every wheel's Requires-Dist)
@@ -52,7 +52,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--hashes", action="store_true", help="write --hash=sha256: for every wheel of each pin")
     up = p.add_mutually_exclusive_group()
     up.add_argument("--upgrade", action="store_true", help="free every pin OUT has")
-    up.add_argument("--upgrade-package", action="append", default=[], metavar="NAME", help="free this pin (repeatable)")
+    up.add_argument("--upgrade-package", action="append", default=[], metavar="NAME",
+                    help="free this pin (repeatable): it moves to the newest version IN and the other kept pins allow")
     p.add_argument("--index-url", metavar="URL", help="passed to pip (a mirror)")
     p.add_argument("--find-links", action="append", default=[], metavar="DIR", help="passed to pip")
     p.add_argument("--no-index", action="store_true", help="passed to pip (with --find-links)")
@@ -79,7 +80,7 @@ def main(argv: Sequence[str], cache: Cache) -> int:
     if same:  # onboarding: IN's own pins are kept, except those --upgrade frees
         loose = [Loose(Requirement(_unpinned(x.req)), x.origin, x.constraint)
                  if x.pinned and (args.upgrade or x.name in free) else x for x in loose]
-    outputs = [] if not os.path.exists(args.output) else read_output(args.output)
+    outputs = [] if not os.path.exists(args.output) or args.upgrade else read_output(args.output)
     unknown = sorted(free - {x.name for x in (*loose, *outputs)})
     if unknown:
         raise InputError(f"--upgrade-package {unknown[0]}: neither {args.lock} nor {args.output} names it; "
@@ -108,8 +109,8 @@ def main(argv: Sequence[str], cache: Cache) -> int:
                                              for r, t in zip(reports, target_list)])
         if same:  # IN's pins for no declared target stay in IN
             lines = sorted([*lines, *_elsewhere(loose, lines, target_list, args.lock)], key=lambda ln: ln.name)
-        added, house = vendor_lines(lines, target_list, args.output, work, cache, options)
-        _check_present(lines, house, added, reports)
+        added, house = vendor_lines(lines, target_list, args.output, work, cache, options,
+                                    Vouched.from_reports(reports, old_hashes(args.output)))
         if pylock.is_lock_path(args.output):  # PEP 751: always with every wheel's hash
             text = pylock_out.text(lines, command(args), target_list, house, args.output, reports)
         else:
@@ -164,35 +165,16 @@ def _elsewhere(loose: list[Loose], lines: list[lockfile.Line], target_list: list
             and not any(requirements.marker_holds(x.req.marker, {**t.environment, "extra": ""}) for t in target_list)]
 
 
-def _check_present(lines: list[lockfile.Line], house: wheels.Wheelhouse, added: list[wheels.Wheel],
-                   reports: Sequence[dict[str, Any]]) -> None:
-    """Each wheel already in pip_packages/ that the lock will use and the index also has (the
-    same file name in pip's report) must have the index's bytes: the lock's hashes are taken
-    from pip_packages/, and a wheel changed there would be locked as if it were the index's.
-    """
-    index: dict[str, str] = {}
-    for report in reports:
-        for item in report.get("install", ()):
-            info = item.get("download_info") or {}
-            sha = ((info.get("archive_info") or {}).get("hashes") or {}).get("sha256")
-            url = str(info.get("url", ""))
-            if sha and url:
-                index[url.rsplit("/", 1)[-1].split("#")[0]] = str(sha)
-    fresh = {w.filename for w in added}
-    for ln in lines:
-        for w in house.candidates(ln.name, ln.version):
-            if w.filename in index and w.filename not in fresh and file_sha256(w.path) != index[w.filename]:
-                raise BuildError(f"{w.path}: its sha256 differs from the index's {w.filename} "
-                                 f"({index[w.filename][:16]}...); nothing was changed: the wheel in pip_packages/ "
-                                 "was changed or came from another index; remove it and lock again")
-
-
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _check_output(out: str) -> None:
     """OUT can be written: an existing file, or a new one in an existing directory."""
+    if not out:
+        raise InputError("-o '': name the lock file to write (e.g. -o requirements.txt)")
+    if os.path.exists(out) and not os.path.isdir(out) and not os.path.isfile(out):
+        raise InputError(f"-o {out}: not a regular file (a device, FIFO or socket); name the lock file to write")
     if os.path.islink(out) and not os.path.exists(out):
         raise InputError(f"-o {out}: a symlink to {os.readlink(out)}, which does not exist; fix or remove the link")
     parent = os.path.dirname(os.path.realpath(out))
@@ -238,7 +220,8 @@ def resolve(target: Target, index: int, flat: str, loose: list[Loose], kept: lis
     held = [x for x in kept if (x.req.marker is None or requirements.marker_holds(x.req.marker, env))
             and (x.pinned is None or direct.get(x.name) is None or direct[x.name].contains(x.pinned, prereleases=True))]
     report = os.path.join(work, f"report-{index}.json")
-    for attempt in (held, []) if held else ([],):
+    attempt = held
+    for _ in range(6):  # held pins, then without those pip names in a conflict (a few rounds), then none
         constraints = os.path.join(work, f"kept-{index}.txt")
         with open(constraints, "w", encoding="utf-8") as f:
             f.writelines(f"{x.name}=={x.pinned}\n" for x in attempt)
@@ -246,15 +229,28 @@ def resolve(target: Target, index: int, flat: str, loose: list[Loose], kept: lis
                                    "--only-binary=:all:", "--target", os.path.join(work, "scratch"),
                                    *target_args(target), *options.pip_args(), "-r", flat, "-c", constraints])
         if got.returncode == 0:
-            if attempt is not held and held:
-                print(f"{vendor.PROG}: note: the pins kept from the output file conflict with the requirements "
-                      f"for {target.path}; resolved afresh there", file=sys.stderr)
+            freed = sorted({x.name for x in held} - {x.name for x in attempt})
+            if freed:
+                print(f"{vendor.PROG}: note: for {target.path}, the kept pins of {', '.join(freed)} conflict with "
+                      "the requirements; resolved afresh", file=sys.stderr)
             with open(report, encoding="utf-8") as f:
                 data: dict[str, Any] = json.load(f)
             return data
         if got.offline:
             raise BuildError(f"cannot reach the package index while locking for {target.path} (offline?); "
                              "nothing was changed: run again with network access")
+        told = f"{got.told}\n{got.log}"
+        if not any(sign in told for sign in ("ResolutionImpossible", "No matching distribution found")):
+            raise BuildError(f"pip failed while locking for {target.path}: {vendor.last_meaningful(got.told)}; "
+                             "nothing was changed")  # not a conflict: the kept pins are not freed for it
+        if not attempt:
+            break
+        named = {canonicalize_name(w) for c in _conflict(told) for w in re.findall(r"[A-Za-z0-9][\w.-]*", c)}
+        missing = UNSATISFIABLE_RE.search(told)
+        if missing:
+            named.add(canonicalize_name(re.split(r"[^\w.-]", missing.group(1))[0]))
+        narrower = [x for x in attempt if x.name not in named]
+        attempt = narrower if len(narrower) < len(attempt) else []
     raise BuildError(_unsatisfiable(f"{got.told}\n{got.log}", loose, target))
 
 
@@ -309,8 +305,8 @@ def target_args(target: Target) -> list[str]:
 def run_pip(cache: Cache, env: dict[str, str], args: list[str]) -> vendor.PipRun:
     """vendor.run_pip, with pip evaluating markers in the target's environment `env`."""
     (entry,) = toolchain.unpack(cache, (toolchain.PIP,))
-    child = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    child.update(PIP_DISABLE_PIP_VERSION_CHECK="1", CROS_VENV_MARKER_ENV=json.dumps(env))
+    child = vendor.pip_environment()
+    child["CROS_VENV_MARKER_ENV"] = json.dumps(env)
     with tempfile.TemporaryDirectory(prefix="vendor_wheels-log-") as tmp:
         log = os.path.join(tmp, "pip.log")
         child["TMPDIR"] = tmp  # pip's own temporary files go with this directory, even if pip is killed
@@ -321,37 +317,3 @@ def run_pip(cache: Cache, env: dict[str, str], args: list[str]) -> vendor.PipRun
             with open(log, encoding="utf-8", errors="replace") as f:
                 text = f.read()
     return vendor.PipRun(result.returncode, result.stdout + result.stderr, text)
-
-
-def vendor_lines(lines: list[lockfile.Line], target_list: list[Target], out: str, work: str, cache: Cache,
-                 options: vendor.Options) -> tuple[list[wheels.Wheel], wheels.Wheelhouse]:
-    """Download every wheel the lines need for every target they apply to into a staging
-    directory; (the wheels staged, pip_packages/ with them as it will be).
-    """
-    stage = os.path.join(work, "stage")
-    os.mkdir(stage)
-    house = wheels.Wheelhouse.scan(toolchain.PIP_PACKAGES)
-    failures: list[str] = []
-    for ln in lines:
-        pin = Pin(ln.name, ln.version, ln.extras, None, frozenset(), out)
-        marker = Requirement(ln.requirement).marker
-        needed = [t for t in target_list if (marker is None or requirements.marker_holds(marker, dict(t.environment)))
-                  and not wheels.best_wheel(house.candidates(ln.name, ln.version), t)]
-        try:
-            if needed:
-                vendor.fetch(pin, needed, stage, cache, options)
-        except vendor.Offline:
-            raise
-        except BuildError as e:
-            failures += e.problems
-    if len(failures) > 1:
-        raise BuildError(f"{len(failures)} pins of the lock have no wheel to vendor (below); nothing was changed",
-                         *failures)
-    if failures:
-        raise BuildError(*failures)
-    staged = wheels.Wheelhouse.scan(stage)
-    added = [w for ws in staged.wheels.values() for w in ws if not os.path.exists(
-        os.path.join(house.directory, w.filename))]
-    merged = {n: house.wheels.get(n, ()) + tuple(w for w in added if w.name == n)
-              for n in {*house.wheels, *staged.wheels}}
-    return sorted(added, key=lambda w: w.filename), wheels.Wheelhouse(house.directory, merged, ())

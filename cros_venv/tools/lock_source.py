@@ -62,6 +62,7 @@ class Source:
     after: dict[NormalizedName, list[str]] = field(default_factory=dict)  # indented comments below a pin
     own: bool = False  # written by vendor_wheels --lock (its header)
     pre: bool = False  # --pre: pip may choose pre-releases
+    reading: set[str] = field(default_factory=set)  # the real paths of the files being read (include cycles)
 
 
 def read_loose(path: str, constraint: bool = False, problems: list[str] | None = None,
@@ -83,11 +84,17 @@ def read_loose(path: str, constraint: bool = False, problems: list[str] | None =
             opt, value, _ = reqlines.split_option(tokens)
             if opt in ("-r", "--requirement", "-c", "--constraint") and value:
                 included = os.path.join(os.path.dirname(path), value)
+                if os.path.realpath(included) in source.reading:
+                    problems.append(f"{where}: {opt} {value}: includes a file that includes it (a cycle); remove "
+                                    "one of the two includes")
+                    continue
                 if not os.path.isfile(included):
                     problems.append(f"{where}: {opt} {value}: no such file ({included}); fix the path")
                     continue
                 source.includes.append((where, included))
+                source.reading.add(os.path.realpath(included))
                 found += read_loose(included, constraint or opt in ("-c", "--constraint"), problems, source)
+                source.reading.discard(os.path.realpath(included))
             elif opt == "--pre":
                 source.pre = True
             elif opt in ("--no-index", "--prefer-binary", "--only-binary"):
@@ -151,6 +158,7 @@ def read_source(path: str, same: bool, targets_: Sequence[Target]) -> Source:
     """
     source = Source()
     text = _read(path)  # once: IN may be a pipe
+    source.reading.add(os.path.realpath(path))
     source.own = HEADER in text.splitlines()[:3]
     source.loose = read_loose(path, source=source, hashes_ok=same and source.own, text=text)
     problems = [f"{x.origin}: {x.req.name}: {e} for {t.path}; {reqlines.MARKER_FIX}"
@@ -223,7 +231,11 @@ def read_output(path: str) -> list[Loose]:
     """The pins OUT already has: a requirements file's, or a pylock.toml's entries. Only its
     pins matter (they are kept where they still fit): what else it says is not read.
     """
-    if pylock.is_lock_path(path):
-        return [Loose(req, origin, False) for req, origin in pylock_out.read_pins(path)]
-    ignored: list[str] = []
-    return read_loose(path, problems=ignored, hashes_ok=True)
+    try:
+        if pylock.is_lock_path(path):
+            return [Loose(req, origin, False) for req, origin in pylock_out.read_pins(path)]
+        ignored: list[str] = []
+        return read_loose(path, problems=ignored, hashes_ok=True)
+    except InputError as e:
+        raise InputError(f"-o {path}: the existing lock cannot be read ({e.problems[0]}); run with --upgrade to "
+                         "write it afresh, or remove it") from None

@@ -95,8 +95,7 @@ def run_pip(cache: Cache, args: list[str]) -> PipRun:
     """Run pip, with its debug log (pip's own output only says "No matching distribution"
     when the index cannot be reached).
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    env = pip_environment()
     with tempfile.TemporaryDirectory(prefix="vendor_wheels-log-") as tmp:
         log = os.path.join(tmp, "pip.log")
         env["TMPDIR"] = tmp  # pip's own temporary files go with this directory, even if pip is killed
@@ -107,6 +106,24 @@ def run_pip(cache: Cache, args: list[str]) -> PipRun:
             with open(log, encoding="utf-8", errors="replace") as f:
                 text = f.read()
     return PipRun(result.returncode, result.stdout + result.stderr, text)
+
+
+# The caller's pip configuration is kept (index, proxy, certificates), except what would make
+# pip do something else than this step asks: these are set for every pip it runs.
+PIP_OVERRIDES = {
+    "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+    "PIP_REQUIRE_VIRTUALENV": "0",  # pip runs outside any venv here, on purpose
+    "PIP_USER": "0", "PIP_NO_DEPS": "0",  # the lock step needs dependencies and its --target
+    "PIP_CONSTRAINT": "", "PIP_BUILD_CONSTRAINT": "",  # the lock's constraints are its own
+}
+PIP_DROPPED = ("PIP_TARGET", "PIP_PREFIX", "PIP_ROOT", "PIP_REQUIREMENT", "PIP_EDITABLE", "PIP_SRC", "PIP_REPORT")
+
+
+def pip_environment() -> dict[str, str]:
+    """The environment of every pip this step runs."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON") and k not in PIP_DROPPED}
+    env.update(PIP_OVERRIDES)
+    return env
 
 
 class Offline(BuildError):

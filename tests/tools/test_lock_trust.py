@@ -148,10 +148,7 @@ def test_a_second_vendor_wheels_waits_for_the_first(tool_repo: ToolRepo, registr
     half-filled directory. The second waits (and says so), then finds the wheels there.
     """
     tool_repo.requirements("r.in", "top\n")
-    real = os.path.realpath(tool_repo.wheels)
-    key = hashlib.sha256(os.fsencode(real)).hexdigest()[:16]
-    (tool_repo.cache).mkdir(exist_ok=True)
-    fd = os.open(tool_repo.cache / f"vendor-{key}.lock", os.O_RDWR | os.O_CREAT)
+    fd = os.open(tool_repo.wheels, os.O_RDONLY | os.O_DIRECTORY)  # as another vendor_wheels, with any cache
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
         proc = subprocess.Popen([PYTHON, str(tool_repo.root / "bin" / "vendor_wheels"), "--lock", "r.in", "-o",
@@ -281,3 +278,68 @@ def test_a_pin_from_an_included_file_says_which(tool_repo: ToolRepo, registry: P
     assert out.returncode == 0, out.stderr
     text = (tool_repo.root / "r.txt").read_text()
     assert "shared==1.0\n    # via\n    #   -r base.in\n    #   top\n" in text and "top==1.0\n    # via -r r.in\n" in text
+
+
+def test_a_wheel_the_index_does_not_have_is_never_locked(tool_repo: ToolRepo, registry: Path) -> None:
+    """A wheel dropped into pip_packages/ under a better tag than the index's (its name is in
+    no pip report) is not vouched for: the lock's hashes and PEP 751 wheels are the index's.
+    """
+    from tests.conftest import WheelSpec, build_wheel
+
+    planted = build_wheel(tool_repo.wheels, WheelSpec("shared", "1.0", tag="cp312-none-any",
+                                                      files={"shared/__init__.py": b"print('planted')\n"}))
+    evil = file_sha(planted)
+    tool_repo.requirements("r.in", "top\n")
+    for out in ("r.txt", "pylock.toml"):
+        done = lock(tool_repo, registry, "--hashes", out=out)
+        assert done.returncode == 0, done.stderr
+        text = (tool_repo.root / out).read_text()
+        assert evil not in text and planted.name not in text, text
+        assert file_sha(tool_repo.wheels / "shared-1.0-py3-none-any.whl") in text
+    assert planted.exists()  # not removed either: only not used
+
+
+def file_sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_conflict_with_kept_pins_moves_only_the_pins_it_names(tool_repo: ToolRepo, registry: Path) -> None:
+    from tests.conftest import WheelSpec, build_wheel
+
+    build_wheel(registry, WheelSpec("other", "1.0"))
+    tool_repo.requirements("r.in", "top\nother\n")
+    assert lock(tool_repo, registry).returncode == 0
+    build_wheel(registry, WheelSpec("top", "2.0", requires=["shared>=2"]))
+    build_wheel(registry, WheelSpec("shared", "2.0"))
+    build_wheel(registry, WheelSpec("other", "2.0"))
+    tool_repo.requirements("r.in", "top>=2\nother\n")
+    out = lock(tool_repo, registry)
+    assert out.returncode == 0, out.stderr
+    text = (tool_repo.root / "r.txt").read_text()
+    assert "top==2.0\n" in text and "shared==2.0\n" in text and "other==1.0\n" in text, text
+    assert "the kept pins of shared conflict with the requirements" in out.stderr
+
+
+def test_lock_step_arguments_and_files_it_cannot_use(tool_repo: ToolRepo, registry: Path) -> None:
+    """An include cycle, OUT that is a FIFO or empty, an unreadable existing OUT (--upgrade writes it afresh),
+    and ambient pip settings that would make pip do something else."""
+    tool_repo.requirements("a.in", "-r b.in\ntop\n")
+    tool_repo.requirements("b.in", "-r a.in\n")
+    cycle = lock(tool_repo, registry, source="a.in")
+    assert cycle.returncode == 2 and cycle.stderr == ("vendor_wheels: error: b.in:1: -r a.in: includes a file that "
+                                                      "includes it (a cycle); remove one of the two includes\n")
+    os.mkfifo(tool_repo.root / "fifo.txt")
+    fifo = lock(tool_repo, registry, source="a.in", out="fifo.txt")
+    assert fifo.returncode == 2 and "-o fifo.txt: not a regular file" in fifo.stderr
+    empty = lock(tool_repo, registry, source="a.in", out="")
+    assert empty.returncode == 2 and "-o '': name the lock file to write" in empty.stderr
+    tool_repo.requirements("r.in", "top\n")
+    tool_repo.requirements("pylock.toml", "not toml [\n")
+    bad = lock(tool_repo, registry, out="pylock.toml")
+    assert bad.returncode == 2 and "-o pylock.toml: the existing lock cannot be read (" in bad.stderr
+    assert "run with --upgrade to write it afresh, or remove it" in bad.stderr
+    env = tool_repo.env(PIP_REQUIRE_VIRTUALENV="1", PIP_USER="1", PIP_NO_DEPS="1", PIP_CONSTRAINT="/no/such")
+    fresh = tool_repo.command("vendor_wheels", "--lock", "r.in", "-o", "pylock.toml", "--upgrade", *TARGETS,
+                              "--find-links", str(registry), "--no-index", env=env, cwd=tool_repo.root)
+    assert fresh.returncode == 0, fresh.stderr
+    assert 'name = "shared"' in (tool_repo.root / "pylock.toml").read_text()
