@@ -398,3 +398,18 @@ def test_several_pins_of_a_lock_made_for_other_interpreters_are_one_line_saying_
     assert problems[3].startswith(f"l/pylock.toml:3: 2 pins have no wheel in {h.directory}") and "--lock" not in \
         problems[3], problems[3]
     assert len(problems) == 6
+
+
+def test_the_lock_step_advised_for_a_file_with_includes_writes_beside_it(tmp_path: Path) -> None:
+    """The lock step refuses to write over a file with -r/-c (the includes would be lost):
+    the advice names a file beside it instead, and says to use it."""
+    h = house(tmp_path / "pip_packages", "alpha-1.0-py3-none-any.whl")
+    reqs = tmp_path / "requirements.txt"
+    reqs.write_text("-r base.txt\nalpha==1.0\n")
+    pin = Pin(canonicalize_name("alpha"), Version("1.0"), frozenset(), None, frozenset(), f"{reqs}:2")
+    unresolved = wheels.Unresolved((), {canonicalize_name(n): ((pin, Requirement(n)),) for n in ("beta", "gamma")}, ())
+    summary = unresolved.error(h, TARGET).problems[0]
+    locked = tmp_path / "requirements.lock.txt"
+    assert f"--lock {reqs} -o {locked}, then use {locked} (the dependencies below" in summary, summary
+    reqs.write_text("alpha==1.0\n")
+    assert f"--lock {reqs} -o {reqs} (the dependencies below" in unresolved.error(h, TARGET).problems[0]

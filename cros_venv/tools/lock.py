@@ -61,10 +61,19 @@ def parser() -> argparse.ArgumentParser:
 
 
 def command(args: argparse.Namespace) -> str:
-    """The command for the header: what decides the pins (not the index, nor --upgrade)."""
-    words = ["bin/vendor_wheels", "--lock", args.lock, "-o", args.output]
+    """The command for the header: what decides the pins (not the index, nor --upgrade), with
+    paths from OUT's directory (the same bytes whatever directory it ran from).
+    """
+    words = ["bin/vendor_wheels", "--lock", shown(args.lock, args.output), "-o", os.path.basename(args.output)]
     words += [w for v in args.python for w in ("--python", v)] + [w for v in args.platform for w in ("--platform", v)]
     return shlex.join(words + (["--hashes"] if args.hashes else []))
+
+
+def shown(path: str, out: str) -> str:
+    """`path` as the lock names it: relative to OUT's directory (a pipe's name as given)."""
+    if not os.path.isfile(path):
+        return path
+    return os.path.relpath(os.path.realpath(path), os.path.dirname(os.path.realpath(out)))
 
 
 def main(argv: Sequence[str], cache: Cache) -> int:
@@ -104,8 +113,10 @@ def main(argv: Sequence[str], cache: Cache) -> int:
         origins: dict[NormalizedName, frozenset[str]] = {}
         for x in loose:
             if not x.constraint:
-                origins[x.name] = origins.get(x.name, frozenset()) | {f"-r {x.origin.rpartition(':')[0]}"}
-        lines = lockfile.merge(target_list, [lockfile.from_report(r, t.environment, top, f"-r {args.lock}", origins)
+                origins[x.name] = origins.get(x.name, frozenset()) | {
+                    f"-r {shown(x.origin.rpartition(':')[0], args.output)}"}
+        lines = lockfile.merge(target_list, [lockfile.from_report(r, t.environment, top,
+                                                                  f"-r {shown(args.lock, args.output)}", origins)
                                              for r, t in zip(reports, target_list)])
         if same:  # IN's pins for no declared target stay in IN
             lines = sorted([*lines, *_elsewhere(loose, lines, target_list, args.lock)], key=lambda ln: ln.name)

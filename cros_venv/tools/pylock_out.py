@@ -65,7 +65,7 @@ def urls(reports: Iterable[Mapping[str, Any]]) -> dict[str, str]:
 def wheel_files(lines: Sequence[Line], target_list: Sequence[Target], house: wheels.Wheelhouse, out: str,
                 known_urls: Mapping[str, str]) -> dict[Key, list[WheelFile]]:
     """For each pin, the wheel that fits best each declared target its marker selects."""
-    base = os.path.dirname(os.path.abspath(out))  # relpath makes both absolute
+    base = os.path.dirname(os.path.realpath(out))  # real paths: `..` in the lock goes where the kernel goes
     result: dict[Key, list[WheelFile]] = {}
     for line in lines:
         marker = Requirement(line.requirement).marker
@@ -76,7 +76,8 @@ def wheel_files(lines: Sequence[Line], target_list: Sequence[Target], house: whe
                 if best is not None:
                     chosen[best.filename] = best
         result[(line.name, line.version)] = [
-            WheelFile(name, os.path.relpath(os.path.join(house.directory, name), base).replace(os.sep, "/"),
+            WheelFile(name, os.path.relpath(os.path.join(os.path.realpath(house.directory), name), base).replace(
+                os.sep, "/"),
                       known_urls.get(name), os.path.getsize(w.path), file_sha256(w.path))
             for name, w in sorted(chosen.items())]
     return result

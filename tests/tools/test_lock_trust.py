@@ -343,3 +343,25 @@ def test_lock_step_arguments_and_files_it_cannot_use(tool_repo: ToolRepo, regist
                               "--find-links", str(registry), "--no-index", env=env, cwd=tool_repo.root)
     assert fresh.returncode == 0, fresh.stderr
     assert 'name = "shared"' in (tool_repo.root / "pylock.toml").read_text()
+
+
+def test_the_lock_is_the_same_whatever_directory_it_ran_from(tool_repo: ToolRepo, registry: Path,
+                                                              tmp_path: Path) -> None:
+    (tool_repo.root / "deps").mkdir()
+    tool_repo.requirements("deps/base.in", "shared\n")
+    tool_repo.requirements("deps/r.in", "-r base.in\ntop\n")
+    here = lock(tool_repo, registry, source="deps/r.in", out="deps/r.txt")
+    assert here.returncode == 0, here.stderr
+    first = (tool_repo.root / "deps" / "r.txt").read_text()
+    assert "#    bin/vendor_wheels --lock r.in -o r.txt " in first and "#   -r base.in\n" in first, first
+    (tool_repo.root / "deps" / "r.txt").unlink()
+    link = tmp_path / "elsewhere"
+    link.symlink_to(tool_repo.root / "deps")
+    away = tool_repo.command("vendor_wheels", "--lock", str(link / "r.in"), "-o", str(link / "r.txt"), *TARGETS,
+                             "--find-links", str(registry), "--no-index", cwd=tmp_path)
+    assert away.returncode == 0, away.stderr
+    assert (tool_repo.root / "deps" / "r.txt").read_text() == first
+    lockfile = tool_repo.command("vendor_wheels", "--lock", str(link / "r.in"), "-o", str(link / "pylock.toml"),
+                                 *TARGETS, "--find-links", str(registry), "--no-index", cwd=tmp_path)
+    assert lockfile.returncode == 0, lockfile.stderr
+    assert 'path = "../pip_packages/shared-1.0-py3-none-any.whl"' in (link / "pylock.toml").read_text()
