@@ -10,13 +10,16 @@ is already in pip_packages/ must have the same bytes.
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import tempfile
 from dataclasses import dataclass
 from typing import Any, Sequence
 from urllib.parse import unquote, urlparse
 
 from packaging.requirements import Requirement
-from packaging.utils import NormalizedName
+from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
 from cros_venv import requirements, toolchain, wheels
@@ -131,3 +134,61 @@ def vendor_lines(lines: list[lockfile.Line], target_list: list[Target], out: str
                       for w in staged.wheels.get(n, ()))
               for n in {*house.wheels, *staged.wheels}}
     return sorted(added, key=lambda w: w.filename), wheels.Wheelhouse(present.directory, merged, ())
+
+
+def check_against_index(files: Sequence[requirements.RequirementFiles], target_list: Sequence[Target],
+                        house: wheels.Wheelhouse, cache: Cache, options: vendor.Options) -> None:
+    """vendor_wheels --hashes: every wheel already in pip_packages/ of a pinned version whose
+    name the index also has (pip's report, per target, of the pins alone) must have its bytes.
+    A wheel the index does not name (built here from an sdist, another platform's) is taken
+    as pip_packages/ has it; one with the index's name and other bytes stops the run.
+    """
+    reports = []
+    with tempfile.TemporaryDirectory(prefix="vendor_wheels-check-") as work:
+        for i, target in enumerate(target_list):
+            pins: set[str] = set()
+            for reqs in files:
+                wanted, constraints = requirements.applicable(reqs, target.environment)
+                pins |= {str(pin) for pin in [*wanted.values(), *constraints.values()] if pin.locked is None}
+            report = _pins_report(sorted(pins), target, os.path.join(work, str(i)), cache, options)
+            if report is not None:
+                reports.append(report)
+    vouched = Vouched.from_reports(reports, {})
+    for ws in house.wheels.values():
+        for w in ws:
+            if w.filename in vouched.by_file:
+                vouched.check(w)
+
+
+def _pins_report(pins: list[str], target: Target, work: str, cache: Cache,
+                 options: vendor.Options) -> dict[str, Any] | None:
+    """pip's report of `pins` alone (no dependencies) for `target`, without the pins the
+    index has no wheel of (pip names them one at a time); None if none is left.
+    """
+    from cros_venv.tools import lock
+
+    os.mkdir(work)
+    for _ in range(10):
+        if not pins:
+            return None
+        listed = os.path.join(work, "pins.txt")
+        with open(listed, "w", encoding="utf-8") as f:
+            f.writelines(f"{p}\n" for p in pins)
+        report = os.path.join(work, "report.json")
+        got = lock.run_pip(cache, dict(target.environment), [
+            "install", "--dry-run", "--ignore-installed", "--no-deps", "--quiet", "--report", report,
+            "--only-binary=:all:", "--target", os.path.join(work, "scratch"), *lock.target_args(target),
+            *options.pip_args(), "-r", listed])
+        if got.returncode == 0:
+            with open(report, encoding="utf-8") as f:
+                data: dict[str, Any] = json.load(f)
+            return data
+        if got.offline:
+            raise vendor.Offline("cannot reach the package index to check the wheels in pip_packages/ "
+                                 "before writing their hashes (offline?); nothing was changed")
+        found = lock.UNSATISFIABLE_RE.search(f"{got.told}\n{got.log}")
+        if not found:
+            return None
+        name = canonicalize_name(re.split(r"[^\w.-]", found.group(1))[0])
+        pins = [p for p in pins if canonicalize_name(re.split(r"[^\w.-]", p)[0]) != name]
+    return None

@@ -330,6 +330,10 @@ def main(argv: Sequence[str], cache: Cache) -> int:
                              "line); nothing was changed: fix or drop them, then run again", *failures)
         if failures:
             raise BuildError(*failures)
+        if args.hashes:  # the hashes come from pip_packages/: its wheels must be the index's where it has them
+            from cros_venv.tools import lock_wheels
+
+            lock_wheels.check_against_index(files, target_list, house, cache, options)
         added = sorted(f for f in os.listdir(stage) if f.endswith(".whl") and not os.path.exists(os.path.join(dest, f)))
         outfile.install([os.path.join(stage, f) for f in added], dest)  # all or none
     for f in added:

@@ -365,3 +365,25 @@ def test_the_lock_is_the_same_whatever_directory_it_ran_from(tool_repo: ToolRepo
                                  *TARGETS, "--find-links", str(registry), "--no-index", cwd=tmp_path)
     assert lockfile.returncode == 0, lockfile.stderr
     assert 'path = "../pip_packages/shared-1.0-py3-none-any.whl"' in (link / "pylock.toml").read_text()
+
+
+def test_vendor_hashes_refuse_a_wheel_changed_in_pip_packages(tool_repo: ToolRepo, registry: Path) -> None:
+    """`vendor_wheels FILE --hashes` writes the hashes of pip_packages/'s wheels: one the index
+    has under the same name must have the index's bytes, or nothing is written."""
+    reqs = tool_repo.requirements("h.txt", "shared==1.0\n")
+    fetched = tool_repo.command("vendor_wheels", "h.txt", "--find-links", str(registry), "--no-index",
+                                cwd=tool_repo.root)
+    assert fetched.returncode == 0, fetched.stderr
+    tamper(tool_repo.wheels / "shared-1.0-py3-none-any.whl")
+    out = tool_repo.command("vendor_wheels", "h.txt", "--hashes", "--find-links", str(registry), "--no-index",
+                            cwd=tool_repo.root)
+    assert out.returncode == 1, out.stdout
+    (line,) = out.stderr.splitlines()
+    assert "shared-1.0-py3-none-any.whl: its sha256 differs from the index's" in line, line
+    assert reqs.read_text() == "shared==1.0\n"
+    (tool_repo.wheels / "shared-1.0-py3-none-any.whl").unlink()
+    (tool_repo.wheels / "shared-1.0-py3-none-any.whl").write_bytes((registry / "shared-1.0-py3-none-any.whl")
+                                                                  .read_bytes())
+    good = tool_repo.command("vendor_wheels", "h.txt", "--hashes", "--find-links", str(registry), "--no-index",
+                             cwd=tool_repo.root)
+    assert good.returncode == 0 and "--hash=sha256:" in reqs.read_text(), good.stderr
