@@ -73,16 +73,27 @@ def is_script(path: str) -> bool:
 _ASKED: dict[str, str | None] = {}  # each script is asked once per run (the no-op check, then the build)
 
 
+def _script_timeout() -> float:
+    """How long a `#!` script gets to say which binary it runs: $CROS_VENV_PYTHON_TIMEOUT
+    seconds (a positive number), else 10.
+    """
+    try:
+        value = float(fs.getenv("CROS_VENV_PYTHON_TIMEOUT") or 10.0)
+    except ValueError:
+        return 10.0
+    return value if 0 < value < 1e6 else 10.0
+
+
 def _behind_script(path: str) -> str | None:
     """The interpreter binary a `#!` script runs, or None (not a script, or it did not say
-    within 10 seconds: pyenv's shims answer in ~0.1 s).
+    within $CROS_VENV_PYTHON_TIMEOUT, 10 seconds by default: pyenv's shims answer in ~0.1 s).
     """
     if not is_script(path):
         return None
     if path not in _ASKED:
         from cros_venv.procs import first_line
 
-        answer = first_line([path, "-I", "-S", "-c", _ASK], timeout=10.0)
+        answer = first_line([path, "-I", "-S", "-c", _ASK], timeout=_script_timeout())
         ok = answer and answer.startswith("/") and fs.isfile(answer)
         _ASKED[path] = fs.realpath(answer) if ok and answer else None
     return _ASKED[path]

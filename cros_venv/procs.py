@@ -213,8 +213,10 @@ def first_line(argv: Sequence[str], timeout: float = 30.0, grace: float = 3.0) -
                 break
             out += data
         # It has answered (or failed): it should be gone at once. The pipe stays open until
-        # then, so that a line printed after the answer does not kill it with SIGPIPE.
-        for _ in range(max(1, round(grace * 100))):
+        # then, so that a line printed after the answer does not kill it with SIGPIPE. One
+        # that said nothing in time gets no grace: it is killed now.
+        timed_out = b"\n" not in out and time.monotonic() >= deadline
+        for _ in range(0 if timed_out else max(1, round(grace * 100))):
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
                 pid = 0
