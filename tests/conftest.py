@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
 import io
 import os
@@ -11,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,6 +155,22 @@ def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
 
+@functools.cache
+def wheel_source() -> Path:
+    """Where tool repos hard-link the tool's wheels from: this checkout's pip_packages/, or,
+    with tests running in parallel (pytest-xdist), a copy per worker. A new hard link moves
+    an inode's ctime, which every cache keys on: one worker's links would make another's
+    up-to-date venvs look stale.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return REPO / "pip_packages"
+    copy = Path(tempfile.mkdtemp(prefix=f"wheels-{worker}-", dir=os.environ.get("PYTEST_DEBUG_TEMPROOT")))
+    for name in TOOL_WHEELS:
+        shutil.copy2(REPO / "pip_packages" / name, copy / name)
+    return copy
+
+
 def make_tool_repo(root: Path, cache: Path) -> ToolRepo:
     """A checkout of the tool at `root` (its code and its own wheels) using the cache `cache`."""
     (root / "pip_packages").mkdir(parents=True)
@@ -160,7 +178,7 @@ def make_tool_repo(root: Path, cache: Path) -> ToolRepo:
     shutil.copytree(REPO / "cros_venv", root / "cros_venv", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "bin", root / "bin", symlinks=True, ignore=shutil.ignore_patterns("run_tests"))
     for name in TOOL_WHEELS:
-        link_or_copy(REPO / "pip_packages" / name, root / "pip_packages" / name)
+        link_or_copy(wheel_source() / name, root / "pip_packages" / name)
     return ToolRepo(root, cache)
 
 

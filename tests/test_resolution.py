@@ -20,13 +20,13 @@ from cros_venv.sources import Sources
 from cros_venv.spec import Spec
 from tests.conftest import (
     PYTHON,
-    REPO,
     WheelSpec,
     build_wheel,
     chmod_round_trip,
     link_or_copy,
     replace_by_rename,
     rewrite_keeping_size_and_mtime,
+    wheel_source,
 )
 
 
@@ -62,7 +62,7 @@ def checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Checkout:
     co = Checkout(tmp_path / "checkout")
     co.wheels.mkdir(parents=True)
     for name in (*toolchain.LIBRARIES, toolchain.PIP):  # never changed by a test: linked
-        link_or_copy(REPO / "pip_packages" / name, co.wheels / name)
+        link_or_copy(wheel_source() / name, co.wheels / name)
     build_wheel(co.wheels, WheelSpec("alpha", requires=["beta>=1"]))
     build_wheel(co.wheels, WheelSpec("beta"))
     monkeypatch.setattr(toolchain, "PIP_PACKAGES", str(co.wheels))
