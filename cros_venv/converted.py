@@ -2,7 +2,7 @@
 
 A PEP 723 block or a vpython spec is converted (specs.convert), and a requirements file
 that is not a regular file (`--spec <(...)`, `-r /dev/stdin`: a pipe can be read once) is
-copied, to `CACHE/specs/<sha256 of kind, interpreter and text>.txt`. The build reads that
+copied, to `CACHE/specs/<sha256 of kind, interpreter, path and text>.txt`. The build reads that
 copy, and python_venv's children find it in CROS_VENV_SPEC_PATH (a pipe's path is dead by
 then). A problem the build finds in the copy is told at the line of the spec's own file.
 """
@@ -68,7 +68,7 @@ def as_requirements(found: Found, python_arg: str | None) -> tuple[str, str | No
         if converted.python_version:
             python = f"python{converted.python_version}"
     target = resolve_python(python)
-    ident = "\0".join([found.kind, target, found.text])
+    ident = "\0".join([found.kind, target, found.path, found.text])  # its header names its own script
     path = fs.join(cache, SPECS_DIR, sha256_hex(ident.encode("utf-8", "surrogateescape"))[:32] + ".txt")
     _CONVERTED[path] = found
     if fs.isfile(path):
@@ -78,7 +78,8 @@ def as_requirements(found: Found, python_arg: str | None) -> tuple[str, str | No
     _check_python(found, converted, python, target)
     from cros_venv.cache import atomic_write
 
-    header = f"# python_venv: the spec of {found.path} ({found.origin}), as requirements\n"
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in f"{found.path} ({found.origin})")
+    header = f"# python_venv: the spec of {shown}, as requirements\n"  # one line, whatever the path holds
     import os
 
     try:

@@ -98,6 +98,9 @@ def collect(cache_root: str, max_age_days: float, dry_run: bool, say: Callable[[
     """Remove (or, `dry_run`, list) what is unused, each with its size; returns (venvs,
     cache entries, bytes freed)."""
     cutoff = time.time() - max_age_days * 86400
+    # A request or converted spec made in the last minute may be about to be read by the
+    # python_venv that made it (it has no lock to show for it yet): never one of those.
+    file_cutoff = min(cutoff, time.time() - 60)
     usage = Usage()
     verb = "would remove" if dry_run else "removed"
     top = os.path.join(cache_root, SHARED_DIR)
@@ -198,12 +201,13 @@ def collect(cache_root: str, max_age_days: float, dry_run: bool, say: Callable[[
             with open(path, encoding="utf-8", errors="replace") as f:
                 name = f.readline().strip()
                 key = f.readline()
-            old = os.lstat(path).st_mtime < cutoff
+            old = os.lstat(path).st_mtime < file_cutoff
         except OSError:
             continue
         if name and "/" not in name and os.path.islink(os.path.join(top, name)):
             live_specs.update(os.path.realpath(p) for p in _arguments(key))
-            if not old:
+            in_use = os.path.basename(os.path.realpath(os.path.join(top, name))) in kept_real
+            if not old or in_use:  # a venv kept in use keeps its request, so its spec stays live next time
                 continue
         stale.append(path)
     for path in stale:
@@ -212,7 +216,7 @@ def collect(cache_root: str, max_age_days: float, dry_run: bool, say: Callable[[
     for entry in _listdir(specs):
         path = os.path.join(specs, entry)
         with contextlib.suppress(OSError):
-            if os.lstat(path).st_mtime < cutoff and os.path.realpath(path) not in live_specs:
+            if os.lstat(path).st_mtime < file_cutoff and os.path.realpath(path) not in live_specs:
                 remove_file(path, "converted spec")
     entries = 0
     if os.path.isdir(cache_root):

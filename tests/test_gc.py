@@ -205,3 +205,50 @@ def test_permission_denied_is_told_as_such_not_as_in_use(repo: ToolRepo, monkeyp
     venv_gc.collect(str(repo.cache), 30, False, said.append)
     assert f"kept {link}: cannot open {real} to lock it: Permission denied" in said, said
     assert os.path.isdir(real)
+
+
+def test_gc_twice_beside_a_running_program_keeps_its_spec(repo: ToolRepo, tmp_path: Path) -> None:
+    """The first GC must not drop the request that tells the second the spec is in use: a
+    nested python_venv of the running program reads that spec ($CROS_VENV_SPEC_PATH)."""
+    script = tmp_path / "nest.py"
+    flag = tmp_path / "go"
+    script.write_text('# /// script\n# dependencies = ["alpha==1.0", "beta==1.0"]\n# ///\n'
+                      "import os, subprocess, sys, time\nprint(os.environ['CROS_VENV_SPEC_PATH'], flush=True)\n"
+                      f"while not os.path.exists({str(flag)!r}): time.sleep(0.05)\n"
+                      f"sys.exit(subprocess.call([sys.argv[1], '-c', 'import beta']))\n")
+    proc = subprocess.Popen([PYTHON, str(repo.root / "bin" / "python_venv"), str(script),
+                             str(repo.root / "bin" / "python_venv")], env=repo.env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        spec = Path(proc.stdout.readline().strip())
+        for old in [spec, *(repo.cache / "venvs").iterdir(), *(repo.cache / "venvs" / ".requests").iterdir()]:
+            age(old, 40)
+        for _ in range(2):
+            result = gc(repo)
+            assert result.returncode == 0, result.stderr
+            assert spec.is_file(), result.stdout
+    finally:
+        flag.touch()
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+
+
+def test_a_script_path_cannot_write_requirements_into_its_converted_spec(repo: ToolRepo, tmp_path: Path) -> None:
+    """The converted spec's first line names its script: a newline in the directory's name
+    must not become a requirement line, nor reach another script with the same block."""
+    block = ('# /// script\n# dependencies = ["beta==1.0"]\n# ///\n'
+             "import importlib.util as u, os; print(u.find_spec('alpha') is not None)\n")
+    odd = tmp_path / "x\nalpha==1.0\n#"
+    odd.mkdir()
+    (odd / "s.py").write_text(block)
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    (clean / "s.py").write_text(block)
+    for script in (odd / "s.py", clean / "s.py"):
+        result = _python_venv(repo, str(script))
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "False", script  # only beta: alpha was never asked for
+    for spec in (repo.cache / "specs").iterdir():
+        first, *rest = spec.read_text().splitlines()
+        assert first.startswith("# python_venv: the spec of ") and rest == ["beta==1.0"], spec.read_text()
