@@ -146,6 +146,10 @@ def collect(cache_root: str, max_age_days: float, dry_run: bool, say: Callable[[
         say(f"{verb} {what} {path} ({_size(alone.freed)})")
 
     links = _listdir(top)
+    for name in links:  # what a venv_gc killed while deleting left: `.gc-PID-…` of a PID that is gone
+        pid = name.split("-")[1] if name.startswith(".gc-") else ""
+        if pid.isdigit() and not _alive(int(pid)):
+            venvs += remove(os.path.join(top, name), "leftover of a stopped venv_gc")
     kept_real: set[str] = set()
     for name in links:
         link = os.path.join(top, name)
@@ -242,6 +246,16 @@ def _linked(top: str, entry: str) -> bool:
     want = os.path.join(SHARED_REAL, entry)
     return any(os.path.islink(os.path.join(top, n)) and os.readlink(os.path.join(top, n)) == want
                for n in _listdir(top) if not n.startswith("."))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's: alive
+        pass
+    return True
 
 
 def _listdir(path: str) -> list[str]:

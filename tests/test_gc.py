@@ -252,3 +252,17 @@ def test_a_script_path_cannot_write_requirements_into_its_converted_spec(repo: T
     for spec in (repo.cache / "specs").iterdir():
         first, *rest = spec.read_text().splitlines()
         assert first.startswith("# python_venv: the spec of ") and rest == ["beta==1.0"], spec.read_text()
+
+
+def test_the_leftovers_of_a_killed_gc_are_removed_by_the_next(repo: ToolRepo) -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    leftover = repo.cache / "venvs" / f".gc-{dead.pid}-0a1b2c3d"
+    (leftover / "lib").mkdir(parents=True)
+    (leftover / "lib" / "x.py").write_text("x" * 1000)
+    live = repo.cache / "venvs" / f".gc-{os.getpid()}-0a1b2c3d"  # a venv_gc still at work
+    live.mkdir()
+    result = gc(repo)
+    assert result.returncode == 0, result.stderr
+    assert not leftover.exists() and live.exists()
+    assert f"removed leftover of a stopped venv_gc {leftover} (" in result.stdout

@@ -206,6 +206,8 @@ def _tag(found: Found, tag: Field) -> list[str]:
                                  "fix the spec")
             comparisons.append(f'sys_platform == "{system}"')
             machine = next((m for suffix, m in _MACHINES.items() if value.endswith("_" + suffix)), None)
+            if machine == "arm64" and system == "linux":
+                machine = "aarch64"  # what Linux's uname (platform.machine()) says for arm64; macOS says arm64
             if machine is not None and system != "win32":  # Windows calls its machines AMD64, x86, ARM64
                 comparisons.append(f'platform_machine == "{machine}"')
     return sorted(set(comparisons))
