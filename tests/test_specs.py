@@ -780,3 +780,14 @@ def test_a_spec_from_a_pipe_is_read_once_and_says_so(tmp_path: Path) -> None:
     assert (found.text, found.regular) == ("six==1.17.0\n", False)
     (tmp_path / "r.txt").write_text("six==1.17.0\n")
     assert specs.find(None, str(tmp_path / "r.txt"), environ={}).regular
+
+
+def test_a_local_build_for_another_platform_is_left_out_not_an_error() -> None:
+    """Chromium's shape: pyobjc's local build, for macOS only; on this machine it is never used."""
+    text = ('python_version: "3.11"\n'
+            'wheel: <name: "infra/python/wheels/pyobjc/${vpython_platform}" version: "version:7.3.chromium.1"\n'
+            '  match_tag: <platform: "macosx_10_10_intel"> match_tag: <platform: "win_amd64">\n>\n'
+            'wheel: <name: "infra/python/wheels/six-py2_py3" version: "version:1.16.0">\n')
+    assert vpython(text).requirements == "six==1.16.0\n"
+    here = text.replace("macosx_10_10_intel", f"manylinux2014_{os.uname().machine}")
+    assert "is a local build that pip_packages/ cannot supply" in vpython_error(here)

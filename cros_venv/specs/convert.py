@@ -139,8 +139,11 @@ def _vpython(found: Found) -> Converted:
                                  f"not {field.text or field.kind}; {VPYTHON_FIX}")
             python_version = field.text
         elif field.name == "wheel":
-            name, version = _wheel(found, field)
             marker = _marker(found, field)
+            chosen = _wheel(found, field, elsewhere=bool(marker) and not _on_this_machine(marker))
+            if chosen is None:
+                continue  # another platform's local build (version:7.3.chromium.1): never used here
+            name, version = chosen
             key = (re.sub(r"[-_.]+", "-", name).lower(), marker)
             if key in pins and pins[key][0] != version:
                 raise InputError(f"{found.where(field.line)}: wheel {name} version:{version} is also pinned at "
@@ -151,6 +154,31 @@ def _vpython(found: Found) -> Converted:
                 lines.append(f"{name}=={version}" + (f" ; {marker}" if marker else "") + "\n")
                 where.append(found.line + field.line - 1)
     return Converted("".join(lines), python_version, None, tuple(where))
+
+
+def _on_this_machine(marker: str) -> bool:
+    """Whether `marker` (one _marker wrote: comparisons of sys_platform, platform_machine and
+    python_version joined by and/or) can hold on this machine for some Python: the venv is
+    built here, for one of its interpreters. (No packaging: python_venv has not put the
+    tool's libraries on sys.path when it converts a spec.)
+    """
+    import platform
+    import re
+
+    here = {"sys_platform": sys.platform, "platform_machine": platform.machine()}
+
+    def holds(version: str) -> bool:
+        def atom(m: re.Match[str]) -> str:
+            name, op, value = m.groups()
+            actual = here.get(name, version)
+            return str(actual == value if op == "==" else actual != value if op == "!=" else version < value)
+
+        expression = re.sub(r'(\w+) (==|!=|<) "([^"]*)"', atom, marker)
+        if not re.fullmatch(r"(?:\s|\(|\)|True|False|and|or)*", expression):
+            return True  # not one of ours: assume it may hold (the build evaluates it properly)
+        return bool(eval(expression, {"__builtins__": {}}))  # only True/False/and/or/parentheses, checked above
+
+    return any(holds(v) for v in ["2.7", *(f"3.{minor}" for minor in range(30))])
 
 
 # A wheel tag's platform -> (sys_platform, platform_machine or None), by prefix and suffix.
@@ -213,8 +241,10 @@ def _tag(found: Found, tag: Field) -> list[str]:
     return sorted(set(comparisons))
 
 
-def _wheel(found: Found, wheel: Field) -> tuple[str, str]:
-    """(project name, version) for a `wheel` message."""
+def _wheel(found: Found, wheel: Field, elsewhere: bool = False) -> tuple[str, str] | None:
+    """(project name, version) for a `wheel` message; None for a local build the wheel's
+    match_tag keeps off this machine (`elsewhere`).
+    """
     import re
 
     if wheel.kind != "message":
@@ -231,6 +261,8 @@ def _wheel(found: Found, wheel: Field) -> tuple[str, str]:
         raise InputError(f"{found.where(tag.line)}: wheel {name} {tag.text} is not a released version "
                          '(a `version:X` tag); pin one: version: "version:X.Y.Z"')
     if not re.fullmatch(VERSION_RE, version, re.VERBOSE | re.IGNORECASE):
+        if elsewhere:
+            return None
         raise InputError(f"{found.where(tag.line)}: wheel {name} {tag.text} is a local build that "
                          "pip_packages/ cannot supply; pin a released version")
     return name, version
