@@ -44,6 +44,7 @@ def _in_source(found: Found, number: int, rest: str) -> str:
 
         rest = re.sub(r"keep every pin and add the closure with its wheels: .*? -o \S+",
                       f"pin each dependency below in {found.path} too", rest)
+        rest = re.sub(r", or let the lock step pin it and its closure: .*$", "", rest)
     return f"{found.path}:{line}: {rest}"
 
 

@@ -318,6 +318,7 @@ def test_problems_in_a_pep723_block_name_the_script(repo: ToolRepo, tmp_path: Pa
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
     assert result.stderr.startswith(f"python_venv: error: {script}:2: ")
     assert "beta" in result.stderr and "/specs/" not in result.stderr
+    assert "--lock" not in result.stderr  # the lock step writes pip's format: no advice to lock a script
 
 
 def test_odd_values_are_one_line_errors(repo: ToolRepo) -> None:
