@@ -791,3 +791,31 @@ def test_a_local_build_for_another_platform_is_left_out_not_an_error() -> None:
     assert vpython(text).requirements == "six==1.16.0\n"
     here = text.replace("macosx_10_10_intel", f"manylinux2014_{os.uname().machine}")
     assert "is a local build that pip_packages/ cannot supply" in vpython_error(here)
+
+
+def test_a_spec_from_a_pipe_is_vpython_if_it_reads_as_one(tmp_path: Path) -> None:
+    """`--spec <(...)` has no name to go by: the text says which kind it is."""
+    import threading
+
+    from cros_venv.specs.found import read_file
+
+    for text, kind in (('# a comment\npython_version: "3.11"\n', "vpython"), ("six==1.16.0\n", "requirements"),
+                       ('wheel: <name: "infra/python/wheels/six-py3" version: "version:1.16.0">\n', "vpython")):
+        fifo = tmp_path / f"fifo-{kind}-{len(text)}"
+        os.mkfifo(fifo)
+        writer = threading.Thread(target=fifo.write_text, args=(text,))
+        writer.start()
+        found = read_file(str(fifo), "--spec")
+        writer.join()
+        assert (found.kind, found.text) == (kind, text)
+
+
+def test_a_fifo_named_by_the_environment_is_refused_not_waited_on(tmp_path: Path) -> None:
+    from cros_venv.specs.found import ENV_ORIGIN, read_file
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # no writer: opening it would block for ever
+    with pytest.raises(InputError) as info:
+        read_file(str(fifo), ENV_ORIGIN)
+    assert one_line(info) == f"{fifo}: not a regular file ($CROS_VENV_SPEC_PATH); unset CROS_VENV_SPEC_PATH or " \
+                             "point it at a spec file"

@@ -67,6 +67,17 @@ def find(script: str | None, explicit: str | None = None, environ: Mapping[str, 
     )
 
 
+def _looks_like_vpython(text: str) -> bool:
+    """A spec with no name to go by (`--spec <(...)`): vpython's text protobuf if its first
+    line that is not a comment sets one of its fields (`python_version:`, `wheel:` / `wheel {`).
+    """
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            return stripped.startswith(("python_version:", "wheel:", "wheel {", "wheel<", "wheel <", "verify"))
+    return False
+
+
 def read_file(path: str, origin: str, kind: str | None = None) -> Found:
     """The spec in file `path` (`origin` says who named it), read once; its `kind` is by its
     name unless given: `*.vpython` and `*.vpython3` are vpython specs, anything else a
@@ -74,6 +85,9 @@ def read_file(path: str, origin: str, kind: str | None = None) -> Found:
     the r.txt beside link's target, not beside link).
     """
     path = fs.file_path(path)
+    if origin == ENV_ORIGIN and fs.exists(path) and not fs.is_regular(fs.stat(path)):
+        # python_venv always hands its children a regular file: a FIFO here would block for ever
+        raise InputError(f"{path}: not a regular file ({origin}); unset {ENV_VAR} or point it at a spec file")
     try:
         with open(path, "rb") as f:  # not O_NONBLOCK: `--spec <(...)` is a pipe, read once
             regular = fs.is_regular(fs.fstat(f.fileno()))
@@ -87,7 +101,8 @@ def read_file(path: str, origin: str, kind: str | None = None) -> Found:
     except UnicodeDecodeError as e:
         raise InputError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
     if kind is None:
-        kind = "vpython" if fs.basename(path).endswith((".vpython", ".vpython3")) else "requirements"
+        named = fs.basename(path).endswith((".vpython", ".vpython3"))
+        kind = "vpython" if named or (not regular and _looks_like_vpython(text)) else "requirements"
     return Found(kind, path, origin, text, regular=regular)
 
 
