@@ -27,7 +27,7 @@ import fcntl
 import os
 import sys
 import time
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, NoReturn, Sequence
 
 from cros_venv.cache import Cache, default_root, rmtree
 from cros_venv.converted import SPECS_DIR
@@ -269,8 +269,13 @@ def main(argv: Sequence[str]) -> int:
     from cros_venv.cli import lock_timeout, write_error
     from cros_venv.errors import CrosVenvError
 
-    p = argparse.ArgumentParser(prog=PROG, description="Remove shared venvs and cached wheels not used for N days "
-                                "(never one in use).")
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            """One line, no usage dump: cron mails and wrappers show stderr to people."""
+            write_error(f"{PROG}: error: {message}; see {PROG} --help")
+            self.exit(2)
+
+    p = Parser(prog=PROG, description="Remove shared venvs and cached wheels not used for N days (never one in use).")
     p.add_argument("--max-age-days", type=float, default=30.0, metavar="N", help="default: 30")
     p.add_argument("--dry-run", action="store_true", help="say what would be removed; remove nothing")
     args = p.parse_args(argv)

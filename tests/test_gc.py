@@ -266,3 +266,10 @@ def test_the_leftovers_of_a_killed_gc_are_removed_by_the_next(repo: ToolRepo) ->
     assert result.returncode == 0, result.stderr
     assert not leftover.exists() and live.exists()
     assert f"removed leftover of a stopped venv_gc {leftover} (" in result.stdout
+
+
+def test_bad_arguments_are_one_line(repo: ToolRepo) -> None:
+    for args, says in ((["--bogus"], "unrecognized arguments: --bogus"),
+                       (["--max-age-days", "-1"], "--max-age-days must be a number of days, 0 or more")):
+        result = gc(repo, *args)
+        assert result.returncode == 2 and result.stderr == f"venv_gc: error: {says}; see venv_gc --help\n"
