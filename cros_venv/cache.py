@@ -171,15 +171,17 @@ class Cache:
         after `timeout` seconds: a build stopped with SIGSTOP holds its lock for ever).
         Returns (entries removed, entries kept).
         """
-        self.ensure_dirs()
-        try:
-            fd = os.open(os.path.join(self.root, "use.lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-        except OSError as e:
-            raise not_writable(self.root, e) from None
+        fd = -1  # a dry run removes nothing: it needs neither the lock nor a cache it can write
+        if not dry_run:
+            self.ensure_dirs()
+            try:
+                fd = os.open(os.path.join(self.root, "use.lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            except OSError as e:
+                raise not_writable(self.root, e) from None
         removed = kept = 0
         try:
             deadline = time.monotonic() + timeout
-            while True:
+            while fd >= 0:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
@@ -218,7 +220,8 @@ class Cache:
                     else:
                         kept += 1
         finally:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
         return removed, kept
 
     # -- unpacked wheels -------------------------------------------------------------------

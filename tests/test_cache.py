@@ -119,3 +119,10 @@ def test_default_root_follows_the_environment(monkeypatch: pytest.MonkeyPatch, t
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path))
     assert cache_mod.default_root() == str(tmp_path / ".cache" / "cros_venv")
+
+
+def test_a_dry_run_prune_writes_nothing(tmp_path: Path) -> None:
+    """`venv_gc --dry-run` on a cache it cannot write (read-only, another user's) still lists."""
+    root = tmp_path / "cache"
+    assert Cache(str(root)).prune(0, dry_run=True) == (0, 0)
+    assert not root.exists()  # not made, not locked
