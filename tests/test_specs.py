@@ -300,6 +300,11 @@ def test_no_spec_says_where_it_looked(repo: Path) -> None:
         f"no venv spec for {script}: looked for --spec, {script}.vpython3, {script}.vpython, "
         f"a [VPYTHON:BEGIN] block, a PEP 723 `# /// script` block, .vpython3 up to {repo}, "
         "and $CROS_VENV_SPEC_PATH; add a PEP 723 block or pass -r REQUIREMENTS")
+    script.write_bytes(b"# -*- coding: latin-1 -*-\n# /// script\n# dependencies = []\n# ///\nprint('\xe9')\n")
+    with pytest.raises(InputError) as e:
+        specs.find(str(script), environ={})
+    assert one_line(e).startswith(f"no venv spec for {script} (its text is not UTF-8: its inline blocks were not "
+                                  "read): looked for --spec")
 
 
 # -- find: precedence, a test per pair ----------------------------------------------------------

@@ -60,11 +60,26 @@ def find(script: str | None, explicit: str | None = None, environ: Mapping[str, 
         return read_file(named, ENV_ORIGIN)
     if script is None:
         raise InputError(f"no venv spec: looked for --spec and ${ENV_VAR}; pass --spec FILE or -r REQUIREMENTS")
+    unread = " (its text is not UTF-8: its inline blocks were not read)" if _not_utf8(script) else ""
     raise InputError(
-        f"no venv spec for {script}: looked for --spec, {script}.vpython3, {script}.vpython, a {BEGIN} block, "
-        f"a PEP 723 `# /// script` block, .vpython3 up to {root}, and ${ENV_VAR}; "
+        f"no venv spec for {script}{unread}: looked for --spec, {script}.vpython3, {script}.vpython, a {BEGIN} "
+        f"block, a PEP 723 `# /// script` block, .vpython3 up to {root}, and ${ENV_VAR}; "
         "add a PEP 723 block or pass -r REQUIREMENTS"
     )
+
+
+def _not_utf8(script: str) -> bool:
+    """Whether `script`, a regular file, is not UTF-8 (an error path: it is read again)."""
+    try:
+        if fs.isdir(script) or not fs.isfile(script):
+            return False
+        with open(script, "rb") as f:
+            f.read(SCRIPT_LIMIT).decode("utf-8")
+    except UnicodeDecodeError as e:
+        return e.end < SCRIPT_LIMIT  # not a character cut at the limit
+    except OSError:
+        return False
+    return False
 
 
 def _looks_like_vpython(text: str) -> bool:
