@@ -128,7 +128,8 @@ def read_loose(path: str, constraint: bool = False, problems: list[str] | None =
                 problems.append(f"{where}: {reqlines.excerpt(line)}: a URL or VCS requirement has no wheel on the "
                                 "index to lock; name a project on the index")
             else:
-                problems.append(f"{where}: invalid requirement: {str(e).splitlines()[0]}")
+                problems.append(f"{where}: invalid requirement: {str(e).splitlines()[0]}; write it as pip does "
+                                "(NAME[EXTRAS] SPECIFIER ; MARKER), or make it a comment")
             continue
         if req.url:
             problems.append(f"{where}: URLs are not supported ({req.name} @ {req.url}); name a project on the index")
@@ -147,8 +148,10 @@ def _command_line_option(opt: str) -> str:
 def _read(path: str) -> str:
     try:
         return requirements.read_file(path).decode("utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}:0: cannot read requirements file: {getattr(e, 'strerror', None) or e}") from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}:0: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
+    except OSError as e:
+        raise InputError(f"{path}:0: cannot read requirements file: {e.strerror or e}") from None
 
 
 def read_source(path: str, same: bool, targets_: Sequence[Target]) -> Source:

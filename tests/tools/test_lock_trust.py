@@ -108,10 +108,15 @@ def test_the_lock_step_reads_a_pipe_once(tool_repo: ToolRepo, registry: Path) ->
                  id="upgrade-version"),
     pytest.param(("-o", "dangling.txt"), "-o dangling.txt: a symlink to nowhere.txt, which does not exist",
                  id="dangling-output"),
+    pytest.param(("--lock", "utf16.in"), "utf16.in:0: not UTF-8 text (invalid start byte at byte 0); save it as UTF-8",
+                 id="utf-16"),
+    pytest.param(("--lock", "bad.in"), "bad.in:1: invalid requirement: ", id="bad-syntax"),
 ])
 def test_arguments_that_cannot_work_are_one_line_before_any_resolution(tool_repo: ToolRepo, registry: Path,
                                                                       args: tuple[str, ...], says: str) -> None:
     tool_repo.requirements("r.in", "top\n")
+    (tool_repo.root / "utf16.in").write_text("top\n", encoding="utf-16")
+    tool_repo.requirements("bad.in", "top ==\n")
     (tool_repo.root / "dangling.txt").symlink_to("nowhere.txt")
     argv = ["--lock", "r.in", "-o", "r.txt"]
     for i in range(0, len(args), 2):
