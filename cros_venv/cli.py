@@ -8,7 +8,7 @@ import sys
 import time
 
 from cros_venv import __version__, fs
-from cros_venv.errors import CrosVenvError, InputError, Interrupted
+from cros_venv.errors import CrosVenvError, InputError, raise_interrupted
 
 TYPE_CHECKING = False  # typing and argparse cost ~10 ms: a plain command line needs neither
 if TYPE_CHECKING:
@@ -140,10 +140,6 @@ def _mute(stream: TextIO) -> None:
         pass
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise Interrupted(signum)
-
-
 def parser() -> argparse.ArgumentParser:
     import argparse
 
@@ -204,7 +200,7 @@ def main(argv: Sequence[str], simple: tuple[str | None, list[str], str | None] |
     from cros_venv import build
 
     # SIGTERM unwinds like Ctrl-C: a build in progress puts the old venv back.
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, raise_interrupted)
     try:
         lock_timeout(None, os.environ)  # a bad $CROS_VENV_LOCK_TIMEOUT is an error even with --help
     except InputError as e:

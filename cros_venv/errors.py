@@ -32,6 +32,11 @@ class LockTimeout(CrosVenvError):
     exit_code = 3
 
 
+def raise_interrupted(signum: int, frame: object) -> None:
+    """A SIGTERM handler: unwind as Ctrl-C does (cleanups run), remembering the signal."""
+    raise Interrupted(signum)
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C (SIGINT, exit 130) or SIGTERM (exit 143); `state` says what DIR was left as."""
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import stat
 import sys
 import zipfile
 import zlib
@@ -33,6 +32,7 @@ from cros_venv.interpreter import Target
 from cros_venv.pylock import is_lock_path
 from cros_venv.reqlines import Pin, excerpt
 from cros_venv.requirements import UnusableMarker, marker_holds
+from cros_venv.sources import read_regular
 
 
 @dataclass(frozen=True)
@@ -159,13 +159,9 @@ def _lock_fits(pin: Pin, target: Target) -> bool:
 
 
 def _text(path: str) -> str:
-    """The text of the regular file `path` (up to 1 MiB), or "" (a FIFO, a pipe's file, is not read again)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        with open(fd, "rb") as f:
-            return f.read(1 << 20).decode("utf-8", "replace") if stat.S_ISREG(os.fstat(fd).st_mode) else ""
-    except OSError:
-        return ""
+    """The text of the regular file `path`, or "" (a FIFO, a pipe's file, is not read again)."""
+    data = read_regular(path)
+    return data.decode("utf-8", "replace") if data is not None else ""
 
 
 def _locked_here(path: str) -> bool:

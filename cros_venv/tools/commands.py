@@ -9,7 +9,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence, TextIO
 
-from cros_venv.errors import CrosVenvError
+from cros_venv.errors import CrosVenvError, raise_interrupted
 
 if TYPE_CHECKING:
     from cros_venv.cache import Cache
@@ -19,7 +19,7 @@ def run(prog: str, argv: Sequence[str]) -> int:
     """Run bin/`prog` with `argv`; every user error is one `prog: error: ...` line."""
     for stream in (sys.stdout, sys.stderr):
         _escape_unencodable(stream)
-    signal.signal(signal.SIGTERM, _terminate)  # unwinds like Ctrl-C: staged files and temporary directories go
+    signal.signal(signal.SIGTERM, raise_interrupted)  # unwinds like Ctrl-C: staged files and temporary directories go
     try:
         if prog == "presubmit":
             from cros_venv.tools import presubmit
@@ -61,12 +61,6 @@ def _run_with_cache(prog: str, argv: Sequence[str]) -> int:
         else:
             from cros_venv.tools.check import main
         return main(argv, cache)
-
-
-def _terminate(signum: int, frame: object) -> None:
-    from cros_venv.errors import Interrupted
-
-    raise Interrupted(signum)
 
 
 @contextlib.contextmanager

@@ -259,7 +259,7 @@ def resolve(target: Target, index: int, flat: str, loose: list[Loose], kept: lis
         named = {canonicalize_name(w) for c in _conflict(told) for w in re.findall(r"[A-Za-z0-9][\w.-]*", c)}
         missing = UNSATISFIABLE_RE.search(told)
         if missing:
-            named.add(canonicalize_name(re.split(r"[^\w.-]", missing.group(1))[0]))
+            named.add(project_name(missing.group(1)))
         narrower = [x for x in attempt if x.name not in named]
         attempt = narrower if len(narrower) < len(attempt) else []
     raise BuildError(_unsatisfiable(f"{got.told}\n{got.log}", loose, target))
@@ -271,8 +271,7 @@ def _unsatisfiable(told: str, loose: list[Loose], target: Target) -> str:
     if not found:
         causes = _conflict(told)
         if causes:
-            asked = [canonicalize_name(re.split(r"[^\w.-]", c[len("requested "):])[0])
-                     for c in causes if c.startswith("requested ")]
+            asked = [project_name(c[len("requested "):]) for c in causes if c.startswith("requested ")]
             origin = next((x.origin + ": " for name in asked for x in loose if x.name == name), "")
             return (f"{origin}the requirements conflict for {target.path}: {'; '.join(causes)}; change or drop one "
                     "of these pins (a pin the lock added: --upgrade-package NAME)")
@@ -289,6 +288,11 @@ def _unsatisfiable(told: str, loose: list[Loose], target: Target) -> str:
                 "check the name")
     return (f"{origin}{text}: no version on the index has a wheel for {target.path} (versions there: {shown}); "
             "relax the requirement or drop the target")
+
+
+def project_name(text: str) -> NormalizedName:
+    """The project a requirement as pip prints it names (`six==1.16`, `shared>=1`, `top 1.0`)."""
+    return canonicalize_name(re.split(r"[^\w.-]", text.strip())[0])
 
 
 def _conflict(told: str) -> list[str]:

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 from dataclasses import dataclass
 from typing import Any, Sequence
 from urllib.parse import unquote, urlparse
 
 from packaging.requirements import Requirement
-from packaging.utils import NormalizedName, canonicalize_name
+from packaging.utils import NormalizedName
 from packaging.version import Version
 
 from cros_venv import requirements, toolchain, wheels
@@ -128,9 +127,10 @@ def vendor_lines(lines: list[lockfile.Line], target_list: list[Target], out: str
         elif file_sha256(there) != file_sha256(w.path):
             raise BuildError(f"{there}: differs from the {w.filename} the index has now; nothing was changed: the "
                              "wheel in pip_packages/ was changed or came from another index; remove it and lock again")
-    merged = {n: tuple(w for w in house.wheels.get(n, ()))
-              + tuple(wheels.Wheel(os.path.join(present.directory, w.filename), w.name, w.version, w.tags)
-                      if not any(a.filename == w.filename for a in added) else w
+    fresh = {w.filename for w in added}  # the others are in pip_packages/ already, with these bytes
+    merged = {n: tuple(house.wheels.get(n, ()))
+              + tuple(w if w.filename in fresh else
+                      wheels.Wheel(os.path.join(present.directory, w.filename), w.name, w.version, w.tags)
                       for w in staged.wheels.get(n, ()))
               for n in {*house.wheels, *staged.wheels}}
     return sorted(added, key=lambda w: w.filename), wheels.Wheelhouse(present.directory, merged, ())
@@ -189,6 +189,6 @@ def _pins_report(pins: list[str], target: Target, work: str, cache: Cache,
         found = lock.UNSATISFIABLE_RE.search(f"{got.told}\n{got.log}")
         if not found:
             return None
-        name = canonicalize_name(re.split(r"[^\w.-]", found.group(1))[0])
-        pins = [p for p in pins if canonicalize_name(re.split(r"[^\w.-]", p)[0]) != name]
+        name = lock.project_name(found.group(1))
+        pins = [p for p in pins if lock.project_name(p) != name]
     return None
