@@ -224,7 +224,8 @@ def _unextra(req: Requirement) -> str:
 def resolve(target: Target, index: int, flat: str, loose: list[Loose], kept: list[Loose], work: str, cache: Cache,
             options: vendor.Options) -> dict[str, Any]:
     """pip's installation report of IN's closure for `target`, OUT's pins held where they
-    still fit IN (all freed, with a note, if pip finds no resolution with them).
+    still fit IN: those pip names in a conflict are freed (with a note), then all of them if
+    that is not enough; a pip failure that is not a conflict frees none.
     """
     env = dict(target.environment)
     direct = {x.name: x.req.specifier for x in loose if not x.constraint}
@@ -232,7 +233,7 @@ def resolve(target: Target, index: int, flat: str, loose: list[Loose], kept: lis
             and (x.pinned is None or direct.get(x.name) is None or direct[x.name].contains(x.pinned, prereleases=True))]
     report = os.path.join(work, f"report-{index}.json")
     attempt = held
-    for _ in range(6):  # held pins, then without those pip names in a conflict (a few rounds), then none
+    for round_ in range(6):  # held pins, then without those pip names in a conflict (4 rounds at most), then none
         constraints = os.path.join(work, f"kept-{index}.txt")
         with open(constraints, "w", encoding="utf-8") as f:
             f.writelines(f"{x.name}=={x.pinned}\n" for x in attempt)
@@ -261,7 +262,7 @@ def resolve(target: Target, index: int, flat: str, loose: list[Loose], kept: lis
         if missing:
             named.add(project_name(missing.group(1)))
         narrower = [x for x in attempt if x.name not in named]
-        attempt = narrower if len(narrower) < len(attempt) else []
+        attempt = narrower if len(narrower) < len(attempt) and round_ < 4 else []
     raise BuildError(_unsatisfiable(f"{got.told}\n{got.log}", loose, target))
 
 
