@@ -4,14 +4,14 @@ Standard library only: the tool's own dependencies are unpacked through this mod
 before they can be imported. Extracting a wheel is extract.py's; the stat index of wheel
 hashes is digest.py's (`Cache.stat_index`).
 
-Layout under the root (`$CROS_VENV_CACHE`, else `$XDG_CACHE_HOME/cros_venv`, else
-`~/.cache/cros_venv`):
+Cache files are marshal data (store.py). Layout under the root (`$CROS_VENV_CACHE`,
+else `$XDG_CACHE_HOME/cros_venv`, else `~/.cache/cros_venv`):
 
     wheels/<sha256>/          a wheel's members, exactly as in the zip (read-only files), and
                               MANIFEST (extract.py): each file's size and mtime as extracted
     wheels/.tmp-*             an extraction in progress (or killed, or a damaged entry set
                               aside): never trusted
-    stat/<dir-id>.json        {filename: [inode, size, mtime_ns, ctime_ns, sha256]} per wheelhouse
+    stat/<dir-id>.m4          {filename: [inode, size, mtime_ns, ctime_ns, sha256]} per wheelhouse
                               (digest.StatIndex)
     interpreters/<id>.json    what a target interpreter reported about itself
     plans/, resolutions/, skeletons/   see install.py, resolution.py, skeleton.py
@@ -33,19 +33,20 @@ by the second; that is the same trust git gives its index.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
-import functools
-import json
 import os
 import time
-from typing import Callable, Iterator
 
-from cros_venv import fs
+from cros_venv import store
 from cros_venv.digest import StatIndex
 from cros_venv.errors import BuildError, InputError, LockTimeout
 from cros_venv.extract import MANIFEST, WheelRead, extract_wheel
+from cros_venv.lite import contextmanager, suppress
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Iterator
 
 SUBDIRS = ("wheels", "stat", "interpreters", "plans", "resolutions", "skeletons")
 TMP_PREFIX = ".tmp-"  # then the extracting process's pid: never trusted, removed by prune
@@ -60,19 +61,6 @@ def default_root() -> str:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = xdg if xdg and os.path.isabs(xdg) else os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "cros_venv")
-
-
-MAX_JSON = 64 << 20  # the largest cache file is a stat index: ~100 bytes a wheel
-
-
-def load_json(path: str) -> object:
-    """A cache file's JSON, or None if it is missing, unreadable, truncated, not JSON, not a
-    regular file (a FIFO would block, a link to /dev/zero never ends) or over MAX_JSON."""
-    try:
-        data = fs.read_regular(path, limit=MAX_JSON)
-        return None if data is None else json.loads(data)
-    except (OSError, ValueError, RecursionError):
-        return None
 
 
 def not_writable(root: str, e: OSError | None = None) -> InputError:
@@ -101,7 +89,7 @@ def atomic_write(path: str, data: bytes, durable: bool = True) -> None:
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(OSError):
+        with suppress(OSError):
             os.unlink(tmp)
         raise
     if durable:
@@ -119,6 +107,7 @@ class Cache:
         self.root = root
         self.wheels = os.path.join(root, "wheels")
         self.stat_index = StatIndex(os.path.join(root, "stat"))  # see digest.py
+        self._writable: bool | None = None
 
     def ensure_dirs(self) -> None:
         try:
@@ -127,10 +116,12 @@ class Cache:
         except OSError as e:
             raise not_writable(self.root, e) from None
 
-    @functools.cached_property
+    @property
     def writable(self) -> bool:
         """Can this process add entries? (A cache shared read-only still serves what it has.)"""
-        return os.access(self.wheels, os.W_OK)
+        if self._writable is None:
+            self._writable = os.access(self.wheels, os.W_OK)
+        return self._writable
 
     def require_writable(self) -> None:
         if not self.writable:
@@ -138,7 +129,7 @@ class Cache:
 
     # -- use and prune ---------------------------------------------------------------------
 
-    @contextlib.contextmanager
+    @contextmanager
     def in_use(self) -> Iterator[None]:
         """Held (shared) by every build, so that `prune` never removes what a build uses.
 
@@ -214,7 +205,7 @@ class Cache:
                         elif os.path.isdir(path) and not os.path.islink(path):
                             rmtree(path, ignore_errors=True)
                         else:
-                            with contextlib.suppress(OSError):
+                            with suppress(OSError):
                                 os.unlink(path)
                         removed += 1
                     else:
@@ -234,7 +225,7 @@ class Cache:
 
     def intact(self, entry: str) -> bool:
         """Is every file of the entry as it was extracted (MANIFEST's size and mtime)?"""
-        manifest = load_json(os.path.join(entry, MANIFEST))
+        manifest = store.load(os.path.join(entry, MANIFEST))
         if not isinstance(manifest, dict):
             return False
         lstat = os.lstat  # a tight loop: it runs for every file of every wheel
@@ -269,7 +260,7 @@ class Cache:
         """
         final = self.entry(sha256)
         if os.path.isdir(final):
-            with contextlib.suppress(OSError):
+            with suppress(OSError):
                 os.utime(final)
             return final
         self.require_writable()
@@ -296,7 +287,7 @@ class Cache:
     @staticmethod
     def touch(entry: str) -> str:
         """Mark an entry used now (prune removes entries unused for a while)."""
-        with contextlib.suppress(OSError):
+        with suppress(OSError):
             os.utime(entry)
         return entry
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
 
 from cros_venv import __version__, fs
 from cros_venv.errors import CrosVenvError, InputError, raise_interrupted
+from cros_venv.lite import signal
 
 TYPE_CHECKING = False  # typing and argparse cost ~10 ms: a plain command line needs neither
 if TYPE_CHECKING:

@@ -9,10 +9,10 @@ costs ~3 ms.
 from __future__ import annotations
 
 import os
-import signal
 
 from cros_venv import fs
 from cros_venv.errors import InputError
+from cros_venv.lite import signal
 from cros_venv.locate import is_script, not_found, resolve_python
 from cros_venv.names import MARKER
 from cros_venv.sources import Sources

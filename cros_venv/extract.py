@@ -2,7 +2,7 @@
 CRC checked, no member inflating past its declared size (a zip bomb stops at its first lie).
 
 Standard library only (the tool's own dependencies are unpacked through this module), and
-`zipfile` and `json` are imported where a wheel is read: a warm build reads none (~4 ms).
+`zipfile` is imported where a wheel is read: a warm build reads none (~4 ms).
 """
 
 from __future__ import annotations
@@ -11,16 +11,18 @@ import os
 import stat
 import struct
 import zlib
-from typing import TYPE_CHECKING, NamedTuple
 
+from cros_venv import store
 from cros_venv.digest import Hashed, sha256_bulk, stamp
 from cros_venv.errors import BuildError
+from cros_venv.lite import NamedTuple
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import zipfile
 
 CHUNK = 1 << 20
-MANIFEST = ".cros_venv-files.json"  # written beside the members: {member: [size, mtime_ns]} as extracted
+MANIFEST = ".cros_venv-files" + store.SUFFIX  # beside the members: {member: [size, mtime_ns]} as extracted
 # A wheel up to WHOLE bytes is read at once; members up to WHOLE_MEMBER bytes are inflated
 # from that copy with one zlib call. Larger ones are streamed (memory stays small).
 WHOLE = 32 << 20
@@ -109,7 +111,6 @@ def _safe_member(name: str) -> bool:
 
 def _extract(wheel: str, dest: str, data: bytes | None, zf: zipfile.ZipFile) -> None:
     """extract_wheel's work; `data` is the wheel's bytes if it was read whole."""
-    import json
     import zipfile
 
     made = {dest}
@@ -151,8 +152,8 @@ def _extract(wheel: str, dest: str, data: bytes | None, zf: zipfile.ZipFile) -> 
             manifest[name] = [st.st_size, st.st_mtime_ns]
         finally:
             os.close(fd)
-    with open(os.path.join(dest, MANIFEST), "w", encoding="utf-8") as f:
-        json.dump(manifest, f, separators=(",", ":"))
+    with open(os.path.join(dest, MANIFEST), "wb") as f:
+        f.write(store.dumps(manifest))
 
 
 def _member(data: bytes, info: zipfile.ZipInfo) -> bytes:

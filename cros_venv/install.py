@@ -20,23 +20,24 @@ cache.py). Bytecode is not compiled here: Python writes it on first import (or p
 
 from __future__ import annotations
 
-import csv
 import errno
-import io
-import json
 import os
-from typing import Callable, NamedTuple
 
-from cros_venv import toolchain
-from cros_venv.cache import atomic_write, load_json
+from cros_venv import store, toolchain
+from cros_venv.cache import atomic_write
 from cros_venv.digest import record_hash
 from cros_venv.errors import BuildError
+from cros_venv.lite import NamedTuple
 from cros_venv.venv import Layout
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable
 
 INSTALLER = b"cros_venv\n"
 # Installation-specific files in a wheel's dist-info that we write ourselves.
 GENERATED = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
-PLAN_FORMAT = 2
+PLAN_FORMAT = 3  # 3: marshal (store.py)
 SCHEMES = ("purelib", "platlib", "scripts", "headers", "data")
 
 
@@ -164,12 +165,12 @@ def make_plan(entry: str) -> Plan:
 
 def _plan_path(plans_dir: str, sha256: str) -> str:
     installer = next(w for w in toolchain.LIBRARIES if w.startswith("installer-"))[:-4]
-    return os.path.join(plans_dir, f"{sha256}-{PLAN_FORMAT}-{installer}.json")
+    return os.path.join(plans_dir, f"{sha256}-{PLAN_FORMAT}-{installer}{store.SUFFIX}")
 
 
 def cached_plan(plans_dir: str, sha256: str) -> Plan | None:
     """The plan made before for the wheel with these bytes, or None."""
-    return Plan.from_json(load_json(_plan_path(plans_dir, sha256)))
+    return Plan.from_json(store.load(_plan_path(plans_dir, sha256)))
 
 
 def plan_for(entry: str, plans_dir: str, sha256: str, libraries: Callable[[], object]) -> Plan:
@@ -188,26 +189,82 @@ def plan_for(entry: str, plans_dir: str, sha256: str, libraries: Callable[[], ob
     plan = make_plan(entry)
     try:
         os.makedirs(plans_dir, exist_ok=True)
-        atomic_write(path, json.dumps(plan.to_json()).encode(), durable=False)
+        atomic_write(path, store.dumps(plan.to_json()), durable=False)
     except OSError:
         pass  # only a cache
     return plan
 
 
 class Linker:
-    """Places files: hard link from the cache, else copy; later wheels overwrite earlier."""
+    """Places files: hard link from the cache, else copy; later wheels overwrite earlier.
+
+    Links are made relative to open directories (linkat with the cache entry's descriptor
+    and the destination scheme directory's): the kernel then walks two or three path
+    components a file, not twenty (a warm build: ~30% less time linking, on this machine).
+    """
 
     def __init__(self) -> None:
         self.copy = False
-        self.made: set[str] = set()  # every directory a file was placed in
+        self.made: set[str] = set()  # every directory a file was placed in (and its parents)
         self.modules: set[str] = set()  # the directories of .py files placed
+        self._fds: dict[str, int] = {}  # scheme directory -> its open descriptor
+
+    def close(self) -> None:
+        fds, self._fds = self._fds, {}
+        for fd in fds.values():
+            os.close(fd)
 
     def ensure_dir(self, directory: str) -> None:
         if directory not in self.made:
             os.makedirs(directory, exist_ok=True)
             self.made.add(directory)
 
+    def _base_fd(self, base: str) -> int:
+        fd = self._fds.get(base)
+        if fd is None:
+            self.ensure_dir(base)
+            fd = self._fds[base] = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        return fd
+
+    def _ensure_below(self, base: str, rel_dir: str) -> str:
+        """`base`/`rel_dir` made (mkdir relative to base's descriptor, parents first)."""
+        directory = base + "/" + rel_dir if rel_dir else base
+        if directory in self.made:
+            return directory
+        if not rel_dir:
+            self._base_fd(base)
+            return directory
+        self._ensure_below(base, rel_dir.rpartition("/")[0])
+        try:
+            os.mkdir(rel_dir, dir_fd=self._base_fd(base))
+        except FileExistsError:
+            if not os.path.isdir(directory):
+                raise
+        self.made.add(directory)
+        return directory
+
+    def link(self, entry_fd: int, entry: str, src: str, base: str, dst: str) -> None:
+        """Place the file `src` of the cache entry (open as `entry_fd`) at `base`/`dst`."""
+        directory = self._ensure_below(base, dst.rpartition("/")[0])
+        if dst.endswith(".py"):
+            self.modules.add(directory)
+        if not self.copy:
+            base_fd = self._fds[base]
+            try:
+                os.link(src, dst, src_dir_fd=entry_fd, dst_dir_fd=base_fd)
+                return
+            except FileExistsError:
+                os.unlink(dst, dir_fd=base_fd)
+                os.link(src, dst, src_dir_fd=entry_fd, dst_dir_fd=base_fd)
+                return
+            except OSError as e:
+                if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                    raise
+                self.copy = True
+        self._copy(os.path.join(entry, src), os.path.join(base, dst))
+
     def place(self, src: str, dst: str) -> None:
+        """Place the file `src` at `dst` (whole paths)."""
         directory = os.path.dirname(dst)
         self.ensure_dir(directory)
         if dst.endswith(".py"):
@@ -224,6 +281,10 @@ class Linker:
                 if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
                     raise
                 self.copy = True
+        self._copy(src, dst)
+
+    @staticmethod
+    def _copy(src: str, dst: str) -> None:
         if os.path.lexists(dst):
             os.unlink(dst)
         import shutil  # across filesystems only
@@ -261,14 +322,19 @@ def apply(plan: Plan, entry: str, layout: Layout, requested: bool, linker: Linke
             "headers": os.path.join(layout.include, plan.dist_info.split("-")[0])}
     prefix = {s: "" if d == sp else os.path.relpath(d, sp) + "/" for s, d in dirs.items()}
     written: list[tuple[str, str, str]] = []
-    for scheme, dst, src, hash_, size in plan.files:
-        try:
-            linker.place(os.path.join(entry, src), os.path.join(dirs[scheme], dst))
-        except FileNotFoundError:
-            if not os.path.lexists(os.path.join(entry, src)):
-                raise SourceMissing(f"{os.path.join(entry, src)} vanished") from None
-            raise
-        written.append((prefix[scheme] + dst, hash_, size))
+    entry_fd = os.open(entry, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        link = linker.link
+        for scheme, dst, src, hash_, size in plan.files:
+            try:
+                link(entry_fd, entry, src, dirs[scheme], dst)
+            except FileNotFoundError:
+                if not os.path.lexists(os.path.join(entry, src)):
+                    raise SourceMissing(f"{os.path.join(entry, src)} vanished") from None
+                raise
+            written.append((prefix[scheme] + dst, hash_, size))
+    finally:
+        os.close(entry_fd)
     if plan.scripts:
         line = shebang(layout.python) + b"\n"
         for scheme, dst, body in plan.scripts:
@@ -281,10 +347,16 @@ def apply(plan: Plan, entry: str, layout: Layout, requested: bool, linker: Linke
         linker.write(os.path.join(sp, path), data)
         written.append((path, record_hash(data), str(len(data))))
     written.append((f"{plan.dist_info}/RECORD", "", ""))
-    out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerows(written)
     with open(os.path.join(sp, plan.dist_info, "RECORD"), "w", encoding="utf-8", newline="") as f:
-        f.write(out.getvalue())
+        f.write("".join(record_row(row) for row in written))
+
+
+def record_row(fields: tuple[str, str, str]) -> str:
+    """A RECORD line as `csv.writer(lineterminator="\\n")` writes it (csv costs ~2 ms of
+    imports: it brings `re`): a field with a comma, quote or line break is quoted, with
+    its quotes doubled."""
+    return ",".join(f'"{f.replace(chr(34), chr(34) * 2)}"' if ("," in f or '"' in f or "\n" in f or "\r" in f)
+                    else f for f in fields) + "\n"
 
 
 def install(entry: str, layout: Layout, requested: bool, linker: Linker) -> Plan:

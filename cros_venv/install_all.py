@@ -28,15 +28,18 @@ def install_wheels(ctx: Context) -> None:
     for i in installs:
         if i.wheel in todo:
             ctx.unpacker.submit(i.wheel, i.sha256)
-    for n, i in enumerate(installs, 1):
-        ctx.report(f"installing {os.path.basename(i.wheel)} ({n}/{len(installs)})")
-        if i.wheel in todo:
-            sha256, entry = ctx.unpacker.result(i.wheel)
-            if sha256 != i.sha256:
-                raise BuildError(f"{i.wheel} changed during the build; run create_venv again")
-        else:
-            entry = cache.touch(cache.entry(i.sha256))
-        ctx.dist_infos.append(_install_one(ctx, i, entry, plans_dir, linker))
+    try:
+        for n, i in enumerate(installs, 1):
+            ctx.report(f"installing {os.path.basename(i.wheel)} ({n}/{len(installs)})")
+            if i.wheel in todo:
+                sha256, entry = ctx.unpacker.result(i.wheel)
+                if sha256 != i.sha256:
+                    raise BuildError(f"{i.wheel} changed during the build; run create_venv again")
+            else:
+                entry = cache.touch(cache.entry(i.sha256))
+            ctx.dist_infos.append(_install_one(ctx, i, entry, plans_dir, linker))
+    finally:
+        linker.close()
     ctx.report(f"installed {len(installs)} wheels from {cache.wheels} "
                f"({'copied' if linker.copy else 'hard-linked'})")
 

@@ -16,8 +16,8 @@ from typing import Any, Mapping
 
 from packaging.tags import Tag
 
-from cros_venv import procs
-from cros_venv.cache import atomic_write, load_json
+from cros_venv import procs, store
+from cros_venv.cache import atomic_write
 from cros_venv.digest import sha256_hex
 from cros_venv.errors import InputError
 from cros_venv.locate import running_python
@@ -143,8 +143,8 @@ def find(python: str, cache_dir: str, import_roots: list[str]) -> Target:
     from packaging import __version__ as packaging_version
 
     key = f"{PROBE_FORMAT}:{packaging_version}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
-    cache_file = os.path.join(cache_dir, sha256_hex(os.fsencode(python))[:24] + ".json")
-    cached = load_json(cache_file)
+    cache_file = os.path.join(cache_dir, sha256_hex(os.fsencode(python))[:24] + store.SUFFIX)
+    cached = store.load(cache_file)
     if isinstance(cached, dict) and cached.get("key") == key:
         try:
             return Target.from_probe(cached["probe"])
@@ -154,5 +154,5 @@ def find(python: str, cache_dir: str, import_roots: list[str]) -> Target:
     probe = probe_running() if ours else _probe_other(python, import_roots)
     target = Target.from_probe(probe)
     with contextlib.suppress(OSError):
-        atomic_write(cache_file, json.dumps({"key": key, "probe": probe}).encode(), durable=False)
+        atomic_write(cache_file, store.dumps({"key": key, "probe": probe}), durable=False)
     return target

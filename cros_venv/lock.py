@@ -14,9 +14,12 @@ import fcntl
 import os
 import stat
 import time
-from typing import Callable
 
 from cros_venv.errors import InputError, LockTimeout
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable
 
 
 def lock_path(venv_dir: str) -> str:

@@ -11,23 +11,24 @@ answered from the cache: their hashes are checked against the wheels' bytes each
 
 from __future__ import annotations
 
-import json
 import os
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
-from cros_venv import __version__, fastpath, toolchain
-from cros_venv.cache import Cache, atomic_write, load_json
+from cros_venv import __version__, fastpath, store, toolchain
+from cros_venv.cache import Cache, atomic_write
 from cros_venv.digest import sha256_hex
+from cros_venv.lite import NamedTuple
 from cros_venv.sources import Sources
 from cros_venv.spec import Spec
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from email.message import Message
+    from typing import Any, Callable
 
     from cros_venv.unpacker import Unpacker
     from cros_venv.wheels import Wheel
 
-FORMAT = 2
+FORMAT = 3  # 3: marshal (store.py)
 
 
 class Install(NamedTuple):
@@ -73,12 +74,12 @@ class Resolution(NamedTuple):
 
 def _cache_file(cache: Cache, python: str, arguments: list[str]) -> str:
     ident = sha256_hex(os.fsencode("\0".join([fastpath.WHEEL_DIR, python, *arguments])))[:32]
-    return os.path.join(cache.root, "resolutions", ident + ".json")
+    return os.path.join(cache.root, "resolutions", ident + store.SUFFIX)
 
 
 def cached(cache: Cache, python: str, arguments: list[str], sources: Sources) -> Resolution | None:
     """The cached resolution for these requirements files, if nothing it depends on changed."""
-    found = Resolution.from_json(load_json(_cache_file(cache, python, arguments)))
+    found = Resolution.from_json(store.load(_cache_file(cache, python, arguments)))
     if (found is None or found.hash_checked
             or not fastpath.key_matches(found.key, __version__, python, arguments, sources.get)):
         return None
@@ -89,7 +90,7 @@ def _save(cache: Cache, arguments: list[str], resolution: Resolution) -> None:
     path = _cache_file(cache, resolution.python, arguments)
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        atomic_write(path, json.dumps(resolution.to_json()).encode(), durable=False)
+        atomic_write(path, store.dumps(resolution.to_json()), durable=False)
     except OSError:
         pass  # only a cache
 

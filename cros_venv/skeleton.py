@@ -10,33 +10,33 @@ whose path would need shell quoting is made by running virtualenv directly.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import re
 import sys
-from typing import TYPE_CHECKING, Callable, Mapping
 
-from cros_venv import fs, procs
-from cros_venv.cache import WRITE_ERRNOS, load_json, not_writable, rmtree
+from cros_venv import fs, procs, store
+from cros_venv.cache import WRITE_ERRNOS, not_writable, rmtree
 from cros_venv.digest import sha256_hex
 from cros_venv.errors import BuildError
+from cros_venv.lite import suppress
 from cros_venv.locate import running_python
 from cros_venv.procs import Forked, can_fork
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import subprocess  # imported where a child is started: a warm build starts none (~3 ms)
+    from typing import Callable, Mapping
 
-# shlex.quote's test: paths made only of these appear unquoted in the activation scripts.
-UNSAFE = re.compile(r"[^\w@%+=:,./-]", re.ASCII)
+# shlex.quote's test (its regex, `[^\w@%+=:,./-]` with re.ASCII): paths made only of these
+# appear unquoted in the activation scripts.
+SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+=:,./-")
 PLACEHOLDER_FILE = "placeholder"
-MANIFEST_FILE = "manifest.json"  # {file under venv/: size}, checked on every copy
+MANIFEST_FILE = "manifest" + store.SUFFIX  # {file under venv/: size}, checked on every copy
 
 CHILD = os.path.join(os.path.dirname(os.path.realpath(__file__)), "skeleton_child.py")
 
 
 def is_plain(path: str) -> bool:
-    return not UNSAFE.search(path)
+    return SAFE.issuperset(path)
 
 
 def command(dest: str, python: str, virtualenv_roots: list[str], app_data: str, cache_root: str = "",
@@ -52,6 +52,8 @@ def command(dest: str, python: str, virtualenv_roots: list[str], app_data: str, 
     args = {"roots": virtualenv_roots, "dest": dest, "app_data": app_data, "repo": repo, "cache": cache_root,
             "driver": driver}
     # -B: virtualenv runs once per interpreter, so bytecode written for it would not be reused.
+    import json  # here: a warm build starts no child
+
     return [python, "-I", "-S", "-B", CHILD, json.dumps(args)]
 
 
@@ -134,8 +136,8 @@ class Templates:
                     sizes[os.path.relpath(path, src_root)] = os.readlink(path)
                 elif name in filenames:
                     sizes[os.path.relpath(path, src_root)] = os.path.getsize(path)
-        with open(os.path.join(tmp, MANIFEST_FILE), "w", encoding="utf-8") as f:
-            json.dump(sizes, f)
+        with open(os.path.join(tmp, MANIFEST_FILE), "wb") as f:
+            f.write(store.dumps(sizes))
         try:
             os.rename(tmp, final)
         except OSError:
@@ -170,7 +172,7 @@ def _check(template: str) -> bytes:
         placeholder = os.fsencode(data.decode("utf-8"))
     except (OSError, ValueError):
         raise TemplateDamaged(f"the skeleton template {template} has no placeholder") from None
-    sizes = load_json(os.path.join(template, MANIFEST_FILE))
+    sizes = store.load(os.path.join(template, MANIFEST_FILE))
     if not isinstance(sizes, dict) or not placeholder:
         raise TemplateDamaged(f"the skeleton template {template} has no readable manifest")
     for rel, size in sizes.items():
@@ -189,7 +191,7 @@ def instantiate(template: str, dest: str) -> None:
     Raises TemplateDamaged, before copying anything, if the template is not whole.
     """
     placeholder = _check(template)
-    with contextlib.suppress(OSError):
+    with suppress(OSError):
         os.utime(template)  # used now: prune keeps it
     replacement = os.fsencode(dest)
     src_root = os.path.join(template, "venv")
@@ -284,6 +286,6 @@ class TemplateJob:
         failed); errors are dropped.
         """
         if self.proc is not None:
-            with contextlib.suppress(Exception):
+            with suppress(Exception):
                 self.wait()
 

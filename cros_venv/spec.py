@@ -6,7 +6,11 @@ not change it; the interpreter, a pinned version, an extra or a wheel's bytes do
 
 from __future__ import annotations
 
-from typing import Any, Mapping, NamedTuple
+from cros_venv.lite import NamedTuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Mapping
 
 SPEC_FORMAT = 1
 

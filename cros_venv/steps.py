@@ -5,9 +5,7 @@ own result.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import time
 
 from cros_venv import __version__, fastpath, fs, lock, marker, resolution, skeleton, toolchain, venv
@@ -15,6 +13,7 @@ from cros_venv.cache import WRITE_ERRNOS
 from cros_venv.context import Context, checkpoint
 from cros_venv.digest import sha256_hex
 from cros_venv.errors import BuildError, CrosVenvError, InputError, Interrupted
+from cros_venv.lite import contextmanager, signal, suppress
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -122,7 +121,7 @@ def take_lock(ctx: Context, current: bool) -> bool:
     return True
 
 
-@contextlib.contextmanager
+@contextmanager
 def locked(ctx: Context, built: list[bool]) -> Iterator[None]:
     """Release the lock, then empty the trash. An interrupt once the venv is complete
     (`built` or found current) says so: only old files are left, for the next run.
@@ -163,7 +162,7 @@ def refresh(ctx: Context) -> None:
 
 # -- the build ---------------------------------------------------------------------------
 
-@contextlib.contextmanager
+@contextmanager
 def rollback(ctx: Context) -> Iterator[None]:
     """On any failure (a bad wheel, a full disk, Ctrl-C, SIGTERM) put the old venv back as
     it was; only SIGKILL leaves a partial venv (no marker) for the next run to rebuild.
@@ -229,7 +228,7 @@ def stop_skeleton(ctx: Context) -> None:
     """A failed build: let a virtualenv child writing into DIR end before DIR is put back."""
     if ctx.skeleton_child is not None:
         child, ctx.skeleton_child = ctx.skeleton_child, None
-        with contextlib.suppress(Exception):
+        with suppress(Exception):
             skeleton.finish(child)
 
 
@@ -275,7 +274,7 @@ def compile_bytecode(ctx: Context) -> None:
 
 # -- helpers -----------------------------------------------------------------------------
 
-@contextlib.contextmanager
+@contextmanager
 def _signals_blocked() -> Iterator[None]:
     """A second Ctrl-C (or SIGTERM) must not interrupt putting the old venv back."""
     wanted = {signal.SIGINT, signal.SIGTERM}

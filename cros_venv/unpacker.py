@@ -24,18 +24,19 @@ after an abort the parent also removes any temp directory left by a worker it st
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import select
-import signal
-from typing import NamedTuple, Sequence, Union
 
 from cros_venv import procs
 from cros_venv.cache import TMP_PREFIX, Cache, rmtree
 from cros_venv.digest import Hashed, hash_file
 from cros_venv.errors import BuildError, CrosVenvError
 from cros_venv.extract import WHOLE, WheelRead, write_all
+from cros_venv.lite import NamedTuple, signal, suppress
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Sequence, Union
 
 IN_FLIGHT = 64  # jobs written to a worker's pipe and not yet answered (keeps both pipes far from full)
 KEEP = 16 << 20  # bytes of wheels a worker keeps in memory between reading METADATA and unpacking
@@ -62,7 +63,8 @@ class Failed(NamedTuple):
     error: str
 
 
-Outcome = Union[Unpacked, Failed]
+if TYPE_CHECKING:
+    Outcome = Union[Unpacked, Failed]
 
 
 class _Worker:
@@ -157,12 +159,12 @@ class Unpacker:
         """Let the workers go: each finishes its jobs and exits (`abort`: at once)."""
         for w in self.workers or ():
             if abort:
-                with contextlib.suppress(ProcessLookupError):
+                with suppress(ProcessLookupError):
                     os.kill(w.pid, signal.SIGTERM)
             for fd in (w.jobs, w.results):
-                with contextlib.suppress(OSError):
+                with suppress(OSError):
                     os.close(fd)
-            with contextlib.suppress(ChildProcessError):
+            with suppress(ChildProcessError):
                 os.waitpid(w.pid, 0)
             if abort:  # a worker stopped between making its temp dir and its cleanup handler
                 for name in os.listdir(self.cache.wheels):
@@ -206,6 +208,8 @@ class Unpacker:
             self.hashed[wheel] = Hashed(outcome.sha256, stat)
 
     def _feed(self, worker: _Worker) -> None:
+        import json  # here: only a build that unpacks needs it (~6 ms of imports with re)
+
         while worker.queue and worker.in_flight < IN_FLIGHT:
             job = worker.queue.pop(0)
             write_all(worker.jobs, json.dumps(job).encode() + b"\n")
@@ -213,6 +217,8 @@ class Unpacker:
 
     def _read(self, worker: _Worker) -> None:
         """Read whatever `worker` has answered (waiting for at least one answer)."""
+        import json  # here: only a build that unpacks needs it (~6 ms of imports with re)
+
         data = os.read(worker.results, 1 << 16)
         if not data:
             for wheel, w in self.owner.items():
@@ -273,6 +279,8 @@ def _serve(cache: Cache, jobs: int, results: int) -> None:
     Every job that has arrived gets its "meta" line before the next wheel is unpacked, so
     that the caller, resolving, does not wait behind the unpacking.
     """
+    import json  # here: only a build that unpacks needs it (~6 ms of imports with re)
+
     signal.signal(signal.SIGTERM, _exit_on_term)
     pending: list[tuple[str, str | None, list[int] | None]] = []
     kept: dict[str, WheelRead] = {}  # read for "meta", kept for unpacking

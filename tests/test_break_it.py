@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from cros_venv import store
 from tests.conftest import PYTHON, ToolRepo, WheelSpec
 from tests.test_create_venv import assert_complete
 
@@ -262,7 +263,7 @@ def _built(repo: ToolRepo, tmp_path: Path) -> Path:
 def test_a_cache_file_that_is_no_file_is_a_miss(private: ToolRepo, tmp_path: Path, where: str, kind: str) -> None:
     """A FIFO blocked the build for ever; a link to /dev/zero read without end (12.9 GB)."""
     reqs = _built(private, tmp_path)
-    files = sorted((private.cache / where).glob("*.json"))
+    files = sorted((private.cache / where).glob("*" + store.SUFFIX))
     assert files, where
     for f in files:
         f.unlink()

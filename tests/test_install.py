@@ -6,6 +6,7 @@ import base64
 import csv
 import hashlib
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from cros_venv.cache import Cache
 from cros_venv.digest import file_sha256
 from cros_venv.errors import BuildError
-from cros_venv.install import Linker, install
+from cros_venv.install import Linker, install, record_row
 from cros_venv.venv import Layout
 from tests.conftest import WheelSpec, build_wheel
 
@@ -102,7 +103,7 @@ def test_copies_when_hard_links_are_refused(setup: tuple[Cache, Layout], tmp_pat
     cache, layout = setup
     entry = entry_for(cache, tmp_path, WheelSpec("alpha"))
 
-    def refuse(src: str, dst: str) -> None:
+    def refuse(src: str, dst: str, **kwargs: object) -> None:
         raise OSError(18, "Invalid cross-device link")
 
     monkeypatch.setattr(os, "link", refuse)
@@ -120,3 +121,20 @@ def test_refuses_bad_wheels(setup: tuple[Cache, Layout], tmp_path: Path, bad: st
         WheelSpec("alpha", files={"alpha-1.0.data/nowhere/x": b""})
     with pytest.raises(BuildError, match="Wheel-Version 2.0|not in a valid .data subdirectory"):
         install(entry_for(cache, tmp_path, spec), layout, True, Linker())
+
+
+@pytest.mark.parametrize("fields", [
+    ("pkg/mod.py", "sha256=abc", "12"), ("a,b.py", "", ""), ('quote"d.py', "x", "1"), ("line\nbreak", "", ""),
+    ("cr\rx", "", ""), ("", "", ""), (" spaced ", "sha256=-_", "0"), ("é/ü.py", "", "3"), ('",\n', ",", '"'),
+])
+def test_record_rows_are_what_csv_writes(fields: tuple[str, str, str]) -> None:
+    """As csv.writer writes them (a carriage return quoted, as from Python 3.13 on), and
+    read back whole by csv.reader."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow(fields)
+    if sys.version_info >= (3, 13) or not any("\r" in f for f in fields):
+        assert record_row(fields) == out.getvalue()
+    assert next(csv.reader(io.StringIO(record_row(fields), newline=""))) == list(fields)

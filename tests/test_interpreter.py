@@ -6,6 +6,7 @@ keyed on the interpreter's file.
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import sys
 from pathlib import Path
@@ -118,9 +119,9 @@ class Counted:
 
 def rewrite_cached(counted: Counted, change: Callable[[dict[str, object]], object]) -> None:
     (cached,) = counted.cache_dir.iterdir()
-    data = json.loads(cached.read_text())
+    data = marshal.loads(cached.read_bytes())
     change(data)
-    cached.write_text(json.dumps(data))
+    cached.write_bytes(marshal.dumps(data))
 
 
 PROBE_CHANGES: dict[str, Callable[[Counted], object]] = {

@@ -96,3 +96,12 @@ def test_read_and_write(tmp_path: object) -> None:
     assert marker.read_key(str(venv)) == KEY
     loaded = marker.load(str(venv))
     assert loaded is not None and loaded.spec == SPEC
+
+
+@pytest.mark.parametrize("value", [
+    {"b": 1, "a": [True, False, None, -3, 10**20], "c": {}, "d": [], "e": {"z": ("t", "u"), "y": "plain/path-1.0"}},
+    {"path": "/home/é/venv"}, {"path": 'a"b'}, {"path": "a\\b"}, {"path": "tab\there"}, {"path": "\udc80"},
+    {"float": 1.5}, {1: "non-str key"}, [], {}, "x", 0,
+])
+def test_dumps_writes_what_json_dumps_writes(value: object) -> None:
+    assert marker.dumps(value) == json.dumps(value, indent=1, sort_keys=True)

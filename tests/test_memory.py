@@ -8,6 +8,7 @@ is unreadable, truncated or of another shape is made again, never trusted and ne
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import shutil
 import sys
@@ -211,7 +212,7 @@ ENTRY_DAMAGE: dict[str, Callable[[Path], object]] = {
     "deleted": lambda e: (e / "alpha/b.py").unlink(),
     "manifest-gone": lambda e: (e / MANIFEST).unlink(),
     "manifest-corrupt": lambda e: (e / MANIFEST).write_text("[1, 2"),
-    "manifest-other-shape": lambda e: (e / MANIFEST).write_text('{"alpha/b.py": "x"}'),
+    "manifest-other-shape": lambda e: (e / MANIFEST).write_bytes(marshal.dumps({"alpha/b.py": "x"})),
 }
 
 
@@ -233,11 +234,11 @@ def test_entry_files_are_read_only(entry: tuple[Cache, Path]) -> None:
 
 
 @pytest.mark.parametrize("bad", [
-    "not json", '{"format": 2}', '{"format": 2, "dist_info": "a-1.dist-info", "files": [["purelib", "../../x", "a", "", ""]], "scripts": []}',
-    '{"format": 2, "dist_info": "a-1.dist-info", "files": [["nowhere", "a.py", "a.py", "", ""]], "scripts": []}',
-    '{"format": 2, "dist_info": "a-1.dist-info", "files": [["purelib", "/etc/x", "a.py", "", ""]], "scripts": []}',
-    '{"format": 2, "dist_info": "../a", "files": [], "scripts": []}',
-    '{"format": 1, "dist_info": "a-1.dist-info", "files": [], "scripts": []}',
+    "not json", '{"format": 3}', '{"format": 3, "dist_info": "a-1.dist-info", "files": [["purelib", "../../x", "a", "", ""]], "scripts": []}',
+    '{"format": 3, "dist_info": "a-1.dist-info", "files": [["nowhere", "a.py", "a.py", "", ""]], "scripts": []}',
+    '{"format": 3, "dist_info": "a-1.dist-info", "files": [["purelib", "/etc/x", "a.py", "", ""]], "scripts": []}',
+    '{"format": 3, "dist_info": "../a", "files": [], "scripts": []}',
+    '{"format": 2, "dist_info": "a-1.dist-info", "files": [], "scripts": []}',
 ], ids=["not-json", "missing-fields", "dotdot", "bad-scheme", "absolute", "bad-dist-info", "old-format"])
 def test_a_plan_file_of_another_shape_is_made_again(tmp_path: Path, bad: str) -> None:
     cache = Cache(str(tmp_path / "cache"))
@@ -249,7 +250,7 @@ def test_a_plan_file_of_another_shape_is_made_again(tmp_path: Path, bad: str) ->
     good = install.plan_for(path, str(plans), sha, lambda: None)
     (plan_file,) = plans.iterdir()
     assert sha in plan_file.name and "installer-" in plan_file.name  # keyed on the bytes and the code
-    plan_file.write_text(bad)
+    plan_file.write_bytes(b"not marshal" if bad == "not json" else marshal.dumps(json.loads(bad)))
     assert install.Plan.from_json(json.loads(bad) if bad != "not json" else None) is None
     assert install.plan_for(path, str(plans), sha, lambda: None) == good
 

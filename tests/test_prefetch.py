@@ -51,3 +51,22 @@ def test_prefetch_guesses_the_pinned_wheels(cache: Cache, tmp_path: Path, monkey
                   Templates(str(tmp_path / "templates")))
     assert [os.path.basename(w) for w in prefetch.guess_wheels(ctx, ours=True)] == ["Foo_Bar-1.0-py3-none-any.whl", f"baz-2.0-{ours}-{ours}-manylinux_2_17_x86_64.whl",
                                   "qux-2.0-py3-none-any.whl", toolchain.PIP]
+
+
+def test_pins_are_read_as_the_pattern_reads_them() -> None:
+    """_pin (str methods, no `re` on the warm path) against the pattern it replaced, on
+    hand-picked lines and 20,000 random ones."""
+    import random
+    import re
+
+    pattern = re.compile(r"[ \t]*([A-Za-z0-9][A-Za-z0-9._-]*)[ \t]*(?:\[[^\]\n]*\])?[ \t]*===?[ \t]*([A-Za-z0-9.!+_-]+)")
+
+    def expected(line: str) -> tuple[str, str] | None:
+        m = pattern.match(line)
+        return (re.sub(r"[-_.]+", "_", m.group(1)).lower(), m.group(2)) if m else None
+
+    rng = random.Random(7)
+    lines = ["six==1.17.0", "  Six == 1.17.0 ; python_version < '3.12'", "a[b,c]==1 \\", "A.b-C__d [x] === 2.0+local",
+             "-r other.txt", "a==", "a>=1", "_a==1", "é==1", "a[b==1", "a=1", "# a==1", "a == 1 --hash=sha256:00"]
+    lines += ["".join(rng.choice("aZ9._-[]= \t!+#;é") for _ in range(rng.randint(0, 14))) for _ in range(20000)]
+    assert [prefetch._pin(line) for line in lines] == [expected(line) for line in lines]

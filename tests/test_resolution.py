@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import marshal
 import os
 import shutil
 from pathlib import Path
@@ -95,9 +96,9 @@ def test_each_checkout_interpreter_and_argument_list_has_its_own_file(checkout: 
 
 
 def rewrite_json(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
-    data = json.loads(path.read_bytes())
+    data = marshal.loads(path.read_bytes())
     change(data)
-    path.write_text(json.dumps(data))
+    path.write_bytes(marshal.dumps(data))
 
 
 CHANGES: dict[str, Callable[[Checkout, Path, Path], object]] = {

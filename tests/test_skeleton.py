@@ -227,3 +227,10 @@ def test_two_racing_commits_leave_one_template(tmp_path: Path) -> None:
         os.makedirs(os.path.join(t, "venv"))
         templates.commit(t, str(tmp_path / "final"))
     assert sorted(os.listdir(tmp_path)) == ["final"]
+
+
+def test_plain_paths_are_the_ones_shlex_leaves_unquoted() -> None:
+    import shlex
+
+    for path in ["/home/u/venv", "/a b", "/é", "/a'b", "/x@%+=:,./-_9", "", "/tab\t", "/$HOME", "/a*b", "/~u"]:
+        assert skeleton.is_plain(path) == (shlex.quote(path) == path or path == ""), path
