@@ -41,7 +41,7 @@ import time
 from cros_venv import store
 from cros_venv.digest import StatIndex
 from cros_venv.errors import BuildError, InputError, LockTimeout
-from cros_venv.extract import MANIFEST, WheelRead, extract_wheel
+from cros_venv.extract import LEGACY_MANIFEST, MANIFEST, WheelRead, extract_wheel
 from cros_venv.lite import contextmanager, suppress
 
 TYPE_CHECKING = False
@@ -226,6 +226,8 @@ class Cache:
     def intact(self, entry: str) -> bool:
         """Is every file of the entry as it was extracted (MANIFEST's size and mtime)?"""
         manifest = store.load(os.path.join(entry, MANIFEST))
+        if manifest is None:  # unpacked by an earlier version sharing this cache
+            manifest = store.load_json(os.path.join(entry, LEGACY_MANIFEST))
         if not isinstance(manifest, dict):
             return False
         lstat = os.lstat  # a tight loop: it runs for every file of every wheel

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 CHUNK = 1 << 20
 MANIFEST = ".cros_venv-files" + store.SUFFIX  # beside the members: {member: [size, mtime_ns]} as extracted
+# The same as JSON, for the earlier versions of the tool that share a cache with this one
+# (they read only this; this version reads it when MANIFEST is missing).
+LEGACY_MANIFEST = ".cros_venv-files.json"
 # A wheel up to WHOLE bytes is read at once; members up to WHOLE_MEMBER bytes are inflated
 # from that copy with one zlib call. Larger ones are streamed (memory stays small).
 WHOLE = 32 << 20
@@ -119,7 +122,7 @@ def _extract(wheel: str, dest: str, data: bytes | None, zf: zipfile.ZipFile) -> 
     for info in zf.infolist():
         name = info.filename
         mode = info.external_attr >> 16
-        if not _safe_member(name) or name == MANIFEST:
+        if not _safe_member(name) or name in (MANIFEST, LEGACY_MANIFEST):
             raise BuildError(f"{os.path.basename(wheel)} has an unsafe member {name!r}; rebuild the wheel")
         if stat.S_ISLNK(mode):
             raise BuildError(f"{os.path.basename(wheel)} has a symlink member {name!r}; rebuild the wheel")
@@ -154,6 +157,10 @@ def _extract(wheel: str, dest: str, data: bytes | None, zf: zipfile.ZipFile) -> 
             os.close(fd)
     with open(os.path.join(dest, MANIFEST), "wb") as f:
         f.write(store.dumps(manifest))
+    import json  # a cold build: imported already (the workers' protocol)
+
+    with open(os.path.join(dest, LEGACY_MANIFEST), "w", encoding="utf-8") as f:
+        json.dump(manifest, f, separators=(",", ":"))
 
 
 def _member(data: bytes, info: zipfile.ZipInfo) -> bytes:

@@ -249,7 +249,7 @@ class Linker:
         if dst.endswith(".py"):
             self.modules.add(directory)
         if not self.copy:
-            base_fd = self._fds[base]
+            base_fd = self._base_fd(base)  # `write` may have made the directory without opening it
             try:
                 os.link(src, dst, src_dir_fd=entry_fd, dst_dir_fd=base_fd)
                 return

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+=:,./-")
 PLACEHOLDER_FILE = "placeholder"
 MANIFEST_FILE = "manifest" + store.SUFFIX  # {file under venv/: size}, checked on every copy
+LEGACY_MANIFEST_FILE = "manifest.json"  # the same, for earlier versions sharing the cache
 
 CHILD = os.path.join(os.path.dirname(os.path.realpath(__file__)), "skeleton_child.py")
 
@@ -138,6 +139,10 @@ class Templates:
                     sizes[os.path.relpath(path, src_root)] = os.path.getsize(path)
         with open(os.path.join(tmp, MANIFEST_FILE), "wb") as f:
             f.write(store.dumps(sizes))
+        import json  # making a template: a child ran, json costs nothing to speak of here
+
+        with open(os.path.join(tmp, LEGACY_MANIFEST_FILE), "w", encoding="utf-8") as f:
+            json.dump(sizes, f)
         try:
             os.rename(tmp, final)
         except OSError:
@@ -173,14 +178,16 @@ def _check(template: str) -> bytes:
     except (OSError, ValueError):
         raise TemplateDamaged(f"the skeleton template {template} has no placeholder") from None
     sizes = store.load(os.path.join(template, MANIFEST_FILE))
+    if sizes is None:  # made by an earlier version sharing this cache
+        sizes = store.load_json(os.path.join(template, LEGACY_MANIFEST_FILE))
     if not isinstance(sizes, dict) or not placeholder:
         raise TemplateDamaged(f"the skeleton template {template} has no readable manifest")
     for rel, size in sizes.items():
-        path = os.path.join(template, "venv", rel)
         try:
+            path = os.path.join(template, "venv", rel)
             if (os.readlink(path) if isinstance(size, str) else os.lstat(path).st_size) != size:
                 raise TemplateDamaged(f"the skeleton template {template} has a changed {rel}")
-        except OSError:  # gone, or no longer a link
+        except (OSError, ValueError, TypeError):  # gone, no longer a link; a name with a NUL, not a str
             raise TemplateDamaged(f"the skeleton template {template} has lost {rel}") from None
     return placeholder
 

@@ -183,6 +183,8 @@ class Unpacker:
     def _start(self) -> list[_Worker]:
         if self.wanted < 1 or not procs.can_fork():
             return []
+        import json  # noqa: F401 (the pipes' protocol: imported once here, the forks inherit it)
+
         workers = []
         for _ in range(self.wanted):
             job_r, job_w = os.pipe()

@@ -16,7 +16,7 @@ from cros_venv import cache as cache_mod
 from cros_venv.cache import Cache
 from cros_venv.digest import file_sha256
 from cros_venv.errors import BuildError
-from cros_venv.extract import MANIFEST
+from cros_venv.extract import LEGACY_MANIFEST, MANIFEST
 from tests.conftest import REPO, WheelSpec, build_wheel
 
 
@@ -35,8 +35,8 @@ def big_wheel(directory: Path, files: int = 3000) -> Path:
 def entry_files(entry: str) -> set[str]:
     """The wheel's members in an entry (its MANIFEST, which must be there, aside)."""
     found = {os.path.relpath(os.path.join(d, f), entry) for d, _, fs in os.walk(entry) for f in fs}
-    assert MANIFEST in found
-    return found - {MANIFEST}
+    assert MANIFEST in found and LEGACY_MANIFEST in found
+    return found - {MANIFEST, LEGACY_MANIFEST}
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "bad-crc"])

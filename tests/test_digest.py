@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import marshal
 import os
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cros_venv import digest
+from cros_venv import digest, store
 from cros_venv.digest import Hashed, StatIndex
 from tests.conftest import REPO, WheelSpec, build_wheel
 
@@ -88,7 +87,7 @@ def test_recorded_hashes_are_known_while_the_stamp_matches(index: StatIndex, tmp
     wheel = build_wheel(tmp_path, WheelSpec("alpha"))
     index.record({str(wheel): Hashed("f" * 64, digest.stamp(wheel.stat()))})
     assert index.known([str(wheel)]) == {str(wheel): "f" * 64}
-    assert marshal.loads(Path(index.path(str(tmp_path))).read_bytes()) == {
+    assert store.loads(Path(index.path(str(tmp_path))).read_bytes()) == {
         wheel.name: [*digest.stamp(wheel.stat()), "f" * 64]}
     os.utime(wheel, ns=(0, 0))
     assert index.known([str(wheel)]) == {}

@@ -14,15 +14,15 @@ import pytest
 from cros_venv import extract
 from cros_venv.digest import Hashed, file_sha256, stamp
 from cros_venv.errors import BuildError
-from cros_venv.extract import MANIFEST, WheelRead, extract_wheel
+from cros_venv.extract import LEGACY_MANIFEST, MANIFEST, WheelRead, extract_wheel
 from tests.conftest import WheelSpec, build_wheel
 
 
 def extracted(dest: Path) -> set[str]:
     """The wheel's members in `dest` (its MANIFEST, which must be there, aside)."""
     found = {os.path.relpath(os.path.join(d, f), dest) for d, _, fs in os.walk(dest) for f in fs}
-    assert MANIFEST in found
-    return found - {MANIFEST}
+    assert MANIFEST in found and LEGACY_MANIFEST in found
+    return found - {MANIFEST, LEGACY_MANIFEST}
 
 
 def zip_of(path: Path, members: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> Path:
@@ -44,8 +44,8 @@ def test_unpacks_members_read_only_with_executable_bits_and_returns_their_hash(t
     assert os.stat(dest / "alpha/__init__.py").st_mode & 0o777 == 0o444
 
 
-@pytest.mark.parametrize("member", ["/etc/evil", "../evil", "pkg/../../evil", "pkg\\evil", MANIFEST],
-                         ids=["absolute", "dotdot", "nested-dotdot", "backslash", "our-manifest"])
+@pytest.mark.parametrize("member", ["/etc/evil", "../evil", "pkg/../../evil", "pkg\\evil", MANIFEST, LEGACY_MANIFEST],
+                         ids=["absolute", "dotdot", "nested-dotdot", "backslash", "our-manifest", "our-json-manifest"])
 def test_refuses_unsafe_members(tmp_path: Path, member: str) -> None:
     wheel = zip_of(tmp_path / "evil-1.0-py3-none-any.whl", {member: b"x"})
     with pytest.raises(BuildError, match="unsafe member"):

@@ -138,3 +138,20 @@ def test_record_rows_are_what_csv_writes(fields: tuple[str, str, str]) -> None:
     if sys.version_info >= (3, 13) or not any("\r" in f for f in fields):
         assert record_row(fields) == out.getvalue()
     assert next(csv.reader(io.StringIO(record_row(fields), newline=""))) == list(fields)
+
+
+def test_a_plain_data_script_after_a_console_script_is_linked(setup: tuple[Cache, Layout], tmp_path: Path) -> None:
+    """A launcher written into bin/ first, then a `.data/scripts` file that is linked
+    there (not `#!python`, e.g. ruff's binary): the link needs bin/'s descriptor, which
+    writing the launcher had not opened (a KeyError for every such venv)."""
+    cache, layout = setup
+    linker = Linker()
+    try:
+        install(entry_for(cache, tmp_path, WheelSpec("alpha", console_scripts={"alpha-cli": "alpha:main"})),
+                layout, True, linker)
+        install(entry_for(cache, tmp_path, WheelSpec("tool", files={
+            "tool.py": b"", "tool-1.0.data/scripts/tool-bin": b"#!/bin/sh\necho tool\n"})), layout, True, linker)
+    finally:
+        linker.close()
+    assert Path(layout.bin, "tool-bin").read_bytes() == b"#!/bin/sh\necho tool\n"
+    assert Path(layout.bin, "alpha-cli").exists()

@@ -6,7 +6,6 @@ keyed on the interpreter's file.
 from __future__ import annotations
 
 import json
-import marshal
 import os
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Callable
 import pytest
 from packaging import tags
 
-from cros_venv import interpreter, toolchain
+from cros_venv import interpreter, store, toolchain
 from cros_venv.cache import Cache
 from cros_venv.errors import InputError
 from tests.conftest import OTHER_PYTHONS, PYTHON, chmod_round_trip, replace_by_rename
@@ -119,9 +118,10 @@ class Counted:
 
 def rewrite_cached(counted: Counted, change: Callable[[dict[str, object]], object]) -> None:
     (cached,) = counted.cache_dir.iterdir()
-    data = marshal.loads(cached.read_bytes())
+    data = store.loads(cached.read_bytes())
+    assert isinstance(data, dict)
     change(data)
-    cached.write_bytes(marshal.dumps(data))
+    cached.write_bytes(store.dumps(data))
 
 
 PROBE_CHANGES: dict[str, Callable[[Counted], object]] = {

@@ -8,20 +8,19 @@ is unreadable, truncated or of another shape is made again, never trusted and ne
 from __future__ import annotations
 
 import json
-import marshal
 import os
 import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
 
-from cros_venv import __version__, fastpath, install, marker, skeleton, toolchain
+from cros_venv import __version__, fastpath, install, marker, skeleton, store, toolchain
 from cros_venv.cache import Cache
 from cros_venv.digest import Hashed, file_sha256, stamp
-from cros_venv.extract import MANIFEST
+from cros_venv.extract import LEGACY_MANIFEST, MANIFEST
 from cros_venv.names import DIRS_FILE, MARKER, TRASH_SUFFIX
 from cros_venv.sources import Sources, read_regular
 from cros_venv.spec import Spec
@@ -210,10 +209,37 @@ ENTRY_DAMAGE: dict[str, Callable[[Path], object]] = {
     "appended": lambda e: edit_in_place(e / "alpha/__init__.py", b"X = 1\n#\n"),
     "truncated": lambda e: edit_in_place(e / "alpha/__init__.py", b""),
     "deleted": lambda e: (e / "alpha/b.py").unlink(),
-    "manifest-gone": lambda e: (e / MANIFEST).unlink(),
-    "manifest-corrupt": lambda e: (e / MANIFEST).write_text("[1, 2"),
-    "manifest-other-shape": lambda e: (e / MANIFEST).write_bytes(marshal.dumps({"alpha/b.py": "x"})),
+    "manifest-gone": lambda e: remove(e / MANIFEST, e / LEGACY_MANIFEST),
+    "manifest-corrupt": lambda e: [(e / m).write_text("[1, 2") for m in (MANIFEST, LEGACY_MANIFEST)],
+    "manifest-other-shape": lambda e: ((e / MANIFEST).write_bytes(store.dumps({"alpha/b.py": "x"})),
+                                       remove(e / LEGACY_MANIFEST)),
+    "manifest-byte-flipped": lambda e: (flip_byte(e / MANIFEST, -3), remove(e / LEGACY_MANIFEST)),
 }
+
+
+def remove(*paths: Path) -> int:
+    for path in paths:
+        path.unlink()
+    return len(paths)
+
+
+def flip_byte(path: Path, at: int) -> int:
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0xFF
+    return path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("which", ["new", "legacy"])
+def test_an_entry_shared_with_an_earlier_version_is_read_by_either_manifest(entry: tuple[Cache, Path],
+                                                                            which: str) -> None:
+    """Earlier versions read only the JSON manifest and set aside entries without it; this
+    one reads the JSON manifest when its own is missing: neither unpacks the other's
+    entries again (two checkouts of different versions share ~/.cache/cros_venv)."""
+    cache, path = entry
+    (path / (LEGACY_MANIFEST if which == "new" else MANIFEST)).unlink()
+    assert cache.intact(str(path))
+    edit_in_place(path / "alpha/__init__.py", b"X = 2\n")
+    assert not cache.intact(str(path))  # and the files are checked against it all the same
 
 
 @pytest.mark.parametrize("damage", sorted(ENTRY_DAMAGE))
@@ -250,7 +276,7 @@ def test_a_plan_file_of_another_shape_is_made_again(tmp_path: Path, bad: str) ->
     good = install.plan_for(path, str(plans), sha, lambda: None)
     (plan_file,) = plans.iterdir()
     assert sha in plan_file.name and "installer-" in plan_file.name  # keyed on the bytes and the code
-    plan_file.write_bytes(b"not marshal" if bad == "not json" else marshal.dumps(json.loads(bad)))
+    plan_file.write_bytes(b"not marshal" if bad == "not json" else store.dumps(json.loads(bad)))
     assert install.Plan.from_json(json.loads(bad) if bad != "not json" else None) is None
     assert install.plan_for(path, str(plans), sha, lambda: None) == good
 
@@ -277,7 +303,8 @@ def test_the_virtualenv_id_is_its_wheels_bytes_and_the_tool(tmp_path: Path) -> N
                                                          for w in toolchain.VIRTUALENV)]
 
 
-@pytest.mark.parametrize("damage", ["file-deleted", "file-changed", "manifest-gone", "placeholder-gone"])
+@pytest.mark.parametrize("damage", ["file-deleted", "file-changed", "manifest-gone", "placeholder-gone",
+                                    "nul-in-a-name", "name-not-a-str", "legacy-manifest-only"])
 def test_a_damaged_template_is_refused_before_anything_is_copied(tmp_path: Path, damage: str) -> None:
     template = tmp_path / "t"
     (template / "venv" / "bin").mkdir(parents=True)
@@ -294,6 +321,14 @@ def test_a_damaged_template_is_refused_before_anything_is_copied(tmp_path: Path,
         (final / "venv" / "bin" / "activate").write_text("echo hi\n")
     elif damage == "manifest-gone":
         (final / skeleton.MANIFEST_FILE).unlink()
+        (final / skeleton.LEGACY_MANIFEST_FILE).unlink()
+    elif damage in ("nul-in-a-name", "name-not-a-str"):  # a manifest of the right checksum but odd data
+        (final / skeleton.LEGACY_MANIFEST_FILE).unlink()
+        odd: dict[Any, int] = {"pyvenv\0.cfg": 9} if damage == "nul-in-a-name" else {3: 9}
+        (final / skeleton.MANIFEST_FILE).write_bytes(store.dumps(odd))
+    elif damage == "legacy-manifest-only":  # made by an earlier version: read, and still checked
+        (final / skeleton.MANIFEST_FILE).unlink()
+        (final / "venv" / "bin" / "activate").write_text("echo hi\n")
     else:
         (final / skeleton.PLACEHOLDER_FILE).unlink()
     with pytest.raises(skeleton.TemplateDamaged):

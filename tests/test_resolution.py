@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import marshal
 import os
 import shutil
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any, Callable
 
 import pytest
 
-from cros_venv import fastpath, resolution, toolchain
+from cros_venv import fastpath, resolution, store, toolchain
 from cros_venv.cache import Cache
 from cros_venv.resolution import Install, Resolution
 from cros_venv.sources import Sources
@@ -96,9 +95,10 @@ def test_each_checkout_interpreter_and_argument_list_has_its_own_file(checkout: 
 
 
 def rewrite_json(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
-    data = marshal.loads(path.read_bytes())
+    data = store.loads(path.read_bytes())
+    assert isinstance(data, dict)
     change(data)
-    path.write_bytes(marshal.dumps(data))
+    path.write_bytes(store.dumps(data))
 
 
 CHANGES: dict[str, Callable[[Checkout, Path, Path], object]] = {
