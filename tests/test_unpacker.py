@@ -14,7 +14,7 @@ from cros_venv import toolchain
 from cros_venv.cache import Cache
 from cros_venv.digest import file_sha256
 from cros_venv.errors import BuildError
-from cros_venv.extract import MANIFEST
+from cros_venv.extract import LEGACY_MANIFEST, MANIFEST
 from cros_venv.unpacker import Unpacked, Unpacker
 from tests.conftest import WheelSpec, build_wheel
 
@@ -46,7 +46,7 @@ def tree(entry: str) -> dict[str, bytes]:
         for f in fs:
             path = os.path.join(d, f)
             out[os.path.relpath(path, entry)] = Path(path).read_bytes()
-    assert out.pop(MANIFEST)
+    assert out.pop(MANIFEST) and out.pop(LEGACY_MANIFEST)
     return out
 
 
