@@ -13,7 +13,7 @@ else `$XDG_CACHE_HOME/cros_venv`, else `~/.cache/cros_venv`):
                               aside): never trusted
     stat/<dir-id>.m4          {filename: [inode, size, mtime_ns, ctime_ns, sha256]} per wheelhouse
                               (digest.StatIndex)
-    interpreters/<id>.json    what a target interpreter reported about itself
+    interpreters/<id>.m4      what a target interpreter reported about itself
     plans/, resolutions/, skeletons/   see install.py, resolution.py, skeleton.py
     virtualenv/               virtualenv's app-data
     use.lock                  builds hold it shared; `prune` holds it exclusive
@@ -225,9 +225,7 @@ class Cache:
 
     def intact(self, entry: str) -> bool:
         """Is every file of the entry as it was extracted (MANIFEST's size and mtime)?"""
-        manifest = store.load(os.path.join(entry, MANIFEST))
-        if manifest is None:  # unpacked by an earlier version sharing this cache
-            manifest = store.load_json(os.path.join(entry, LEGACY_MANIFEST))
+        manifest = store.load_shared(os.path.join(entry, MANIFEST), os.path.join(entry, LEGACY_MANIFEST))
         if not isinstance(manifest, dict):
             return False
         lstat = os.lstat  # a tight loop: it runs for every file of every wheel

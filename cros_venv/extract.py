@@ -155,12 +155,7 @@ def _extract(wheel: str, dest: str, data: bytes | None, zf: zipfile.ZipFile) -> 
             manifest[name] = [st.st_size, st.st_mtime_ns]
         finally:
             os.close(fd)
-    with open(os.path.join(dest, MANIFEST), "wb") as f:
-        f.write(store.dumps(manifest))
-    import json  # a cold build: imported already (the workers' protocol)
-
-    with open(os.path.join(dest, LEGACY_MANIFEST), "w", encoding="utf-8") as f:
-        json.dump(manifest, f, separators=(",", ":"))
+    store.dump_shared(os.path.join(dest, MANIFEST), os.path.join(dest, LEGACY_MANIFEST), manifest)
 
 
 def _member(data: bytes, info: zipfile.ZipInfo) -> bytes:

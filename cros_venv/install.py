@@ -263,26 +263,6 @@ class Linker:
                 self.copy = True
         self._copy(os.path.join(entry, src), os.path.join(base, dst))
 
-    def place(self, src: str, dst: str) -> None:
-        """Place the file `src` at `dst` (whole paths)."""
-        directory = os.path.dirname(dst)
-        self.ensure_dir(directory)
-        if dst.endswith(".py"):
-            self.modules.add(directory)
-        if not self.copy:
-            try:
-                os.link(src, dst)
-                return
-            except FileExistsError:
-                os.unlink(dst)
-                os.link(src, dst)
-                return
-            except OSError as e:
-                if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
-                    raise
-                self.copy = True
-        self._copy(src, dst)
-
     @staticmethod
     def _copy(src: str, dst: str) -> None:
         if os.path.lexists(dst):

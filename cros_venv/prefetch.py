@@ -81,7 +81,7 @@ def _pin(line: str) -> tuple[str, str] | None:
         return None
     if rest.startswith("["):
         close = rest.find("]")
-        if close < 0 or "\n" in rest[:close]:
+        if close < 0:
             return None
         rest = rest[close + 1:].lstrip(" \t")
     if not rest.startswith("=="):

@@ -137,12 +137,7 @@ class Templates:
                     sizes[os.path.relpath(path, src_root)] = os.readlink(path)
                 elif name in filenames:
                     sizes[os.path.relpath(path, src_root)] = os.path.getsize(path)
-        with open(os.path.join(tmp, MANIFEST_FILE), "wb") as f:
-            f.write(store.dumps(sizes))
-        import json  # making a template: a child ran, json costs nothing to speak of here
-
-        with open(os.path.join(tmp, LEGACY_MANIFEST_FILE), "w", encoding="utf-8") as f:
-            json.dump(sizes, f)
+        store.dump_shared(os.path.join(tmp, MANIFEST_FILE), os.path.join(tmp, LEGACY_MANIFEST_FILE), sizes)
         try:
             os.rename(tmp, final)
         except OSError:
@@ -177,9 +172,7 @@ def _check(template: str) -> bytes:
         placeholder = os.fsencode(data.decode("utf-8"))
     except (OSError, ValueError):
         raise TemplateDamaged(f"the skeleton template {template} has no placeholder") from None
-    sizes = store.load(os.path.join(template, MANIFEST_FILE))
-    if sizes is None:  # made by an earlier version sharing this cache
-        sizes = store.load_json(os.path.join(template, LEGACY_MANIFEST_FILE))
+    sizes = store.load_shared(os.path.join(template, MANIFEST_FILE), os.path.join(template, LEGACY_MANIFEST_FILE))
     if not isinstance(sizes, dict) or not placeholder:
         raise TemplateDamaged(f"the skeleton template {template} has no readable manifest")
     for rel, size in sizes.items():

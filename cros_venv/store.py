@@ -11,8 +11,9 @@ before it finds the data short. So a file is MAGIC, the CRC-32 and length of the
 bytes, then those bytes, and nothing is unmarshalled unless both match (zlib is imported
 on the warm path already). The format version is in every file name (SUFFIX): an
 interpreter with another marshal format reads and writes other files, never these.
-Files written by earlier versions of the tool as JSON are read by `load_json` where a
-cache shared with them needs it (entry and template manifests).
+Entry and template manifests are also written as JSON, for earlier versions of the tool
+that share the cache, and read from it when only that is there (`dump_shared`,
+`load_shared`).
 """
 
 from __future__ import annotations
@@ -60,12 +61,28 @@ def load(path: str) -> object:
     return None if data is None else loads(data)
 
 
-def load_json(path: str) -> object:
-    """A JSON cache file written by an earlier version of the tool, or None."""
+def dump_shared(path: str, legacy_path: str, data: dict[str, Any]) -> None:
+    """Write a new file `data` at `path`, and as JSON at `legacy_path` for the earlier
+    versions of the tool that share the cache and read only that (entry and template
+    manifests: else each version would take the other's entries for damaged)."""
+    import json  # made only when unpacking or making a template, where json is loaded anyway
+
+    with open(path, "wb") as f:
+        f.write(dumps(data))
+    with open(legacy_path, "w", encoding="utf-8") as f:
+        json.dump(data, f, separators=(",", ":"))
+
+
+def load_shared(path: str, legacy_path: str) -> object:
+    """What `dump_shared` wrote: from `path`, else (made by an earlier version) from the
+    JSON at `legacy_path`; None if neither is readable."""
+    found = load(path)
+    if found is not None:
+        return found
     import json
 
     try:
-        data = fs.read_regular(path, limit=MAX_SIZE)
+        data = fs.read_regular(legacy_path, limit=MAX_SIZE)
         return None if data is None else json.loads(data)
     except (OSError, ValueError, RecursionError):
         return None
