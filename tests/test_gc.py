@@ -125,15 +125,19 @@ def test_gc_beside_live_wrappers_never_breaks_them(repo: ToolRepo) -> None:
 
     collector = threading.Thread(target=collect)
     collector.start()
+    results: list[subprocess.CompletedProcess[str]] = []
+    deadline = time.monotonic() + 90
     try:
-        results = [subprocess.run([PYTHON, "-I", "-S", str(repo.root / "bin" / "python_venv"), "-r", str(reqs),
-                                   "--", "-c", "import alpha, beta; print(beta.VERSION)"],
-                                  env=repo.env(), capture_output=True, text=True, timeout=120)
-                   for _ in range(12)]
+        # At least 12 runs, and on until GC has removed the venv at least twice: on a loaded machine a
+        # dozen fast runs can all fall while one slow GC run waits its turn.
+        while len(results) < 12 or (len(removed) < 2 and time.monotonic() < deadline):
+            results.append(subprocess.run([PYTHON, "-I", "-S", str(repo.root / "bin" / "python_venv"), "-r",
+                                           str(reqs), "--", "-c", "import alpha, beta; print(beta.VERSION)"],
+                                          env=repo.env(), capture_output=True, text=True, timeout=120))
     finally:
         stop.set()
         collector.join()
-    assert [(r.returncode, r.stdout) for r in results] == [(0, "1.0\n")] * 12, [r.stderr for r in results]
+    assert [(r.returncode, r.stdout) for r in results] == [(0, "1.0\n")] * len(results), [r.stderr for r in results]
     assert removed  # GC did remove the venv between (or beside) the runs
 
 
