@@ -107,7 +107,10 @@ def make_repo(repo: Path, wheels: Path) -> Path:
     shutil.copytree(REPO / "bin", repo / "bin", symlinks=True)
     for w in [*(REPO / "pip_packages").glob("*.whl"), *wheels.glob("*.whl")]:
         if not (repo / "pip_packages" / w.name).exists():
-            os.link(w, repo / "pip_packages" / w.name)
+            try:
+                os.link(w, repo / "pip_packages" / w.name)
+            except OSError:  # a scratch directory on another file system
+                shutil.copy2(w, repo / "pip_packages" / w.name)
     return repo
 
 
