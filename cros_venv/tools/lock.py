@@ -24,11 +24,12 @@ from typing import Any, Sequence
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 
-from cros_venv import procs, pylock, requirements, toolchain, wheels
+from cros_venv import procs, pylock, requirements, toolchain
 from cros_venv.cache import Cache
 from cros_venv.digest import file_sha256
 from cros_venv.errors import BuildError, InputError
 from cros_venv.interpreter import Target
+from cros_venv.missing import download_platforms
 from cros_venv.tools import check, lockfile, outfile, pylock_out, targets, vendor
 from cros_venv.tools.lock_source import Loose, Source, read_output, read_source
 from cros_venv.tools.lock_wheels import Vouched, old_hashes, vendor_lines
@@ -314,7 +315,7 @@ def target_args(target: Target) -> list[str]:
     """pip's options for a declared target; none for this interpreter (pip runs on it)."""
     if os.path.isabs(target.path):
         return []
-    platforms = [arg for p in wheels.download_platforms(target) for arg in ("--platform", p)]
+    platforms = [arg for p in download_platforms(target) for arg in ("--platform", p)]
     return ["--python-version", target.version, "--implementation", "cp", "--abi", target.abi, *platforms]
 
 

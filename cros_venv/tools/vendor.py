@@ -26,7 +26,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from cros_venv import procs, pylock, reqlines, requirements, toolchain, wheels
+from cros_venv import missing, procs, pylock, reqlines, requirements, toolchain, wheels
 from cros_venv.cache import Cache
 from cros_venv.digest import file_sha256
 from cros_venv.errors import BuildError
@@ -198,7 +198,7 @@ def download_args(pin: Pin, target: Target, dest: str, options: Options, what: s
     target accepts, best first (pip does not expand manylinux_2_28 to the manylinux_2_17
     wheels an index has).
     """
-    platforms = [arg for p in wheels.download_platforms(target) for arg in ("--platform", p)]
+    platforms = [arg for p in missing.download_platforms(target) for arg in ("--platform", p)]
     return ["download", "--only-binary=:all:", "--no-deps", "--python-version", target.python_version,
             "--implementation", "cp", "--abi", target.abi, *platforms, "-d", dest,
             *options.pip_args(), what or f"{pin.name}=={pin.version}"]
