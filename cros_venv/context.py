@@ -25,10 +25,11 @@ if TYPE_CHECKING:
     from cros_venv.cache import Cache
     from cros_venv.install import Linker
     from cros_venv.procs import Forked
+    from cros_venv.replace import Wiped
     from cros_venv.resolution import Resolution
     from cros_venv.skeleton import TemplateJob, Templates
     from cros_venv.unpacker import Unpacker
-    from cros_venv.venv import Layout, Wiped
+    from cros_venv.venv import Layout
 
     Report = Callable[[str], None]
 

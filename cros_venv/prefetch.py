@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 
-from cros_venv import skeleton, steps, toolchain, venv
+from cros_venv import replace, skeleton, steps, toolchain
 from cros_venv.context import Context
 from cros_venv.locate import running_python
 
@@ -25,7 +25,7 @@ _VERSION = _NAME.union("!+")
 
 def head_start(ctx: Context) -> None:
     """Start the unpacking a build of `ctx` will likely need, if a build is likely."""
-    if ctx.has_marker or not ctx.cache.writable or (os.path.lexists(ctx.root) and not venv.is_ours(ctx.root)):
+    if ctx.has_marker or not ctx.cache.writable or (os.path.lexists(ctx.root) and not replace.is_ours(ctx.root)):
         return
     toolchain.prefetch(ctx.cache, toolchain.LIBRARIES, ctx.unpacker)
     # Only for our own interpreter: another must first prove it is a Python (resolving

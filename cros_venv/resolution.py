@@ -100,7 +100,7 @@ def resolve(cache: Cache, python: str, arguments: list[str], sources: Sources,
     """Parse, select and check everything (raises InputError listing every problem)."""
     roots = toolchain.activate(cache, unpacker)
     # Imported only now: they need the tool's libraries, which `activate` put on sys.path.
-    from cros_venv import interpreter, requirements, wheels
+    from cros_venv import closure, interpreter, requirements, wheels
 
     target = interpreter.find(python, os.path.join(cache.root, "interpreters"), roots)
     report(f"target: {target.describe()}")
@@ -130,8 +130,8 @@ def resolve(cache: Cache, python: str, arguments: list[str], sources: Sources,
         h = hashes.get(w.path)
         return wheels.read_metadata(w, cache.entry(h) if h and cache.has(h) else None)
 
-    chosen = wheels.resolve(wanted, constraints, house, target, metadata)
-    wheels.check_hashes(chosen.values(), hashes, reqs.require_hashes)
+    chosen = closure.resolve(wanted, constraints, house, target, metadata)
+    closure.check_hashes(chosen.values(), hashes, reqs.require_hashes)
     report(f"resolved {len(chosen)} packages from {house.directory}")
 
     ordered = [chosen[n] for n in sorted(chosen)]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import time
 
-from cros_venv import __version__, fastpath, fs, lock, marker, resolution, skeleton, toolchain, venv
+from cros_venv import __version__, fastpath, fs, lock, marker, replace, resolution, skeleton, toolchain, venv
 from cros_venv.cache import WRITE_ERRNOS
 from cros_venv.context import Context, checkpoint
 from cros_venv.digest import sha256_hex
@@ -87,14 +87,14 @@ def _noop_key(ctx: Context) -> str:
 
 def nothing_to_do(ctx: Context, why: str | None) -> bool:
     """Current, with a current no-op key, nothing asked of it and no trash to empty."""
-    return why is None and not (ctx.request.compile or venv.has_trash(ctx.root) or key_is_stale(ctx))
+    return why is None and not (ctx.request.compile or replace.has_trash(ctx.root) or key_is_stale(ctx))
 
 
 # -- the lock ----------------------------------------------------------------------------
 
 def prepare_place(ctx: Context) -> None:
     """Before waiting for the lock: fail now if DIR is not ours; create its parents."""
-    venv.check_replaceable(ctx.root)
+    replace.check_replaceable(ctx.root)
     parent = os.path.dirname(ctx.root)
     try:
         os.makedirs(parent, exist_ok=True)  # as `python -m venv` and virtualenv do: DIR.lock goes there
@@ -132,7 +132,7 @@ def locked(ctx: Context, built: list[bool]) -> Iterator[None]:
         yield
         held = False
         lock.release(ctx.lock_fd)
-        venv.empty_trash(ctx.root)
+        replace.empty_trash(ctx.root)
         checkpoint("cleaned")
     except KeyboardInterrupt as e:
         if built and not getattr(e, "state", ""):
@@ -181,7 +181,7 @@ def rollback(ctx: Context) -> Iterator[None]:
 def wipe(ctx: Context) -> None:
     """Move the old venv aside (into the trash beside DIR), atomically."""
     with _signals_blocked():  # once the old venv is moved, `ctx.wiped` knows how to put it back
-        ctx.wiped = venv.wipe(ctx.root)
+        ctx.wiped = replace.wipe(ctx.root)
 
 
 def sign(ctx: Context) -> None:

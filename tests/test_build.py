@@ -16,7 +16,7 @@ from typing import Callable
 
 import pytest
 
-from cros_venv import __version__, build, fastpath, install_all, lock, marker, venv
+from cros_venv import __version__, build, fastpath, install_all, lock, marker, replace
 from cros_venv.context import STEPS, Context
 from cros_venv.errors import BuildError, Interrupted, LockTimeout
 from cros_venv.names import INSIDE_TRASH, MARKER, SIGN
@@ -88,7 +88,7 @@ def test_a_step_that_fails_puts_the_old_venv_back_as_it_was(in_process: InProces
     assert info.value.problems == (f"building {venv_dir} failed: [Errno 28] No space left on device "
                                    f"({venv_dir} is as it was before)",)
     assert contents(venv_dir) == before  # the marker included
-    assert not venv.has_trash(str(venv_dir)) and lock_is_free(venv_dir)
+    assert not replace.has_trash(str(venv_dir)) and lock_is_free(venv_dir)
     assert noop_check(venv_dir, reqs)  # not even its no-op key is stale
 
 
@@ -146,7 +146,7 @@ def test_a_run_that_finds_the_venv_current_empties_leftover_trash(in_process: In
     reqs = in_process.requirements(OLD_SET)
     assert in_process.create(venv_dir, reqs) == build.BUILT
     data = (venv_dir / MARKER).read_bytes()
-    trash = Path(venv.trash_dir(str(venv_dir))) if where == "beside" else venv_dir / INSIDE_TRASH
+    trash = Path(replace.trash_dir(str(venv_dir))) if where == "beside" else venv_dir / INSIDE_TRASH
     (trash / "old" / "lib").mkdir(parents=True)  # left by a build killed after its marker
     assert not noop_check(venv_dir, reqs)
     assert in_process.create(venv_dir, reqs) == build.UP_TO_DATE

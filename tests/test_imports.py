@@ -28,8 +28,8 @@ NOOP_STDLIB = {"__future__", "_sha2", "_sha256"}  # _sha2 (3.12+) or _sha256: sh
 WARM_OURS = NOOP_OURS | {
     "cros_venv.cli", "cros_venv.errors", "cros_venv.build", "cros_venv.context", "cros_venv.steps",
     "cros_venv.prefetch", "cros_venv.cache", "cros_venv.unpacker", "cros_venv.toolchain", "cros_venv.venv",
-    "cros_venv.install", "cros_venv.lock", "cros_venv.spec", "cros_venv.resolution", "cros_venv.skeleton",
-    "cros_venv.install_all", "cros_venv.procs",
+    "cros_venv.replace", "cros_venv.install", "cros_venv.lock", "cros_venv.spec", "cros_venv.resolution",
+    "cros_venv.skeleton", "cros_venv.install_all", "cros_venv.procs",
     "cros_venv.lite", "cros_venv.store",
     "cros_venv.extract",  # for its MANIFEST name and the unpacking a cold build does (~1 ms: struct, zlib)
 }

@@ -155,7 +155,7 @@ def test_a_missing_wheel_names_the_package_and_the_fix(built_lock: tuple[ToolRep
     (line,) = result.stderr.splitlines()
     assert line.startswith(f"create_venv: error: {lock}:{header_line(lock, 'linuxonly')}: no wheel the lock names for "
                            f"linuxonly==1.0 (linuxonly-1.0-py3-none-any.whl) is in {repo.wheels} and fits Python ")
-    tool = os.path.relpath(repo.root / "bin" / "vendor_wheels")  # as wheels.vendor_command shows it
+    tool = os.path.relpath(repo.root / "bin" / "vendor_wheels")  # as missing.vendor_command shows it
     tool = tool if not tool.startswith("../../") else str(repo.root / "bin" / "vendor_wheels")
     assert line.endswith(f"; fix: {tool} {lock}")
 

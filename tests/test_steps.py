@@ -13,7 +13,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from cros_venv import build, lock, marker, steps, venv
+from cros_venv import build, lock, marker, replace, steps, venv
 from cros_venv.cache import Cache
 from cros_venv.context import Context, Request
 from cros_venv.errors import BuildError, CrosVenvError, InputError, Interrupted, LockTimeout
@@ -114,7 +114,7 @@ NOTHING_TO_DO = [
     pytest.param(lambda d: None, False, None, True, id="current"),
     pytest.param(lambda d: None, False, "it has no readable marker", False, id="a-reason-to-rebuild"),
     pytest.param(lambda d: None, True, None, False, id="compile-asked"),
-    pytest.param(lambda d: Path(venv.trash_dir(str(d))).mkdir(), False, None, False, id="trash-beside"),
+    pytest.param(lambda d: Path(replace.trash_dir(str(d))).mkdir(), False, None, False, id="trash-beside"),
     pytest.param(lambda d: (d / "bin" / "extra").write_text(""), False, None, False, id="stale-no-op-key"),
 ]
 
@@ -206,10 +206,10 @@ def test_a_lock_this_user_cannot_take(make_context: MakeContext, in_process: InP
 def test_the_lock_is_released_and_then_the_trash_emptied(make_context: MakeContext, old_venv: Path) -> None:
     ctx = make_context(old_venv, resolve=False)
     assert steps.take_lock(ctx, current=False)
-    venv.wipe(str(old_venv))
+    replace.wipe(str(old_venv))
     with steps.locked(ctx, []):
-        assert held(old_venv) and venv.has_trash(str(old_venv))
-    assert not held(old_venv) and not venv.has_trash(str(old_venv))
+        assert held(old_venv) and replace.has_trash(str(old_venv))
+    assert not held(old_venv) and not replace.has_trash(str(old_venv))
 
 
 @pytest.mark.parametrize("complete", [True, False], ids=["venv-complete", "venv-incomplete"])

@@ -24,7 +24,7 @@ from typing import Sequence
 
 from packaging.version import Version
 
-from cros_venv import interpreter, requirements, toolchain, wheels
+from cros_venv import closure, interpreter, requirements, toolchain, wheels
 from cros_venv.cache import Cache, atomic_write
 from cros_venv.errors import BuildError, InputError
 from cros_venv.tools import targets
@@ -91,7 +91,7 @@ def verify(wheel: wheels.Wheel, crc: bool) -> str | None:
             data = wheels.read_metadata_member(zf, f"{dist_info}/METADATA")
     except wheels.ZIP_ERRORS as e:
         return f"is not a valid zip, truncated or corrupt ({e}); replace it: {refetch_command(wheel)}"
-    lie = wheels.identity_problem(wheel, wheels.parse_headers(data.decode("utf-8", "replace")))
+    lie = closure.identity_problem(wheel, wheels.parse_headers(data.decode("utf-8", "replace")))
     return f"{lie}; replace it: {refetch_command(wheel)}" if lie else None
 
 
@@ -244,11 +244,11 @@ def requirement_problems(paths: Sequence[str], target_list: Sequence[interpreter
             label = target.path if len(target_list) > 1 else ""
             try:
                 wanted, constraints = requirements.applicable(reqs, target.environment)
-                chosen = wheels.resolve(wanted, constraints, house, target, metadata)
+                chosen = closure.resolve(wanted, constraints, house, target, metadata)
                 used.update(r.wheel.path for r in chosen.values())
                 hash_checked = reqs.require_hashes or any(p.hashes for p in reqs.pins)
                 hashes = cache.stat_index.hashes([r.wheel.path for r in chosen.values()], trust_index=not hash_checked)
-                wheels.check_hashes(chosen.values(), hashes, reqs.require_hashes)
+                closure.check_hashes(chosen.values(), hashes, reqs.require_hashes)
             except InputError as e:
                 for text in e.detail if verbose else e.problems:
                     add(Problem.parse(text, label))

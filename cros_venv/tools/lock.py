@@ -24,12 +24,13 @@ from typing import Any, Sequence
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 
-from cros_venv import procs, pylock, requirements, toolchain, wheels
+from cros_venv import procs, pylock, requirements, toolchain
 from cros_venv.cache import Cache
 from cros_venv.digest import file_sha256
 from cros_venv.errors import BuildError, InputError
 from cros_venv.interpreter import Target
-from cros_venv.tools import check, lockfile, outfile, pylock_out, targets, vendor
+from cros_venv.missing import download_platforms
+from cros_venv.tools import check, lockfile, outfile, pip_run, pylock_out, targets, vendor
 from cros_venv.tools.lock_source import Loose, Source, read_output, read_source
 from cros_venv.tools.lock_wheels import Vouched, old_hashes, vendor_lines
 
@@ -253,7 +254,7 @@ def resolve(target: Target, index: int, flat: str, loose: list[Loose], kept: lis
                              "nothing was changed: run again with network access")
         told = f"{got.told}\n{got.log}"
         if not any(sign in told for sign in ("ResolutionImpossible", "No matching distribution found")):
-            raise BuildError(f"pip failed while locking for {target.path}: {vendor.last_meaningful(got.told)}; "
+            raise BuildError(f"pip failed while locking for {target.path}: {pip_run.last_meaningful(got.told)}; "
                              "nothing was changed")  # not a conflict: the kept pins are not freed for it
         if not attempt:
             break
@@ -276,7 +277,7 @@ def _unsatisfiable(told: str, loose: list[Loose], target: Target) -> str:
             origin = next((x.origin + ": " for name in asked for x in loose if x.name == name), "")
             return (f"{origin}the requirements conflict for {target.path}: {'; '.join(causes)}; change or drop one "
                     "of these pins (a pin the lock added: --upgrade-package NAME)")
-        return f"no resolution of the requirements for {target.path}: {vendor.last_meaningful(told)}"
+        return f"no resolution of the requirements for {target.path}: {pip_run.last_meaningful(told)}"
     text, versions = found.groups()
     try:
         name = canonicalize_name(Requirement(text).name)
@@ -298,7 +299,7 @@ def project_name(text: str) -> NormalizedName:
 
 def _conflict(told: str) -> list[str]:
     """pip's "The conflict is caused by:" lines (`The user requested x==1`, `top 1.0 depends on x>=2`)."""
-    lines = [vendor.TIMESTAMP_RE.sub("", line) for line in told.splitlines()]
+    lines = [pip_run.TIMESTAMP_RE.sub("", line) for line in told.splitlines()]
     start = next((i for i, line in enumerate(lines) if line.strip() == "The conflict is caused by:"), None)
     if start is None:
         return []
@@ -314,14 +315,14 @@ def target_args(target: Target) -> list[str]:
     """pip's options for a declared target; none for this interpreter (pip runs on it)."""
     if os.path.isabs(target.path):
         return []
-    platforms = [arg for p in wheels.download_platforms(target) for arg in ("--platform", p)]
+    platforms = [arg for p in download_platforms(target) for arg in ("--platform", p)]
     return ["--python-version", target.version, "--implementation", "cp", "--abi", target.abi, *platforms]
 
 
-def run_pip(cache: Cache, env: dict[str, str], args: list[str]) -> vendor.PipRun:
-    """vendor.run_pip, with pip evaluating markers in the target's environment `env`."""
+def run_pip(cache: Cache, env: dict[str, str], args: list[str]) -> pip_run.PipRun:
+    """pip_run.run_pip, with pip evaluating markers in the target's environment `env`."""
     (entry,) = toolchain.unpack(cache, (toolchain.PIP,))
-    child = vendor.pip_environment()
+    child = pip_run.pip_environment()
     child["CROS_VENV_MARKER_ENV"] = json.dumps(env)
     with tempfile.TemporaryDirectory(prefix="vendor_wheels-log-") as tmp:
         log = os.path.join(tmp, "pip.log")
@@ -332,4 +333,4 @@ def run_pip(cache: Cache, env: dict[str, str], args: list[str]) -> vendor.PipRun
         if os.path.exists(log):
             with open(log, encoding="utf-8", errors="replace") as f:
                 text = f.read()
-    return vendor.PipRun(result.returncode, result.stdout + result.stderr, text)
+    return pip_run.PipRun(result.returncode, result.stdout + result.stderr, text)

@@ -27,7 +27,7 @@ from cros_venv.digest import file_sha256
 from cros_venv.errors import BuildError, CrosVenvError
 from cros_venv.interpreter import Target
 from cros_venv.reqlines import Pin
-from cros_venv.tools import lockfile, vendor
+from cros_venv.tools import lockfile, pip_run, vendor
 
 
 @dataclass
@@ -109,7 +109,7 @@ def vendor_lines(lines: list[lockfile.Line], target_list: list[Target], out: str
         try:
             if needed:
                 vendor.fetch(pin, needed, stage, cache, options)
-        except vendor.Offline:
+        except pip_run.Offline:
             raise
         except BuildError as e:
             failures += e.problems
@@ -184,7 +184,7 @@ def _pins_report(pins: list[str], target: Target, work: str, cache: Cache,
                 data: dict[str, Any] = json.load(f)
             return data
         if got.offline:
-            raise vendor.Offline("cannot reach the package index to check the wheels in pip_packages/ "
+            raise pip_run.Offline("cannot reach the package index to check the wheels in pip_packages/ "
                                  "before writing their hashes (offline?); nothing was changed")
         found = lock.UNSATISFIABLE_RE.search(f"{got.told}\n{got.log}")
         if not found:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import sys
 import tempfile
 from dataclasses import dataclass
 from typing import Mapping, Sequence
@@ -26,21 +25,15 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from cros_venv import procs, pylock, reqlines, requirements, toolchain, wheels
+from cros_venv import missing, pylock, reqlines, requirements, toolchain, wheels
 from cros_venv.cache import Cache
 from cros_venv.digest import file_sha256
 from cros_venv.errors import BuildError
 from cros_venv.interpreter import Target
 from cros_venv.reqlines import Pin
-from cros_venv.tools import outfile, targets
+from cros_venv.tools import outfile, pip_run, targets
 
 PROG = "vendor_wheels"
-# What pip (its console output or its --log) says when the index cannot be reached.
-OFFLINE_SIGNS = (
-    "connection error:", "NewConnectionError", "Network is unreachable", "Temporary failure in name resolution",
-    "Name or service not known", "Connection refused", "ConnectTimeout", "Max retries exceeded",
-    "No address associated with hostname", "nodename nor servname",
-)
 
 
 @dataclass(frozen=True)
@@ -59,146 +52,12 @@ class Options:
         return out + (["--no-index"] if self.no_index else []) + (["--pre"] if self.pre else [])
 
 
-def pip_command(cache: Cache, args: list[str]) -> list[str]:
-    """Run the tool's own pip from its unpacked wheel, as ensurepip does."""
-    (entry,) = toolchain.unpack(cache, (toolchain.PIP,))
-    code = "import runpy, sys; sys.path.insert(0, sys.argv.pop(1)); runpy.run_module('pip', run_name='__main__')"
-    return [sys.executable, "-I", "-c", code, entry, *args]
-
-
-@dataclass(frozen=True)
-class PipRun:
-    """What a pip command did: its exit status, its console output, its debug log."""
-
-    returncode: int
-    output: str  # stdout and stderr
-    log: str  # --log: connection errors are told only here
-
-    @property
-    def offline(self) -> bool:
-        return any(sign in self.output + self.log for sign in OFFLINE_SIGNS)
-
-    @property
-    def told(self) -> str:
-        """The console output, then what the last build pip ran printed: with --log, pip
-        writes a build's output only into the log (the console says "No available output").
-        """
-        lines = [TIMESTAMP_RE.sub("", line) for line in self.log.splitlines()]
-        start = max((i for i, line in enumerate(lines) if line.lstrip().startswith("Running command ")), default=None)
-        if start is None:
-            return self.output
-        end = next((i for i in range(start + 1, len(lines)) if re.search(r"exited with -?\d+$", lines[i])), len(lines))
-        return "\n".join([self.output, *lines[start + 1:end]])
-
-
-def run_pip(cache: Cache, args: list[str]) -> PipRun:
-    """Run pip, with its debug log (pip's own output only says "No matching distribution"
-    when the index cannot be reached).
-    """
-    env = pip_environment()
-    with tempfile.TemporaryDirectory(prefix="vendor_wheels-log-") as tmp:
-        log = os.path.join(tmp, "pip.log")
-        env["TMPDIR"] = tmp  # pip's own temporary files go with this directory, even if pip is killed
-        result = procs.run_text(pip_command(cache, ["--retries", "0", "--timeout", "15", "--log", log, *args]),
-                                env=env)
-        text = ""
-        if os.path.exists(log):
-            with open(log, encoding="utf-8", errors="replace") as f:
-                text = f.read()
-    return PipRun(result.returncode, result.stdout + result.stderr, text)
-
-
-# The caller's pip configuration is kept (index, proxy, certificates), except what would make
-# pip do something else than this step asks: these are set for every pip it runs.
-PIP_OVERRIDES = {
-    "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-    "PIP_REQUIRE_VIRTUALENV": "0",  # pip runs outside any venv here, on purpose
-    "PIP_USER": "0", "PIP_NO_DEPS": "0",  # the lock step needs dependencies and its --target
-    "PIP_CONSTRAINT": "", "PIP_BUILD_CONSTRAINT": "",  # the lock's constraints are its own
-}
-PIP_DROPPED = ("PIP_TARGET", "PIP_PREFIX", "PIP_ROOT", "PIP_REQUIREMENT", "PIP_EDITABLE", "PIP_SRC", "PIP_REPORT")
-
-
-def pip_environment() -> dict[str, str]:
-    """The environment of every pip this step runs."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON") and k not in PIP_DROPPED}
-    env.update(PIP_OVERRIDES)
-    return env
-
-
-class Offline(BuildError):
-    """The index cannot be reached: every other pin would fail the same way."""
-
-
-def _offline(pin: Pin) -> Offline:
-    return Offline(f"cannot reach the package index for {pin.name}=={pin.version} (offline?); "
-                   "nothing was changed: run again with network access")
-
-
-# How pip's output (a build's own output included) tells why a pin has no wheel.
-VERSIONS_RE = re.compile(r"satisfies the requirement \S+ \(from versions: ([^)]*)\)")
-HEADER_RE = re.compile(r"fatal error: ([\w./+-]+\.h(?:pp)?): No such file or directory")
-COMPILER = r"[^'\s]*(?:gcc|g\+\+|clang|clang\+\+|\bcc|c\+\+|cl\.exe)(?:-[\d.]+)?"
-COMPILER_RES = (
-    re.compile(rf"No such file or directory: '({COMPILER})'"),
-    re.compile(rf"unable to execute '?({COMPILER})'?: No such file"),
-    re.compile(rf"command '({COMPILER})' failed: No such file or directory"),
-    re.compile(r"(Microsoft Visual C\+\+) [\d.]+ or greater is required"),
-    re.compile(r"can't find (Rust) compiler|(Cargo), the Rust package manager, is not installed"),
-)
-DEV_PACKAGES_RE = re.compile(r"make sure the (.{1,60}?) development packages? (?:is|are) installed")
-TIMESTAMP_RE = re.compile(r"^\d{4}-\d\d-\d\dT[\d:.,]+\s+")  # a line of pip's --log
-# pip's lines around a build failure that say only that it failed.
-GENERIC = ("failed to build", "failed building wheel", "could not build wheels", "subprocess-exited-with-error",
-           "this error originates from a subprocess", "[end of output]", "did not run successfully",
-           "see above for", "exit code:", "no matching distribution found", "metadata-generation-failed",
-           "metadata generation failed", "encountered error while", "exited with")
-
-
-def last_meaningful(output: str) -> str:
-    """The line of pip's output that says most about a failure: the last line that says
-    `error` and not only that something failed, else pip's last ERROR line, else its last line.
-    """
-    lines = [TIMESTAMP_RE.sub("", line).strip(" \t│╰─>×") for line in output.splitlines()]
-    lines = [line for line in lines if line and not line.startswith(("Traceback", "File \"", "raise "))]
-    errors = [line for line in lines if "error" in line.lower()]
-    specific = [line for line in errors if not any(g in line.lower() for g in GENERIC)]
-    line = (specific or errors or lines or ["no output"])[-1]
-    return line if len(line) <= 200 else line[:200] + "..."
-
-
-def why(pin: Pin, target: Target, built: str) -> str:
-    """Why `pin` has no wheel for `target` (pip download found none), from `pip wheel`'s output."""
-    where = target.path if not os.path.isabs(target.path) else f"Python {target.python_version} on this machine"
-    versions = VERSIONS_RE.search(built)
-    if "No matching distribution found" in built and versions:
-        known = [v.strip() for v in versions.group(1).split(",") if v.strip() and v.strip() != "none"]
-        if not known:
-            return f"{pin.name} is not on the index (no such project, or no version for this Python); check the name"
-        shown = ", ".join(known[-5:])
-        return (f"no such version on the index (its newest: {shown}); pin one of its versions")
-    no_wheel = f"no wheel for {where} on the index, and building one from its sdist"
-    fix = "pin a version that has wheels for it"
-    header = HEADER_RE.search(built)
-    if header:
-        return f"{no_wheel} needs C headers that are not installed ({header.group(1)}); {fix}"
-    dev = DEV_PACKAGES_RE.search(built)
-    if dev:
-        return f"{no_wheel} needs the {dev.group(1)} development headers, which are not installed; {fix}"
-    for compiler_re in COMPILER_RES:
-        found = compiler_re.search(built)
-        if found:
-            name = next(g for g in found.groups() if g)
-            return f"{no_wheel} needs a compiler that is not installed ({name}); {fix}"
-    return f"pip failed: {last_meaningful(built)}"
-
-
 def download_args(pin: Pin, target: Target, dest: str, options: Options, what: str | None = None) -> list[str]:
     """pip download of `pin` (or `what`: a wheel's URL) for `target`: every platform the
     target accepts, best first (pip does not expand manylinux_2_28 to the manylinux_2_17
     wheels an index has).
     """
-    platforms = [arg for p in wheels.download_platforms(target) for arg in ("--platform", p)]
+    platforms = [arg for p in missing.download_platforms(target) for arg in ("--platform", p)]
     return ["download", "--only-binary=:all:", "--no-deps", "--python-version", target.python_version,
             "--implementation", "cp", "--abi", target.abi, *platforms, "-d", dest,
             *options.pip_args(), what or f"{pin.name}=={pin.version}"]
@@ -211,17 +70,18 @@ def fetch(pin: Pin, needed: list[Target], stage: str, cache: Cache, options: Opt
     for target in needed:
         if wheels.best_wheel(wheels.Wheelhouse.scan(stage).candidates(pin.name, pin.version), target):
             continue  # a wheel fetched for an earlier target (a pure one) fits this one too
-        got = run_pip(cache, download_args(pin, target, stage, options))
+        got = pip_run.run_pip(cache, download_args(pin, target, stage, options))
         if got.returncode == 0:
             continue
         if got.offline:
-            raise _offline(pin)
+            raise pip_run.offline(pin)
         # No wheel on the index for this target: a pure-Python project may have only an sdist.
-        built = run_pip(cache, ["wheel", "--no-deps", "-w", stage, *options.pip_args(), f"{pin.name}=={pin.version}"])
+        built = pip_run.run_pip(cache, ["wheel", "--no-deps", "-w", stage, *options.pip_args(),
+                                        f"{pin.name}=={pin.version}"])
         if built.returncode != 0:
             if built.offline:
-                raise _offline(pin)
-            raise BuildError(f"{pin.origin}: {pin.name}=={pin.version}: {why(pin, target, built.told)}")
+                raise pip_run.offline(pin)
+            raise BuildError(f"{pin.origin}: {pin.name}=={pin.version}: {pip_run.why(pin, target, built.told)}")
         if not wheels.best_wheel(wheels.Wheelhouse.scan(stage).candidates(pin.name, pin.version), target):
             raise BuildError(f"{pin.origin}: {pin.name}=={pin.version}: no wheel for {target.path} on the index, "
                              "and the wheel built from its sdist fits only this machine; pin a version that has "
@@ -375,7 +235,7 @@ def _try_fetch(pin: Pin, needed: list[Target], stage: str, cache: Cache, options
             vendor_lock.fetch(pin, needed, stage, cache, options)
         else:
             fetch(pin, needed, stage, cache, options)
-    except Offline:
+    except pip_run.Offline:
         raise
     except BuildError as e:
         return e.problems
@@ -402,4 +262,3 @@ def write_hashes(files: list[requirements.RequirementFiles], house: wheels.Wheel
         raise
     for replacement in pending:
         print(f"wrote hashes into {replacement.path}")
-

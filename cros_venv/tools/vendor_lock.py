@@ -21,7 +21,7 @@ from cros_venv.cache import Cache
 from cros_venv.errors import BuildError
 from cros_venv.interpreter import Target
 from cros_venv.reqlines import LockedWheel, Pin
-from cros_venv.tools import vendor
+from cros_venv.tools import pip_run, vendor
 
 
 def choose(pin: Pin, target: Target) -> LockedWheel | None:
@@ -66,12 +66,12 @@ def fetch(pin: Pin, needed: list[Target], stage: str, cache: Cache, options: ven
             if wheel.path is not None and os.path.isfile(wheel.path):
                 shutil.copyfile(wheel.path, got)
             else:
-                run = vendor.run_pip(cache, vendor.download_args(pin, target, own, options, wheel.url))
+                run = pip_run.run_pip(cache, vendor.download_args(pin, target, own, options, wheel.url))
                 if run.returncode != 0:
                     if run.offline:
-                        raise vendor._offline(pin)
+                        raise pip_run.offline(pin)
                     raise BuildError(f"{pin.origin}: {pin}: cannot download {wheel.url or wheel.filename}: "
-                                     f"pip failed: {vendor.last_meaningful(run.told)}")
+                                     f"pip failed: {pip_run.last_meaningful(run.told)}")
             if not os.path.isfile(got):
                 found = ", ".join(sorted(os.listdir(own))) or "nothing"
                 raise BuildError(f"{pin.origin}: {pin}: the index gave {found}, not {wheel.filename} that the "

@@ -156,48 +156,6 @@ def test_every_pin_is_tried_and_every_failure_told_with_its_reason(tool_repo: To
     assert snapshot(tool_repo.wheels) == before
 
 
-REAL_PIP = {  # the ends of real pip runs (pip 23.2, PyPI, 2026): what `why` reads
-    "headers": ("      src/lxml/etree.c:275:12: fatal error: longintrepr.h: No such file or directory\n"
-                "      compilation terminated.\n      error: Command '['gcc', '-c', 'src/lxml/etree.c']' returned "
-                "non-zero exit status 1.\n      [end of output]\n  ERROR: Failed building wheel for lxml\n"
-                "Failed to build lxml\nERROR: Failed to build one or more wheels\n"),
-    "compiler": ("      building 'psutil._psutil_linux' extension\n      error: [Errno 2] No such file or directory: "
-                 "'gcc'\n      [end of output]\n  note: This error originates from a subprocess, and is likely "
-                 "not a problem with pip.\n  ERROR: Failed building wheel for psutil\n"),
-    "dev-packages": ("      Error: Please make sure the libxml2 and libxslt development packages are installed.\n"
-                     "      [end of output]\n"),
-    "version": ("ERROR: Could not find a version that satisfies the requirement six==99.0 (from versions: 1.15.0, "
-                "1.16.0, 1.17.0)\nERROR: No matching distribution found for six==99.0\n"),
-    "project": ("ERROR: Could not find a version that satisfies the requirement nosuch==1.0 (from versions: none)\n"
-                "ERROR: No matching distribution found for nosuch==1.0\n"),
-    "unknown": ("      error: something odd\n      [end of output]\n  ERROR: Failed building wheel for x\n"
-                "ERROR: Failed to build one or more wheels\n"),
-    "nothing": "",
-}
-REASONS = {
-    "headers": "building one from its sdist needs C headers that are not installed (longintrepr.h)",
-    "compiler": "building one from its sdist needs a compiler that is not installed (gcc)",
-    "dev-packages": "needs the libxml2 and libxslt development headers, which are not installed",
-    "version": "no such version on the index (its newest: 1.15.0, 1.16.0, 1.17.0); pin one of its versions",
-    "project": "x is not on the index (no such project, or no version for this Python); check the name",
-    "unknown": "pip failed: error: something odd",
-    "nothing": "pip failed: no output",
-}
-
-
-@pytest.mark.parametrize("case", sorted(REAL_PIP))
-def test_why_pip_found_or_built_no_wheel(case: str) -> None:
-    from packaging.utils import canonicalize_name
-    from packaging.version import Version
-
-    from cros_venv.reqlines import Pin
-    from cros_venv.tools import targets, vendor
-
-    pin = Pin(canonicalize_name("x"), Version("1.0"), frozenset(), None, frozenset(), "r.txt:1")
-    reason = vendor.why(pin, targets.declared("3.11", "manylinux_2_17_x86_64"), REAL_PIP[case])
-    assert REASONS[case] in reason and "\n" not in reason
-
-
 def test_offline_fails_clearly_and_changes_nothing(tool_repo: ToolRepo) -> None:
     reqs = tool_repo.requirements("r.txt", "purepkg==1.0\n")
     before = snapshot(tool_repo.wheels)
