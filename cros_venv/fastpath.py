@@ -1,10 +1,12 @@
 """The no-op check: is DIR already built from these requirements by this interpreter?
 
 This runs before every wrapped script, so it must cost next to nothing: it imports only
-`sys` and the builtin `posix` (already loaded; not even `os`, see fs.py), the
-stdlib-free modules fs, names, marker, locate, sources and digest, and a builtin sha256 --
-never `os`, `json`, `re`, `typing`, `argparse` or anything vendored (tests/test_imports.py
-holds the list). It compares a *stat fingerprint* ("no-op
+`sys` and the builtin `posix` (already loaded; not even `os`, see fs.py) and the
+stdlib-free modules fs, names, marker and locate -- never `os`, `json`, `re`, `typing`,
+`argparse`, a sha256 module (importing one costs ~0.3 ms: the key holds a small
+requirements file's bytes instead of their digest) or anything vendored. Nor does it
+import `__future__` (~0.1-0.3 ms): annotations are quoted. tests/test_imports.py holds
+the list. It compares a *stat fingerprint* ("no-op
 key") stored in the marker with the current state of the requirements files, the
 selected wheels, the interpreter and the venv's own directories. A mismatch proves
 nothing is wrong; it only sends the caller down the full path, which recomputes the spec
@@ -14,28 +16,56 @@ The key is a string of space-separated tokens made of hex digits, digits and `.:
 marker.py can keep it on the marker's first line, found without a JSON parser.
 """
 
-from __future__ import annotations
-
 from cros_venv import fs, marker
-from cros_venv.digest import sha256_hex
 from cros_venv.locate import resolve_python
-from cros_venv.names import DIRS_FILE, INSIDE_TRASH, SHARED_DIR, SHARED_REAL, SHARED_REQUESTS, TRASH_SUFFIX
-from cros_venv.sources import read_regular
+from cros_venv.names import (
+    DIRS_FILE,
+    INSIDE_TRASH,
+    MAX_REQUIREMENTS_SIZE,
+    SHARED_DIR,
+    SHARED_REAL,
+    SHARED_REQUESTS,
+    TRASH_SUFFIX,
+)
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~3 ms here
 if TYPE_CHECKING:
     from typing import Callable, Iterable, Sequence
 
-KEY_FORMAT = "cv3"  # cv3: directories' ctime too
+KEY_FORMAT = "cv4"  # cv3: directories' ctime too; cv4: small files' bytes, the trees' stamps whole
 _PACKAGE = fs.dirname(fs.realpath(__file__))  # this checkout's code, by its real path (bin/ may be a link)
 WHEEL_DIR = fs.join(fs.dirname(_PACKAGE), "pip_packages")  # the wheels of this checkout
+
+
+SMALL_FILE = 32 << 10  # requirements files up to this size are kept whole in the key (as hex)
 
 
 def _hex(path: str) -> str:
     return fs.fsencode(path).hex()
 
 
-def _stamp(st: fs.stat_result) -> str:
+def read_regular(path: str) -> "bytes | None":
+    """A requirements file's bytes, or None: not a regular file (a pipe or FIFO is never
+    opened here: its bytes can be read only once, and a FIFO with no writer would block),
+    unreadable, or larger than MAX_REQUIREMENTS_SIZE.
+    """
+    try:  # stat first: even a non-blocking open of a FIFO would let its writer go ahead
+        return fs.read_regular(path, limit=MAX_REQUIREMENTS_SIZE) if fs.isfile(path) else None
+    except (OSError, ValueError):  # ValueError: a NUL in the path
+        return None
+
+
+def _content_token(path: str, data: bytes) -> str:
+    """What a requirements file held: its bytes themselves when small (`reqhex`, compared
+    byte for byte), else their sha256 (`req`; only then is a sha256 module imported)."""
+    if len(data) <= SMALL_FILE:
+        return f"reqhex={_hex(path)}:{data.hex()}"
+    from cros_venv.digest import sha256_hex
+
+    return f"req={_hex(path)}:{sha256_hex(data)}"
+
+
+def _stamp(st: "fs.stat_result") -> str:
     """git's index fields: inode, size, mtime, ctime (a user can restore mtime, not ctime)."""
     return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
 
@@ -80,10 +110,10 @@ def _venv_token(root: str) -> str:
 def make_key(
     tool_version: str,
     python: str,
-    arguments: Sequence[str],
-    files: Iterable[tuple[str, bytes]],
-    wheel_dirs: Iterable[str],
-    wheels: Iterable[str],
+    arguments: "Sequence[str]",
+    files: "Iterable[tuple[str, bytes]]",
+    wheel_dirs: "Iterable[str]",
+    wheels: "Iterable[str]",
 ) -> str:
     """The no-op key for a resolution (`venv_key` adds the venv's own part).
 
@@ -94,17 +124,18 @@ def make_key(
     """
     tokens = [KEY_FORMAT, _tool_token(tool_version), f"home={_hex(WHEEL_DIR)}", _stat_token("py", python)]
     tokens += [f"arg={_hex(a)}" for a in arguments]
-    tokens += [f"req={_hex(p)}:{sha256_hex(data)}" for p, data in files]
+    tokens += [_content_token(p, data) for p, data in files]
     tokens += [_dir_token("dir", d) for d in wheel_dirs]
     tokens += [_stat_token("whl", w) for w in wheels]
     return " ".join(tokens)
 
 
 def _trees_token(root: str) -> str:
-    """The inode and mtime of every directory DIRS_FILE lists (bin/ and everything under
-    lib/ but __pycache__), as one digest: `pip uninstall`, a deleted package, module or
-    `bin/python` changes one of them. (Each package directory has its __pycache__ made with
-    the venv, so Python writing bytecode changes none of them.)
+    """The inode, mtime and ctime of every directory DIRS_FILE lists (bin/ and everything
+    under lib/ but __pycache__), after DIRS_FILE's own stamp (which an edit of the list
+    changes): `pip uninstall`, a deleted package, module or `bin/python` changes one of
+    them. (Each package directory has its __pycache__ made with the venv, so Python writing
+    bytecode changes none of them.) Kept whole, not hashed: ~50 bytes a directory.
     """
     try:  # names relative to the venv's descriptor: shorter lookups (~0.3 ms of ~1 ms)
         fd = fs.open(root, fs.O_RDONLY | fs.O_DIRECTORY | fs.O_CLOEXEC)
@@ -116,6 +147,7 @@ def _trees_token(root: str) -> str:
         if listing is None:
             return "trees=missing"
         stat, add = fs.stat, stamps.append
+        add(_stamp(stat(DIRS_FILE, dir_fd=fd)))
         for rel in listing.split(b"\n"):
             try:
                 st = stat(rel, dir_fd=fd)
@@ -126,18 +158,18 @@ def _trees_token(root: str) -> str:
         return "trees=missing"
     finally:
         fs.close(fd)
-    return "trees=" + sha256_hex(listing + " ".join(stamps).encode())
+    return "trees=" + ".".join(stamps)
 
 
-def venv_key(key: str, root: str, files: Iterable[str]) -> str:
+def venv_key(key: str, root: str, files: "Iterable[str]") -> str:
     """The marker's no-op key: the resolution's `key`, the venv's path and identity, the
     stamps of `files` (pyvenv.cfg, pip.conf) and of its directories (`_trees_token`).
     """
     return " ".join([key, _venv_token(root), *(_stat_token("file", f) for f in files), _trees_token(root)])
 
 
-def key_matches(key: str, tool_version: str, python: str, arguments: Sequence[str],
-                read: Callable[[str], bytes | None] = read_regular, venv_root: str | None = None) -> bool:
+def key_matches(key: str, tool_version: str, python: str, arguments: "Sequence[str]",
+                read: "Callable[[str], bytes | None]" = read_regular, venv_root: "str | None" = None) -> bool:
     """Does the stored `key` still describe the world as it is now?
 
     `read` gives a requirements file's bytes (None: unreadable, or not to be read here).
@@ -154,13 +186,13 @@ def key_matches(key: str, tool_version: str, python: str, arguments: Sequence[st
         return False
     for token in tokens[4:]:
         kind, _, rest = token.partition("=")
-        if kind == "req":
-            hex_path, _, digest = rest.partition(":")
+        if kind in ("req", "reqhex"):
             try:
-                data = read(fs.fsdecode(bytes.fromhex(hex_path)))
+                path = fs.fsdecode(bytes.fromhex(rest.partition(":")[0]))
             except ValueError:
                 return False
-            if data is None or sha256_hex(data) != digest:
+            data = read(path)
+            if data is None or _content_token(path, data) != token:
                 return False
         elif kind in ("whl", "file", "dir"):
             hex_path = rest.partition(":")[0]
@@ -176,7 +208,7 @@ def key_matches(key: str, tool_version: str, python: str, arguments: Sequence[st
     return True
 
 
-def up_to_date(venv_dir: str, requirements: Sequence[str], python_arg: str | None, tool_version: str) -> bool:
+def up_to_date(venv_dir: str, requirements: "Sequence[str]", python_arg: "str | None", tool_version: str) -> bool:
     """True if DIR is a complete venv, built from these requirements for this interpreter,
     and nothing it was built from or made of has changed since (as far as stat can tell).
     """
@@ -194,7 +226,7 @@ def up_to_date(venv_dir: str, requirements: Sequence[str], python_arg: str | Non
 
 # -- shared venvs (shared.py) ---------------------------------------------------------------
 
-def cache_root() -> str | None:
+def cache_root() -> "str | None":
     """cache.default_root() without `os` (None: no HOME, so leave it to the full path)."""
     explicit = fs.getenv("CROS_VENV_CACHE")
     if explicit:
@@ -206,10 +238,12 @@ def cache_root() -> str | None:
     return fs.join(home, ".cache", "cros_venv") if home and fs.isabs(home) else None
 
 
-def request_file(cache: str, python: str, arguments: Sequence[str]) -> str:
+def request_file(cache: str, python: str, arguments: "Sequence[str]") -> str:
     """Where the shared venv for this request is remembered: by interpreter, checkout and
     requirement paths (what the file holds, its no-op key, says whether it still holds)."""
     ident = "\0".join([KEY_FORMAT, python, WHEEL_DIR, *arguments])
+    from cros_venv.digest import sha256_hex  # (~0.3 ms; a shared venv's check pays it, DIR's does not)
+
     return fs.join(cache, SHARED_DIR, SHARED_REQUESTS, sha256_hex(fs.fsencode(ident))[:32])
 
 
@@ -233,7 +267,7 @@ def venv_tokens_match(key: str, root: str) -> bool:
     return "trees=" in key
 
 
-def shared_venv(requirements: Sequence[str], python_arg: str | None, tool_version: str) -> str | None:
+def shared_venv(requirements: "Sequence[str]", python_arg: "str | None", tool_version: str) -> "str | None":
     """The path of the shared venv built from these requirements for this interpreter, if
     it is known, complete and unchanged (else None: the full path finds or builds it)."""
     cache = cache_root()

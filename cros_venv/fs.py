@@ -7,8 +7,6 @@ loaded. Each function here behaves as the `os.path` function of the same name on
 (`tests/test_fs.py` compares them); the build proper imports `os` as usual.
 """
 
-from __future__ import annotations
-
 import _io
 import posix
 import sys
@@ -87,7 +85,7 @@ def fsdecode(name: bytes) -> str:
     return name.decode(_ENCODING, _ERRORS)
 
 
-def getenv(name: str) -> str | None:
+def getenv(name: str) -> "str | None":
     """os.environ.get(name): the process's environment as it was at start."""
     value = posix.environ.get(fsencode(name))
     return None if value is None else fsdecode(value)
@@ -159,7 +157,7 @@ def realpath(path: str) -> str:
     return abspath(resolved)
 
 
-def _join_real(path: str, rest: str, seen: dict[str, str | None]) -> tuple[str, bool]:
+def _join_real(path: str, rest: str, seen: "dict[str, str | None]") -> "tuple[str, bool]":
     """posixpath._joinrealpath: `rest` resolved onto the already resolved `path`."""
     if rest.startswith("/"):
         rest = rest[1:]
@@ -207,7 +205,7 @@ def file_path(path: str) -> str:
     return join(realpath(head or "."), name)
 
 
-def _stat_or_none(path: str, follow: bool = True) -> stat_result | None:
+def _stat_or_none(path: str, follow: bool = True) -> "stat_result | None":
     try:
         return stat(path) if follow else lstat(path)
     except (OSError, ValueError):  # ValueError: a NUL in the path
@@ -236,7 +234,7 @@ def is_regular(st: stat_result) -> bool:
     return st.st_mode & _S_IFMT == _S_IFREG
 
 
-def read_regular(path: str, dir_fd: int | None = None, limit: int = -1) -> bytes | None:
+def read_regular(path: str, dir_fd: "int | None" = None, limit: int = -1) -> "bytes | None":
     """The bytes of a regular file, or None if it is something else (a FIFO planted where a
     file of ours should be would block `open` for ever; /dev/zero never ends) or larger than
     `limit` bytes. Raises OSError as open() does.

@@ -3,8 +3,6 @@
 Standard library only: the no-op check asks this on every call.
 """
 
-from __future__ import annotations
-
 import sys
 
 from cros_venv import fs
@@ -20,7 +18,7 @@ def running_python() -> str:
         return fs.realpath(sys.executable)
 
 
-def resolve_python(arg: str | None) -> str:
+def resolve_python(arg: "str | None") -> str:
     """Real path of the target interpreter: `--python ARG` (a path or a name on PATH) or ours.
 
     A script in front of an interpreter (pyenv's shims, a wrapper) is asked which binary it
@@ -70,7 +68,7 @@ def is_script(path: str) -> bool:
         fs.close(fd)
 
 
-_ASKED: dict[str, str | None] = {}  # each script is asked once per run (the no-op check, then the build)
+_ASKED: "dict[str, str | None]" = {}  # each script is asked once per run (the no-op check, then the build)
 
 
 def _script_timeout() -> float:
@@ -84,7 +82,7 @@ def _script_timeout() -> float:
     return value if 0 < value < 1e6 else 10.0
 
 
-def _behind_script(path: str) -> str | None:
+def _behind_script(path: str) -> "str | None":
     """The interpreter binary a `#!` script runs, or None (not a script, or it did not say
     within $CROS_VENV_PYTHON_TIMEOUT, 10 seconds by default: pyenv's shims answer in ~0.1 s).
     """

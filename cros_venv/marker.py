@@ -16,8 +16,6 @@ with `dumps` below (json.dumps's output, byte for byte, for the plain data a mar
 holds; anything else is left to json.dumps).
 """
 
-from __future__ import annotations
-
 from cros_venv import fs
 from cros_venv.names import MARKER
 
@@ -33,7 +31,7 @@ TAIL = b"}\n"  # a marker cut short (no TAIL) is no marker
 _KEY_CHARS = frozenset(b"0123456789abcdefghijklmnopqrstuvwxyz.:=- ")
 
 
-def render(spec: Spec, noop_key: str, built: Mapping[str, Any]) -> bytes:
+def render(spec: "Spec", noop_key: str, built: "Mapping[str, Any]") -> bytes:
     """The marker's bytes: the no-op key on the first line, then the spec and how the venv
     was built (provenance for whoever debugs it later).
     """
@@ -89,7 +87,7 @@ def _dumps(value: object, newline: str) -> str:
     raise _NotPlain
 
 
-def key_of(data: bytes) -> str | None:
+def key_of(data: bytes) -> "str | None":
     """The no-op key at the front of a marker's bytes, or None if they are not a marker."""
     if not data.startswith(HEAD) or not data.endswith(TAIL):
         return None
@@ -100,7 +98,7 @@ def key_of(data: bytes) -> str | None:
     return key.decode("ascii") if set(key) <= _KEY_CHARS else None
 
 
-def read(venv_dir: str) -> bytes | None:
+def read(venv_dir: str) -> "bytes | None":
     """The bytes of DIR's marker, or None if there is none (or it cannot be read)."""
     try:
         return fs.read_regular(fs.join(venv_dir, MARKER))  # a FIFO planted there: None, never a hang
@@ -108,7 +106,7 @@ def read(venv_dir: str) -> bytes | None:
         return None
 
 
-def read_key(venv_dir: str) -> str | None:
+def read_key(venv_dir: str) -> "str | None":
     """The no-op key of DIR's marker, or None."""
     data = read(venv_dir)
     return None if data is None else key_of(data)
@@ -126,8 +124,8 @@ class Marker:
 
     __slots__ = ("built", "dist_info", "files", "noop_key", "pyvenv_cfg", "spec", "venv", "wheel_dir")
 
-    def __init__(self, spec: Spec, noop_key: str, venv: str, wheel_dir: str, dist_info: tuple[str, ...],
-                 pyvenv_cfg: str, built: Mapping[str, Any], files: tuple[str, ...] = ()) -> None:
+    def __init__(self, spec: "Spec", noop_key: str, venv: str, wheel_dir: str, dist_info: "tuple[str, ...]",
+                 pyvenv_cfg: str, built: "Mapping[str, Any]", files: "tuple[str, ...]" = ()) -> None:
         self.spec = spec
         self.noop_key = noop_key
         self.venv = venv  # the venv's real path when it was built
@@ -144,7 +142,7 @@ class Marker:
         return f"Marker(venv={self.venv!r}, spec={self.spec!r})"
 
 
-def parse(data: bytes) -> Marker | None:
+def parse(data: bytes) -> "Marker | None":
     """The marker in `data`, or None if any part of it is missing or not as written: a
     marker the tool cannot fully read means the venv is rebuilt.
     """
@@ -171,7 +169,7 @@ def parse(data: bytes) -> Marker | None:
     return Marker(found, key, venv, wheel_dir, tuple(dist_info), cfg, built, tuple(files))
 
 
-def load(venv_dir: str) -> Marker | None:
+def load(venv_dir: str) -> "Marker | None":
     """DIR's marker, read and checked, or None."""
     data = read(venv_dir)
     return None if data is None else parse(data)

@@ -17,10 +17,10 @@ from packaging.utils import NormalizedName, parse_wheel_filename
 from packaging.version import Version
 
 from cros_venv.errors import InputError
+from cros_venv.fastpath import read_regular
 from cros_venv.interpreter import Target
 from cros_venv.pylock import is_lock_path
 from cros_venv.reqlines import Pin
-from cros_venv.sources import read_regular
 from cros_venv.wheels import Wheel, Wheelhouse, best_wheel
 
 

@@ -1,7 +1,10 @@
-"""The names create_venv gives to what it writes in and beside a venv directory DIR.
+"""The names create_venv gives to what it writes in and beside a venv directory DIR, and the
+limit on what it reads as a requirements file.
 
 Standard library free (the no-op check imports this): just the names, in one place.
 """
+
+MAX_REQUIREMENTS_SIZE = 16 << 20  # this repo's own requirements file is 1 KiB; /dev/zero is endless
 
 MARKER = ".cros_venv.json"  # DIR/: written last, the venv is complete (layout: marker.py)
 SIGN = ".cros_venv.owner"  # DIR/: written first and kept: create_venv made this directory

@@ -1,15 +1,16 @@
 """Requirements files as bytes, each read once per run.
 
 A pipe such as /dev/stdin, or a FIFO, can be read only once; the bytes are shared by the
-no-op key, the prefetch guess and the parser. Standard library only (the no-op check
-reads through this).
+no-op key, the prefetch guess and the parser. (The no-op check reads regular files only,
+with fastpath.read_regular.)
 """
 
 from __future__ import annotations
 
 from cros_venv import fs
+from cros_venv.names import MAX_REQUIREMENTS_SIZE
 
-MAX_REQUIREMENTS_SIZE = 16 << 20  # this repo's own requirements file is 1 KiB; /dev/zero is endless
+__all__ = ["MAX_REQUIREMENTS_SIZE", "Sources", "read_requirements"]
 
 
 def read_requirements(path: str) -> bytes:
@@ -23,18 +24,6 @@ def read_requirements(path: str) -> bytes:
 
         raise OSError(errno.EFBIG, f"larger than {MAX_REQUIREMENTS_SIZE >> 20} MiB; is it a requirements file?")
     return data
-
-
-def read_regular(path: str) -> bytes | None:
-    """The bytes of a regular file, or None: a pipe or FIFO is never opened here (its
-    bytes can be read only once, and a FIFO with no writer would block).
-    """
-    try:
-        if not fs.is_regular(fs.stat(path)):
-            return None
-        return read_requirements(path)
-    except OSError:
-        return None
 
 
 class Sources:

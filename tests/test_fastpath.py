@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -10,6 +11,9 @@ import pytest
 
 from cros_venv import fastpath, marker, spec
 from cros_venv.names import DIRS_FILE, MARKER
+from tests.conftest import rewrite_keeping_size_and_mtime
+
+PYTHON = os.path.realpath(sys.executable)
 
 
 @pytest.fixture
@@ -32,7 +36,7 @@ def world(tmp_path: Path) -> dict[str, str]:
 
 def test_key_is_found_in_the_json_marker(world: dict[str, str]) -> None:
     assert marker.read_key(world["venv"]) == world["key"]
-    assert set(world["key"]) <= set("0123456789abcdef:= cvtolpyrgqsdwhimn.1")
+    assert set(world["key"]) <= set("0123456789abcdef:= cvtolpyrgqsdwhimnx.1")
 
 
 def test_up_to_date_when_nothing_changed(world: dict[str, str]) -> None:
@@ -61,3 +65,25 @@ def test_other_arguments_interpreter_or_tool_version_miss(world: dict[str, str],
     assert not fastpath.up_to_date(world["venv"], [str(other)], None, "1")
     assert not fastpath.up_to_date(world["venv"], [world["req"]], None, "2")
     assert not fastpath.up_to_date(world["venv"], [world["req"]], "/bin/sh", "1")
+
+
+@pytest.mark.parametrize("size", ["small", "large"])
+def test_a_small_file_is_kept_whole_a_large_one_as_its_digest(tmp_path: Path, size: str) -> None:
+    """The no-op check imports no sha256 module for a small requirements file: its bytes are
+    in the key. Either way, other bytes of the same size and mtime are noticed."""
+    req = tmp_path / "requirements.txt"
+    data = b"alpha==1.0\n" if size == "small" else b"# padding\n" * (fastpath.SMALL_FILE // 10) + b"alpha==1.0\n"
+    req.write_bytes(data)
+    key = fastpath.make_key("1", PYTHON, [str(req)], [(str(req), data)], [], [])
+    path_hex = os.fsencode(str(req)).hex()
+    if size == "small":
+        assert f" reqhex={path_hex}:{data.hex()}" in key
+    else:
+        assert len(data) > fastpath.SMALL_FILE and f" req={path_hex}:{hashlib.sha256(data).hexdigest()}" in key
+    assert fastpath.key_matches(key, "1", PYTHON, [str(req)])
+    rewrite_keeping_size_and_mtime(req, data.replace(b"1.0", b"2.0"))
+    assert not fastpath.key_matches(key, "1", PYTHON, [str(req)])
+    req.write_bytes(data)
+    assert fastpath.key_matches(key, "1", PYTHON, [str(req)])
+    req.write_bytes(data + b"x" * fastpath.SMALL_FILE)  # across the threshold: another kind of token
+    assert not fastpath.key_matches(key, "1", PYTHON, [str(req)])

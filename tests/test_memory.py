@@ -21,8 +21,9 @@ from cros_venv import __version__, fastpath, install, marker, skeleton, store, t
 from cros_venv.cache import Cache
 from cros_venv.digest import Hashed, file_sha256, stamp
 from cros_venv.extract import LEGACY_MANIFEST, MANIFEST
+from cros_venv.fastpath import read_regular
 from cros_venv.names import DIRS_FILE, MARKER, TRASH_SUFFIX
-from cros_venv.sources import Sources, read_regular
+from cros_venv.sources import Sources
 from cros_venv.spec import Spec
 from tests.conftest import WheelSpec, build_wheel, chmod_round_trip, replace_by_rename, rewrite_keeping_size_and_mtime
 
@@ -69,6 +70,7 @@ def test_the_no_op_key_matches_an_unchanged_world(world: dict[str, Path]) -> Non
 
 CHANGES: dict[str, Callable[[dict[str, Path]], object]] = {
     "requirements-bytes": lambda w: w["req"].write_bytes(b"alpha==1.1\n"),
+    "requirements-bytes-same-size-and-mtime": lambda w: rewrite_keeping_size_and_mtime(w["req"], b"alpha==1.2\n"),
     "included-file-bytes": lambda w: w["inc"].write_bytes(b"beta==1.0\n"),
     "included-file-gone": lambda w: w["inc"].unlink(),
     "wheel-bytes-same-size-and-mtime": lambda w: rewrite_keeping_size_and_mtime(w["wheel"]),
@@ -81,6 +83,9 @@ CHANGES: dict[str, Callable[[dict[str, Path]], object]] = {
     "venv-lib-changed": lambda w: (w["venv"] / "lib" / "x").mkdir(),
     "venv-package-dir-changed": lambda w: (w["venv"] / "lib" / "pkg" / "x").touch(),
     "venv-dirs-list-gone": lambda w: (w["venv"] / DIRS_FILE).unlink(),
+    "venv-dirs-list-shortened": lambda w: (w["venv"] / DIRS_FILE).write_bytes(b"bin\nlib"),
+    "venv-dirs-list-same-size-and-mtime": lambda w: rewrite_keeping_size_and_mtime(w["venv"] / DIRS_FILE,
+                                                                                   b"lib\nbin\nlib/pkg"),
     "venv-pyvenv-cfg-gone": lambda w: (w["venv"] / "pyvenv.cfg").unlink(),
     "venv-pyvenv-cfg-edited": lambda w: (w["venv"] / "pyvenv.cfg").write_text("home = /elsewhere\n"),
     "marker-cut-short": lambda w: (w["venv"] / MARKER).write_bytes(
