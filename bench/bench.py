@@ -15,6 +15,9 @@ Scenarios (pip is installed in every venv):
           run (`rm -rf .venv && ./create_venv ...`; the deletion itself is not timed)
   no-op   the venv is already up to date (pip: `pip install -r` again; uv: `uv pip sync`)
 
+Every timed run gets the same small environment (`clean_env`: PATH, HOME, the locale and
+little else), not this process's: the machine's own settings would be timed, not the tools.
+
 Methods, all printed. "Interleaved" (cold, warm, no-op): each round runs every tool once
 per scenario, with `sync` and a short pause before each run (so that no run pays for
 another's writeback), and nothing is deleted until every run is done. ext4's inode
@@ -69,9 +72,24 @@ DEFAULT_PYTHON = "/root/.pyenv/versions/3.11.7/bin/python3"
 Run = Callable[[Path, Path], list[list[str]]]  # (venv dir, cache dir) -> commands
 
 
+KEPT = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TERM", "TMPDIR")
+
+
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_", "VIRTUALENV_", "PYTHON"))}
+    """What a user's shell would have: only KEPT of this process's environment, no pip
+    config. Nothing else: a machine's own settings would time it, not the tools (with
+    SSL_CERT_DIR set, as on this project's machine, every uv call reads each certificate in
+    that directory even offline, ~5 ms a call; pip reads PIP_* and its config files)."""
+    env = {k: v for k, v in os.environ.items() if k in KEPT}
     env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", **extra)
+    return env
+
+
+def online_env() -> dict[str, str]:
+    """For the one online step (downloading the wheel set and the peers): this process's
+    environment (a proxy's CA bundle, ...) without pip's and uv's settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_", "VIRTUALENV_", "PYTHON"))}
+    env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1")
     return env
 
 
@@ -131,13 +149,13 @@ def prepare(scratch: Path, python: str) -> tuple[Path, Path, Path, Path]:
     if not wheels.is_dir() or not any(wheels.glob("*.whl")):
         wheels.mkdir(parents=True, exist_ok=True)
         subprocess.run([python, "-m", "pip", "download", "-q", "--only-binary=:all:", "-d", str(wheels), *PACKAGES],
-                       check=True, env=clean_env())
+                       check=True, env=online_env())
         shutil.copy2(REPO / "pip_packages" / toolchain.PIP, wheels / toolchain.PIP)
     tools = scratch / "tools"
     if not (tools / "bin" / "uv").exists():
         subprocess.run([python, "-m", "venv", str(tools)], check=True)
         subprocess.run([str(tools / "bin/python"), "-m", "pip", "install", "-q", "uv", "virtualenv"],
-                       check=True, env=clean_env())
+                       check=True, env=online_env())
     repo = make_repo(scratch / "repo", wheels)
     reqs = scratch / "requirements.txt"
     pins = []
