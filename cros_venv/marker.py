@@ -7,13 +7,16 @@ Python)::
 
     {"noop": "<key>",
      "built": {...},
+     "check": "<sha256 of built and spec>",
      "spec": {...}
     }
 
 The key is made of `[0-9a-z.:=-]` and spaces only (fastpath.py), so it needs no escaping.
 Standard library only, and `json` only when the whole marker is read: a build writes it
 with `dumps` below (json.dumps's output, byte for byte, for the plain data a marker
-holds; anything else is left to json.dumps).
+holds; anything else is left to json.dumps). "check" makes an edited marker no marker:
+the full check trusts what "built" says of the venv as built (venv.Survey), so a hand
+edit there must not make a changed venv look whole.
 """
 
 from cros_venv import fs
@@ -24,6 +27,7 @@ if TYPE_CHECKING:
     from typing import Any, Mapping
 
     from cros_venv.spec import Spec
+    from cros_venv.venv import Survey
 
 HEAD = b'{"noop": "'  # the marker's first bytes; the key follows, up to KEY_END
 KEY_END = b'",\n'
@@ -38,8 +42,16 @@ def render(spec: "Spec", noop_key: str, built: "Mapping[str, Any]") -> bytes:
     key = noop_key.encode("ascii")
     if not set(key) <= _KEY_CHARS:
         raise ValueError(f"a no-op key may not hold {sorted(set(key) - _KEY_CHARS)!r}")
-    rest = dumps({"built": dict(built), "spec": spec.to_json()})
+    body = {"built": dict(built), "spec": spec.to_json()}
+    rest = dumps({**body, "check": _check(dumps(body))})
     return HEAD + key + KEY_END + b" " + rest[1:].lstrip().encode() + b"\n"
+
+
+def _check(body: str) -> str:
+    """The sha256 of `body` (built and spec, as dumps lays them out)."""
+    from cros_venv.digest import sha256_hex
+
+    return sha256_hex(body.encode("ascii"))  # dumps escapes what is not ASCII, as json.dumps does
 
 
 class _NotPlain(Exception):
@@ -122,18 +134,17 @@ def write(venv_dir: str, data: bytes) -> None:
 class Marker:
     """What a marker says: the spec, and where and how the venv was built."""
 
-    __slots__ = ("built", "dist_info", "files", "noop_key", "pyvenv_cfg", "spec", "venv", "wheel_dir")
+    __slots__ = ("built", "dist_info", "noop_key", "spec", "survey", "venv", "wheel_dir")
 
     def __init__(self, spec: "Spec", noop_key: str, venv: str, wheel_dir: str, dist_info: "tuple[str, ...]",
-                 pyvenv_cfg: str, built: "Mapping[str, Any]", files: "tuple[str, ...]" = ()) -> None:
+                 survey: "Survey", built: "Mapping[str, Any]") -> None:
         self.spec = spec
         self.noop_key = noop_key
         self.venv = venv  # the venv's real path when it was built
         self.wheel_dir = wheel_dir  # the pip_packages/ it was built from (its pip.conf names it)
         self.dist_info = dist_info  # the .dist-info directories installed
-        self.pyvenv_cfg = pyvenv_cfg  # sha256 of pyvenv.cfg as built
+        self.survey = survey  # what the venv was as built (venv.survey), for venv.intact
         self.built = built  # the whole "built" object, kept when the no-op key is refreshed
-        self.files = files  # bin/ and the top-level files as built (venv.built_files)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Marker) and all(getattr(self, a) == getattr(other, a) for a in self.__slots__)
@@ -143,30 +154,34 @@ class Marker:
 
 
 def parse(data: bytes) -> "Marker | None":
-    """The marker in `data`, or None if any part of it is missing or not as written: a
-    marker the tool cannot fully read means the venv is rebuilt.
+    """The marker in `data`, or None if any part of it is missing, not as written, or
+    edited since (its "check"): a marker the tool cannot fully trust means the venv is
+    rebuilt.
     """
     import json
 
     from cros_venv.spec import Spec
+    from cros_venv.venv import Survey
 
     key = key_of(data)
     if key is None:
         return None
     try:
         doc = json.loads(data)
+        body = {"built": doc["built"], "spec": doc["spec"]}
+        if doc["check"] != _check(json.dumps(body, indent=1, sort_keys=True)):
+            return None
         found = Spec.from_json(doc["spec"])
         built = doc["built"]
-        venv, wheel_dir, dist_info, cfg = built["venv"], built["wheel_dir"], built["dist_info"], built["pyvenv_cfg"]
-        files = built["files"]
+        venv, wheel_dir, dist_info = built["venv"], built["wheel_dir"], built["dist_info"]
+        survey = Survey.from_json(built)
     except (ValueError, KeyError, TypeError, RecursionError):
         return None
-    if (found is None or doc.get("noop") != key or not isinstance(venv, str) or not isinstance(wheel_dir, str)
-            or not isinstance(cfg, str) or not isinstance(dist_info, list)
-            or not all(isinstance(d, str) for d in dist_info)
-            or not isinstance(files, list) or not all(isinstance(f, str) for f in files)):
+    if (found is None or survey is None or doc.get("noop") != key or not isinstance(venv, str)
+            or not isinstance(wheel_dir, str) or not isinstance(dist_info, list)
+            or not all(isinstance(d, str) for d in dist_info)):
         return None
-    return Marker(found, key, venv, wheel_dir, tuple(dist_info), cfg, built, tuple(files))
+    return Marker(found, key, venv, wheel_dir, tuple(dist_info), survey, built)
 
 
 def load(venv_dir: str) -> "Marker | None":

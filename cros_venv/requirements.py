@@ -59,11 +59,14 @@ class _Parser:
     locks: list[pylock.LockFile] = field(default_factory=list)
 
 
-def _read(parser: _Parser, path: str, shown: str) -> str | None:
-    """The text of the file at `path`, read once however often it is included; None (and a
-    problem, the first time) if it cannot be read or is not UTF-8.
+def _read(parser: _Parser, path: str, shown: str, key: str) -> str | None:
+    """The text of the file at `path`, read once however often it is included by `key`; None
+    (and a problem, the first time) if it cannot be read or is not UTF-8.
+
+    `key` is the absolute path recorded for the no-op check, which reads the file again by
+    it: it must name whatever `path` would name then, so an include keeps its symlinks
+    unresolved (`inc/base.txt` with `inc` a link is re-read through the link as it is then).
     """
-    key = fs.file_path(path)  # the file open() reads (`link/../r.txt` is not `r.txt`)
     if key in parser.texts:
         return parser.texts[key]
     parser.texts[key] = None
@@ -82,11 +85,12 @@ def _read(parser: _Parser, path: str, shown: str) -> str | None:
     return text
 
 
-def _load(parser: _Parser, path: str, shown: str, constraint: bool, stack: tuple[tuple[str, str], ...]) -> None:
-    """Parse the file at `path` (`shown` in messages); `stack`: the (real path, shown) of
-    every file including it, itself last.
+def _load(parser: _Parser, path: str, shown: str, key: str, constraint: bool,
+          stack: tuple[tuple[str, str], ...]) -> None:
+    """Parse the file at `path` (`shown` in messages, `key` recorded: see _read); `stack`:
+    the (real path, shown) of every file including it, itself last.
     """
-    text = _read(parser, path, shown)
+    text = _read(parser, path, shown, key)
     if text is None:
         return
     if pylock.is_lock_path(path):  # PEP 751: chosen by the file name
@@ -111,7 +115,7 @@ def _load(parser: _Parser, path: str, shown: str, constraint: bool, stack: tuple
             continue
         opt, value, _ = split_option(tokens)
         if opt in ("-r", "--requirement", "-c", "--constraint"):
-            _include(parser, path, shown, (opt, value), where, constraint, stack)
+            _include(parser, (path, shown, key), (opt, value), where, constraint, stack)
         elif opt == "--require-hashes":
             parser.require_hashes = True
         elif opt in HARMLESS_OPTIONS:
@@ -127,9 +131,12 @@ def _load(parser: _Parser, path: str, shown: str, constraint: bool, stack: tuple
             parser.problems.append(f"{where}: option {opt} is not supported in requirements files; remove it")
 
 
-def _include(parser: _Parser, path: str, shown: str, option: tuple[str, str | None], where: str, constraint: bool,
-             stack: tuple[tuple[str, str], ...]) -> None:
-    """`-r FILE` / `-c FILE` on line `where` of `path`: FILE is relative to `path`'s directory."""
+def _include(parser: _Parser, includer: tuple[str, str, str], option: tuple[str, str | None], where: str,
+             constraint: bool, stack: tuple[tuple[str, str], ...]) -> None:
+    """`-r FILE` / `-c FILE` on line `where` of the includer (path, shown, key): FILE is
+    relative to the includer's directory.
+    """
+    path, shown, key = includer
     opt, value = option
     if not value:
         parser.problems.append(f"{where}: {opt} needs a file name")
@@ -149,7 +156,9 @@ def _include(parser: _Parser, path: str, shown: str, option: tuple[str, str | No
         chain = [s for _, s in stack[reals.index(real):]] + [included_shown]
         parser.problems.append(f"{where}: {opt} {value} closes a cycle ({' -> '.join(chain)}); remove it")
         return
-    _load(parser, included, included_shown, constraint or opt in ("-c", "--constraint"),
+    # Joined, not resolved: the includer's key already names its directory as open() finds it.
+    included_key = os.path.join(os.path.dirname(key), value)
+    _load(parser, included, included_shown, included_key, constraint or opt in ("-c", "--constraint"),
           (*stack, (real, included_shown)))
 
 
@@ -168,7 +177,7 @@ def load(paths: list[str], read: Callable[[str], bytes] = read_file) -> Requirem
     """
     parser = _Parser(read)
     for path in paths:
-        _load(parser, path, path, constraint=False, stack=((os.path.realpath(path), path),))
+        _load(parser, path, path, fs.file_path(path), constraint=False, stack=((os.path.realpath(path), path),))
     if parser.problems:
         raise InputError(*parser.problems)
     return RequirementFiles(tuple(parser.pins), tuple(parser.files), parser.require_hashes, tuple(parser.locks))

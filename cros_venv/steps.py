@@ -11,7 +11,6 @@ import time
 from cros_venv import __version__, fastpath, fs, lock, marker, replace, resolution, skeleton, toolchain, venv
 from cros_venv.cache import WRITE_ERRNOS
 from cros_venv.context import Context, checkpoint
-from cros_venv.digest import sha256_hex
 from cros_venv.errors import BuildError, CrosVenvError, InputError, Interrupted
 from cros_venv.lite import contextmanager, signal, suppress
 
@@ -67,8 +66,8 @@ def why_rebuild(ctx: Context) -> str | None:
         return f"it was built at {found.venv} (moved or copied)"
     if found.wheel_dir != _wheel_dir(ctx):
         return f"it was built from {found.wheel_dir or 'no checkout (a shared venv)'}"
-    return venv.intact(ctx.layout, list(found.dist_info), [toolchain.PIP_PACKAGES], found.pyvenv_cfg,
-                       python=ctx.plan.python, files=found.files, shared=ctx.shared)
+    return venv.intact(ctx.layout, found.dist_info, [toolchain.PIP_PACKAGES], found.survey,
+                       python=ctx.plan.python, shared=ctx.shared)
 
 
 def _wheel_dir(ctx: Context) -> str:
@@ -246,11 +245,8 @@ def compile_if_asked(ctx: Context) -> None:
 
 def mark(ctx: Context) -> None:
     """The marker, last: from now on the venv is complete."""
-    with open(os.path.join(ctx.root, "pyvenv.cfg"), "rb") as f:
-        pyvenv_cfg = sha256_hex(f.read())
     built = {"tool": f"cros_venv {__version__}", "requirements": ctx.arguments, "wheel_dir": _wheel_dir(ctx),
-             "venv": ctx.root, "dist_info": ctx.dist_infos, "pyvenv_cfg": pyvenv_cfg,
-             "files": venv.built_files(ctx.layout),
+             "venv": ctx.root, "dist_info": ctx.dist_infos, **venv.survey(ctx.layout).to_json(),
              "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     marker.write(ctx.root, marker.render(ctx.plan.spec, _noop_key(ctx), built))
     ctx.report(f"wrote {ctx.layout.marker}")

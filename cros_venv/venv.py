@@ -63,31 +63,77 @@ def resolve_dir(venv_dir: str) -> str:
     return os.path.realpath(venv_dir)
 
 
-def intact(layout: Layout, dist_infos: list[str], wheel_dirs: list[str], pyvenv_cfg: str, *,
-           python: str | None = None, files: Sequence[str] = (), shared: bool = False) -> str | None:
-    """What is missing from (or added to) a venv whose marker says it is complete, or None.
+class Survey(NamedTuple):
+    """What a venv was as built, recorded in its marker ("built") for `intact` to compare.
+
+    The build writes nothing after DIRS_FILE (configure's last file) but the marker, so a
+    file of the venv with a later mtime than `settled_ns` was written after the build.
+    """
+
+    files: tuple[str, ...]  # bin/ and the venv's top-level files (built_files)
+    site_packages: tuple[str, ...]  # site-packages' entries: packages, modules, .pth files
+    pyvenv_cfg: str  # sha256 of pyvenv.cfg
+    dirs_file: str  # sha256 of DIRS_FILE (the directories the no-op key watches)
+    settled_ns: int  # DIRS_FILE's mtime
+
+    def to_json(self) -> dict[str, object]:
+        return {"files": list(self.files), "site_packages": list(self.site_packages), "pyvenv_cfg": self.pyvenv_cfg,
+                "dirs_file": self.dirs_file, "settled_ns": self.settled_ns}
+
+    @classmethod
+    def from_json(cls, built: object) -> Survey | None:
+        """The survey in a marker's "built" object, or None if it is not one."""
+        if not isinstance(built, dict):
+            return None
+        files, listing = built.get("files"), built.get("site_packages")
+        cfg, dirs, settled = built.get("pyvenv_cfg"), built.get("dirs_file"), built.get("settled_ns")
+        if not (isinstance(files, list) and isinstance(listing, list) and isinstance(cfg, str)
+                and isinstance(dirs, str) and type(settled) is int
+                and all(isinstance(f, str) for f in files) and all(isinstance(e, str) for e in listing)):
+            return None
+        return cls(tuple(files), tuple(listing), cfg, dirs, settled)
+
+
+def survey(layout: Layout) -> Survey:
+    """The venv as built, just before its marker is written (after configure and watch)."""
+    dirs = os.path.join(layout.root, DIRS_FILE)
+    return Survey(tuple(built_files(layout)), tuple(sorted(os.listdir(layout.site_packages))),
+                  sha256_hex(_read(os.path.join(layout.root, "pyvenv.cfg"))), sha256_hex(_read(dirs)),
+                  os.stat(dirs).st_mtime_ns)
+
+
+def intact(layout: Layout, dist_infos: Sequence[str], wheel_dirs: list[str], built: Survey, *,
+           python: str | None = None, shared: bool = False) -> str | None:
+    """What is missing from, added to or changed in a venv whose marker says it is
+    complete, or None.
 
     The interpreter, and that bin/python still runs `python` (the target's real path);
-    every file of `files` (bin/ and the venv's top level as built: activate, python3, ...);
-    pyvenv.cfg (its sha256 as built), pip.conf and the no-op key's list of directories as
-    written; every file each installed package's RECORD lists, at the size it lists (a
-    package removed with `pip uninstall`, a deleted or replaced file, a deleted lib/ or
-    bin/python); and no package beside `dist_infos` (one added with `pip install`, which
-    may also have replaced a console script). A file edited in place to the same size is
-    not seen (that would mean reading every file).
+    every file of bin/ and the venv's top level as built, none written since; pyvenv.cfg
+    and DIRS_FILE as built (sha256), pip.conf as this checkout writes it; site-packages'
+    entries as built (a stray module or .pth file, a deleted `_virtualenv.pth`); no package
+    beside `dist_infos` (one added with `pip install`); every file each installed package's
+    RECORD lists, at the size it lists, and, if written since the build, with the sha256 it
+    lists (a package removed with `pip uninstall`, a deleted, replaced or edited file).
+    Not seen: a file edited to the same size with its mtime set back to before the build
+    (that would mean reading every file; git's index trusts mtimes the same way).
     """
     for path in (layout.python, os.path.join(layout.root, "pyvenv.cfg")):
         if not os.path.exists(path):
             return f"{path} is missing"
     if python is not None and os.path.realpath(layout.python) != python:
         return f"its bin/python runs {os.path.realpath(layout.python)}, not {python}"
-    for rel in files:
+    settled = built.settled_ns
+    for rel in built.files:
         path = os.path.join(layout.root, rel)
-        if not os.path.lexists(path):
+        try:
+            st = os.lstat(path)
+        except OSError:
             return f"{rel} is missing"
         if python is not None and rel.startswith("bin/python") and rel != "bin/python" and os.path.islink(path) and (
                 os.path.realpath(path) != python):  # python3, python3.11: what an activated shell runs
             return f"its {rel} runs {os.path.realpath(path)}, not {python}"
+        if st.st_mtime_ns > settled and rel not in ("pyvenv.cfg", DIRS_FILE, "pip.conf"):  # those: by content
+            return f"its {rel} was changed after the build"
     try:
         read_only = os.path.join(layout.root, READ_ONLY) if shared else None
         if _read(os.path.join(layout.root, "pip.conf")) != pip_conf(wheel_dirs, read_only):
@@ -100,20 +146,33 @@ def intact(layout: Layout, dist_infos: list[str], wheel_dirs: list[str], pyvenv_
             changed = guard.changed(layout.site_packages, _read)
             if changed is not None:
                 return changed
-        if sha256_hex(_read(os.path.join(layout.root, "pyvenv.cfg"))) != pyvenv_cfg:
+        if sha256_hex(_read(os.path.join(layout.root, "pyvenv.cfg"))) != built.pyvenv_cfg:
             return "its pyvenv.cfg was changed"
-        if b"bin" not in _read(os.path.join(layout.root, DIRS_FILE)).split(b"\n"):  # else the key watches nothing
+        if sha256_hex(_read(os.path.join(layout.root, DIRS_FILE))) != built.dirs_file:
             return f"its {DIRS_FILE} is not as written"
     except OSError as e:
         return f"{e.filename} is missing or unreadable"
     try:
-        found = {e for e in os.listdir(layout.site_packages) if e.endswith((".dist-info", ".egg-info"))}
+        listing = set(os.listdir(layout.site_packages))
     except OSError as e:
         return f"{layout.site_packages} is missing or unreadable ({e.strerror})"
-    added = sorted(found - set(dist_infos))
+    added = sorted(e for e in listing - set(dist_infos) if e.endswith((".dist-info", ".egg-info")))
     if added:
         return f"it has packages its requirements do not name ({', '.join(added)})"
+    added, lost = sorted(listing - set(built.site_packages)), sorted(set(built.site_packages) - listing)
+    if added or lost:
+        return "its site-packages " + "; ".join(
+            ([f"has what no package installed ({', '.join(added)})"] if added else [])
+            + ([f"lost {', '.join(lost)}"] if lost else []))
+    return _records_intact(layout, dist_infos, settled)
+
+
+def _records_intact(layout: Layout, dist_infos: Sequence[str], settled: int) -> str | None:
+    """Every file the packages' RECORDs list: there, at its size, and (if written after the
+    build) with its sha256."""
     import csv  # here: ~2 ms of imports (re) that a build into a new directory never needs
+
+    from cros_venv.digest import record_hash
 
     for dist_info in dist_infos:
         record = os.path.join(layout.site_packages, dist_info, "RECORD")
@@ -124,12 +183,20 @@ def intact(layout: Layout, dist_infos: list[str], wheel_dirs: list[str], pyvenv_
         for row in rows:
             if not row:
                 continue
+            path = os.path.join(layout.site_packages, row[0])
             try:
-                size = os.lstat(os.path.join(layout.site_packages, row[0])).st_size
+                st = os.lstat(path)
             except OSError:
                 return f"{row[0]} of {dist_info} is missing"
-            if len(row) > 2 and row[2].isdigit() and int(row[2]) != size:
-                return f"{row[0]} of {dist_info} was replaced ({size} bytes, not {row[2]})"
+            if len(row) > 2 and row[2].isdigit() and int(row[2]) != st.st_size:
+                return f"{row[0]} of {dist_info} was replaced ({st.st_size} bytes, not {row[2]})"
+            if st.st_mtime_ns > settled:  # written since the build: only its bytes can tell
+                try:
+                    same = len(row) > 1 and row[1].startswith("sha256=") and record_hash(_read(path)) == row[1]
+                except OSError:
+                    same = False
+                if not same:
+                    return f"{row[0]} of {dist_info} was changed after the build"
     return None
 
 

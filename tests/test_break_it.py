@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -357,3 +358,140 @@ def test_prune_says_it_waits_and_gives_up_after_the_lock_timeout(private: ToolRe
         os.close(fd)
     out = private.run("--prune-cache")
     assert out.returncode == 0 and "removed" in out.stderr, out.stderr
+
+
+# -- a second break-it session: what the full check and the no-op key trusted --------------
+
+
+def _site(venv_dir: Path) -> Path:
+    (site,) = (venv_dir / "lib").glob("python*/site-packages")
+    return site
+
+
+def _beta(venv_dir: Path) -> str:
+    out = subprocess.run([str(venv_dir / "bin" / "python"), "-c", "import beta; print(beta.VERSION)"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+@pytest.fixture
+def linked_include(wheelhouse: ToolRepo, tmp_path: Path) -> tuple[Path, Path]:
+    """r.txt includes `inc/base.txt`; `inc` is a link to a/ (beta 1.0), b/ says beta 2.0."""
+    for name, version in (("a", "1.0"), ("b", "2.0")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "base.txt").write_text(f"beta=={version}\n")
+    (tmp_path / "inc").symlink_to(tmp_path / "a")
+    reqs = tmp_path / "r.txt"
+    reqs.write_text("-r inc/base.txt\n")
+    return reqs, tmp_path / "inc"
+
+
+def _retarget(link: Path, target: Path) -> None:
+    link.unlink()
+    link.symlink_to(target)
+
+
+def test_an_include_through_a_retargeted_directory_link_is_read_again(wheelhouse: ToolRepo,
+                                                                       linked_include: tuple[Path, Path],
+                                                                       tmp_path: Path) -> None:
+    """The no-op key and the resolution cache recorded the include with its directory
+    resolved (a/base.txt), so they kept reading the old file after `inc` was pointed at b/."""
+    reqs, inc = linked_include
+    venv_dir = tmp_path / "venv"
+    assert wheelhouse.run(str(venv_dir), str(reqs)).returncode == 0
+    assert _beta(venv_dir) == "1.0"
+    _retarget(inc, tmp_path / "b")
+    out = wheelhouse.run(str(venv_dir), str(reqs))  # the same DIR: the no-op key
+    assert out.returncode == 0, out.stderr
+    assert _beta(venv_dir) == "2.0"
+    _retarget(inc, tmp_path / "a")
+    other = tmp_path / "other"  # a new DIR: the resolution cache
+    assert wheelhouse.run(str(other), str(reqs)).returncode == 0
+    assert _beta(other) == "1.0"
+
+
+def test_a_constraint_through_a_retargeted_directory_link_is_read_again(wheelhouse: ToolRepo,
+                                                                        linked_include: tuple[Path, Path],
+                                                                        tmp_path: Path) -> None:
+    reqs, inc = linked_include
+    reqs.write_text("alpha==1.0\n-c inc/base.txt\n")  # alpha needs beta>=1.0: the constraint picks it
+    venv_dir = tmp_path / "venv"
+    assert wheelhouse.run(str(venv_dir), str(reqs)).returncode == 0
+    assert _beta(venv_dir) == "1.0"
+    _retarget(inc, tmp_path / "b")
+    assert wheelhouse.run(str(venv_dir), str(reqs)).returncode == 0
+    assert _beta(venv_dir) == "2.0"
+
+
+def _changed_then_run(repo: ToolRepo, tmp_path: Path, change: Callable[[Path], object]) -> Path:
+    """Build, change the venv (later than the build by more than a clock tick), build again."""
+    reqs = _built(repo, tmp_path)
+    venv_dir = tmp_path / "venv"
+    time.sleep(0.05)
+    change(venv_dir)
+    out = repo.run(str(venv_dir), str(reqs))
+    assert out.returncode == 0, out.stderr
+    return venv_dir
+
+
+def test_an_edited_list_of_watched_directories_is_rebuilt(wheelhouse: ToolRepo, tmp_path: Path) -> None:
+    """Accepted by the full check (it looked for `bin` only), then the key was made over it."""
+    reqs = _built(wheelhouse, tmp_path)
+    dirs = tmp_path / "venv" / ".cros_venv.dirs"
+    written = dirs.read_bytes()
+    dirs.write_bytes(b"bin")
+    assert wheelhouse.run(str(tmp_path / "venv"), str(reqs)).returncode == 0
+    assert dirs.read_bytes() == written
+
+
+def test_a_module_replaced_by_a_file_of_the_same_size_is_rebuilt(wheelhouse: ToolRepo, tmp_path: Path) -> None:
+    """The full check compared sizes only."""
+    def replace(venv_dir: Path) -> None:
+        module = _site(venv_dir) / "alpha.py"
+        data = module.read_bytes()
+        module.unlink()
+        module.write_bytes(data.replace(b"alpha says hi", b"alpha says HI"))
+
+    venv_dir = _changed_then_run(wheelhouse, tmp_path, replace)
+    assert b"alpha says hi" in (_site(venv_dir) / "alpha.py").read_bytes()
+
+
+@pytest.mark.parametrize("change", ["pth-added", "module-added", "virtualenv-pth-removed"])
+def test_files_no_package_owns_added_or_removed_in_site_packages_are_rebuilt(wheelhouse: ToolRepo, tmp_path: Path,
+                                                                             change: str) -> None:
+    """Only .dist-info directories were compared: a planted .pth ran on every start."""
+    def damage(venv_dir: Path) -> None:
+        site = _site(venv_dir)
+        if change == "pth-added":
+            (site / "evil.pth").write_text("import sys; sys.stderr.write('evil\\n')\n")
+        elif change == "module-added":
+            (site / "stray.py").write_text("")
+        else:
+            (site / "_virtualenv.pth").unlink()
+
+    venv_dir = _changed_then_run(wheelhouse, tmp_path, damage)
+    site = _site(venv_dir)
+    assert not (site / "evil.pth").exists() and not (site / "stray.py").exists()
+    assert (site / "_virtualenv.pth").exists()
+
+
+def test_a_marker_edited_to_vouch_for_a_changed_venv_is_no_marker(wheelhouse: ToolRepo, tmp_path: Path) -> None:
+    """pyvenv.cfg edited, and the marker's record of it edited to match: the full check
+    trusted the marker's body."""
+    import hashlib
+    import json
+
+    def change(venv_dir: Path) -> None:
+        cfg = venv_dir / "pyvenv.cfg"
+        old = hashlib.sha256(cfg.read_bytes()).hexdigest()
+        cfg.write_text(cfg.read_text().replace("include-system-site-packages = false",
+                                               "include-system-site-packages = true"))
+        new = hashlib.sha256(cfg.read_bytes()).hexdigest()
+        marker = venv_dir / ".cros_venv.json"
+        edited = marker.read_text().replace(old, new)
+        assert edited != marker.read_text() and json.loads(edited)
+        marker.write_text(edited)
+
+    venv_dir = _changed_then_run(wheelhouse, tmp_path, change)
+    assert "include-system-site-packages = false" in (venv_dir / "pyvenv.cfg").read_text()

@@ -189,6 +189,24 @@ def test_every_file_is_read_once_through_the_given_reader(tmp_path: Path) -> Non
     assert names(reqs) == {"alpha": "1.0", "beta": "1.0", "delta": "1.0"}
 
 
+def test_an_include_is_recorded_by_the_path_open_follows_then(tmp_path: Path) -> None:
+    """The paths recorded are what the no-op key and the resolution cache read again: an
+    include through a directory link keeps the link (a retargeted link is followed), the
+    named file's own directory is resolved (the `arg=` token watches it), and `..` after a
+    link means what the kernel finds."""
+    tmp_path = tmp_path.resolve()
+    (tmp_path / "a" / "deep").mkdir(parents=True)
+    (tmp_path / "a" / "base.txt").write_text("beta==1.0\n")
+    (tmp_path / "a" / "deep" / "c.txt").write_text("-r ../base.txt\n")
+    (tmp_path / "inc").symlink_to(tmp_path / "a")
+    (tmp_path / "top").symlink_to(tmp_path)
+    (tmp_path / "r.txt").write_text("-r inc/base.txt\n-c inc/deep/c.txt\n")
+    reqs = requirements.load([str(tmp_path / "top" / "r.txt")])
+    assert [p for p, _ in reqs.files] == [str(tmp_path / "r.txt"), str(tmp_path / "inc" / "base.txt"),
+                                           str(tmp_path / "inc" / "deep" / "c.txt"),
+                                           str(tmp_path / "inc" / "deep" / ".." / "base.txt")]
+
+
 def test_the_default_reader_reads_the_file(tmp_path: Path) -> None:
     path = tmp_path / "r.txt"
     path.write_text("alpha==1.0\n")
