@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+from stat import S_ISDIR
 
 from cros_venv import fs
 from cros_venv.digest import sha256_hex
@@ -135,6 +136,12 @@ def intact(layout: Layout, dist_infos: Sequence[str], wheel_dirs: list[str], bui
         if st.st_mtime_ns > settled and rel not in ("pyvenv.cfg", DIRS_FILE, "pip.conf"):  # those: by content
             return f"its {rel} was changed after the build"
     try:
+        added = sorted(set(built_files(layout)) - set(built.files))  # bin/pyvenv.cfg is read before ../pyvenv.cfg
+    except OSError as e:
+        return f"{e.filename} is missing or unreadable"
+    if added:
+        return f"it has files the build did not make ({', '.join(added)})"
+    try:
         read_only = os.path.join(layout.root, READ_ONLY) if shared else None
         if _read(os.path.join(layout.root, "pip.conf")) != pip_conf(wheel_dirs, read_only):
             return "its pip.conf was changed"
@@ -164,12 +171,21 @@ def intact(layout: Layout, dist_infos: Sequence[str], wheel_dirs: list[str], bui
         return "its site-packages " + "; ".join(
             ([f"has what no package installed ({', '.join(added)})"] if added else [])
             + ([f"lost {', '.join(lost)}"] if lost else []))
-    return _records_intact(layout, dist_infos, settled)
+    fresh = set()  # top-level files written since the build: a RECORD must vouch for each
+    for name in listing:
+        try:
+            st = os.lstat(os.path.join(layout.site_packages, name))
+        except OSError:
+            return f"{name} of site-packages is missing"
+        if st.st_mtime_ns > settled and not S_ISDIR(st.st_mode):
+            fresh.add(name)
+    return _records_intact(layout, dist_infos, settled, fresh)
 
 
-def _records_intact(layout: Layout, dist_infos: Sequence[str], settled: int) -> str | None:
+def _records_intact(layout: Layout, dist_infos: Sequence[str], settled: int, fresh: set[str]) -> str | None:
     """Every file the packages' RECORDs list: there, at its size, and (if written after the
-    build) with its sha256."""
+    build) with its sha256; and every `fresh` top-level file of site-packages (virtualenv's
+    `_virtualenv.pth` and `.py`: no RECORD lists them) vouched for that way."""
     import csv  # here: ~2 ms of imports (re) that a build into a new directory never needs
 
     from cros_venv.digest import record_hash
@@ -197,6 +213,9 @@ def _records_intact(layout: Layout, dist_infos: Sequence[str], settled: int) -> 
                     same = False
                 if not same:
                     return f"{row[0]} of {dist_info} was changed after the build"
+                fresh.discard(row[0])
+    if fresh:
+        return f"its site-packages/{min(fresh)} was changed after the build"
     return None
 
 

@@ -457,7 +457,8 @@ def test_a_module_replaced_by_a_file_of_the_same_size_is_rebuilt(wheelhouse: Too
     assert b"alpha says hi" in (_site(venv_dir) / "alpha.py").read_bytes()
 
 
-@pytest.mark.parametrize("change", ["pth-added", "module-added", "virtualenv-pth-removed"])
+@pytest.mark.parametrize("change", ["pth-added", "module-added", "virtualenv-pth-removed", "virtualenv-pth-replaced",
+                                    "bin-pyvenv-cfg-added"])
 def test_files_no_package_owns_added_or_removed_in_site_packages_are_rebuilt(wheelhouse: ToolRepo, tmp_path: Path,
                                                                              change: str) -> None:
     """Only .dist-info directories were compared: a planted .pth ran on every start."""
@@ -467,13 +468,19 @@ def test_files_no_package_owns_added_or_removed_in_site_packages_are_rebuilt(whe
             (site / "evil.pth").write_text("import sys; sys.stderr.write('evil\\n')\n")
         elif change == "module-added":
             (site / "stray.py").write_text("")
+        elif change == "virtualenv-pth-replaced":  # in no RECORD: its mtime says it was written since
+            (site / "evil").write_text("import sys; sys.stderr.write('evil\\n')\n")
+            (site / "evil").rename(site / "_virtualenv.pth")
+        elif change == "bin-pyvenv-cfg-added":  # site reads bin/pyvenv.cfg before DIR/pyvenv.cfg
+            (venv_dir / "bin" / "pyvenv.cfg").write_text("home = /usr/bin\ninclude-system-site-packages = true\n")
         else:
             (site / "_virtualenv.pth").unlink()
 
     venv_dir = _changed_then_run(wheelhouse, tmp_path, damage)
     site = _site(venv_dir)
     assert not (site / "evil.pth").exists() and not (site / "stray.py").exists()
-    assert (site / "_virtualenv.pth").exists()
+    assert b"evil" not in (site / "_virtualenv.pth").read_bytes()
+    assert not (venv_dir / "bin" / "pyvenv.cfg").exists()
 
 
 def test_a_marker_edited_to_vouch_for_a_changed_venv_is_no_marker(wheelhouse: ToolRepo, tmp_path: Path) -> None:

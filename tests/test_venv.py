@@ -163,6 +163,12 @@ DAMAGE = [
                  "its site-packages has what no package installed (stray.py)", id="module-added"),
     pytest.param(lambda r: (r / "lib/python3.11/site-packages/_virtualenv.pth").unlink(),
                  "its site-packages lost _virtualenv.pth", id="virtualenv-pth-gone"),
+    pytest.param(lambda r: (r / "lib/python3.11/site-packages/_virtualenv.pth").write_text("import evil\n"),
+                 "its site-packages/_virtualenv.pth was changed after the build", id="virtualenv-pth-edited"),
+    pytest.param(lambda r: (r / "bin/pyvenv.cfg").write_text("include-system-site-packages = true\n"),
+                 "it has files the build did not make (bin/pyvenv.cfg)", id="bin-file-added"),
+    pytest.param(lambda r: (r / "notes.txt").write_text(""), "it has files the build did not make (notes.txt)",
+                 id="top-level-file-added"),
 ]
 
 
