@@ -214,7 +214,11 @@ class Unpacker:
 
         while worker.queue and worker.in_flight < IN_FLIGHT:
             job = worker.queue.pop(0)
-            write_all(worker.jobs, json.dumps(job).encode() + b"\n")
+            try:
+                write_all(worker.jobs, json.dumps(job).encode() + b"\n")
+            except BrokenPipeError:  # it died: _read finds its results at EOF and fails its jobs
+                worker.queue.clear()
+                return
             worker.in_flight += 1
 
     def _read(self, worker: _Worker) -> None:

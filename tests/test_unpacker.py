@@ -136,6 +136,21 @@ def test_a_killed_worker_is_an_error_not_a_hang(cache: Cache, tmp_path: Path) ->
             assert any(tree(os.path.join(cache.wheels, name)) == members(p) for p in paths)
 
 
+def test_a_job_for_a_worker_already_dead_is_an_error_not_a_broken_pipe(cache: Cache, tmp_path: Path) -> None:
+    """Writing the job to a dead worker's pipe raised BrokenPipeError (a traceback)."""
+    paths = wheels(tmp_path, 2, files=3)
+    with Unpacker(cache, workers=1) as unpacker:
+        unpacker.submit(paths[0])
+        assert unpacker.workers
+        pid = unpacker.workers[0].pid
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)  # gone for sure: its end of the job pipe is closed
+        unpacker.submit(paths[1])
+        for p in paths[1:]:
+            with pytest.raises(BuildError, match="died; run create_venv again"):
+                unpacker.result(p)
+
+
 def test_abort_stops_workers_and_removes_their_temp_dirs(cache: Cache, tmp_path: Path) -> None:
     paths = wheels(tmp_path, 4, files=400)
     unpacker = Unpacker(cache, workers=2)
