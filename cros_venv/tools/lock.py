@@ -18,7 +18,6 @@ import os
 import re
 import shlex
 import sys
-import tempfile
 from typing import Any, Sequence
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -103,7 +102,7 @@ def main(argv: Sequence[str], cache: Cache) -> int:
     if source.pre:
         options = vendor.Options(options.index_url, options.find_links, options.no_index, pre=True)
 
-    with tempfile.TemporaryDirectory(prefix="vendor_wheels-lock-") as work:
+    with pip_run.scratch_dir("vendor_wheels-lock-") as work:
         flat = os.path.join(work, "in.txt")
         with open(flat, "w", encoding="utf-8") as f:  # without hashes: pip would want every pin hashed
             f.write(f"-c {os.path.join(work, 'in-c.txt')}\n")
@@ -324,7 +323,7 @@ def run_pip(cache: Cache, env: dict[str, str], args: list[str]) -> pip_run.PipRu
     (entry,) = toolchain.unpack(cache, (toolchain.PIP,))
     child = pip_run.pip_environment()
     child["CROS_VENV_MARKER_ENV"] = json.dumps(env)
-    with tempfile.TemporaryDirectory(prefix="vendor_wheels-log-") as tmp:
+    with pip_run.scratch_dir() as tmp:
         log = os.path.join(tmp, "pip.log")
         child["TMPDIR"] = tmp  # pip's own temporary files go with this directory, even if pip is killed
         argv = [sys.executable, "-I", "-c", RUNNER, entry, "--retries", "0", "--timeout", "15", "--log", log, *args]

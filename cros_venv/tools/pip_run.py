@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import signal
 import sys
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 from cros_venv import procs, toolchain
 from cros_venv.cache import Cache
@@ -58,12 +62,36 @@ class PipRun:
         return "\n".join([self.output, *lines[start + 1:end]])
 
 
+@contextmanager
+def scratch_dir(prefix: str = "vendor_wheels-log-") -> Iterator[str]:
+    """A temporary directory (by default for pip's log and its own temporary files),
+    removed on any exit.
+    Ctrl-C and SIGTERM (which this step unwinds like Ctrl-C) are held while it is made and
+    while it is removed: an interrupt between mkdtemp and the `try`, or in the middle of
+    the removal, would leave it behind.
+    """
+    wanted = {signal.SIGINT, signal.SIGTERM}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
+    try:
+        tmp = tempfile.mkdtemp(prefix=prefix)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    try:
+        yield tmp
+    finally:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
+        try:
+            shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def run_pip(cache: Cache, args: list[str]) -> PipRun:
     """Run pip, with its debug log (pip's own output only says "No matching distribution"
     when the index cannot be reached).
     """
     env = pip_environment()
-    with tempfile.TemporaryDirectory(prefix="vendor_wheels-log-") as tmp:
+    with scratch_dir() as tmp:
         log = os.path.join(tmp, "pip.log")
         env["TMPDIR"] = tmp  # pip's own temporary files go with this directory, even if pip is killed
         result = procs.run_text(pip_command(cache, ["--retries", "0", "--timeout", "15", "--log", log, *args]),

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import tempfile
+from pathlib import Path
+
 import pytest
 
 REAL_PIP = {  # the ends of real pip runs (pip 23.2, PyPI, 2026): what `why` reads
@@ -44,3 +50,29 @@ def test_why_pip_found_or_built_no_wheel(case: str) -> None:
     pin = Pin(canonicalize_name("x"), Version("1.0"), frozenset(), None, frozenset(), "r.txt:1")
     reason = pip_run.why(pin, targets.declared("3.11", "manylinux_2_17_x86_64"), REAL_PIP[case])
     assert REASONS[case] in reason and "\n" not in reason
+
+
+def test_a_scratch_dir_is_removed_even_when_sigterm_comes_while_removing_it(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """vendor_wheels unwinds SIGTERM like Ctrl-C; one that came in the middle of the removal
+    (or between mkdtemp and the `try`) left the directory behind (a CI flake)."""
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    real = shutil.rmtree
+
+    def rmtree(path: str, ignore_errors: bool = False) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # held while removing: delivered after
+        real(path, ignore_errors=ignore_errors)
+
+    from cros_venv.tools import pip_run
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(shutil, "rmtree", rmtree)  # pip_run calls shutil.rmtree
+    old = signal.signal(signal.SIGTERM, interrupted)
+    try:
+        with pytest.raises(KeyboardInterrupt), pip_run.scratch_dir() as made:
+            assert os.path.isdir(made) and os.path.basename(made).startswith("vendor_wheels-log-")
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    assert list(tmp_path.iterdir()) == []
