@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,9 @@ def test_a_scratch_dir_is_removed_even_when_sigterm_comes_while_removing_it(tmp_
     real = shutil.rmtree
 
     def rmtree(path: str, ignore_errors: bool = False) -> None:
-        os.kill(os.getpid(), signal.SIGTERM)  # held while removing: delivered after
+        # To this thread: under pytest-xdist the process has other threads, which a signal to
+        # the process may reach (vendor_wheels has one thread, and holds it there).
+        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)  # held while removing: delivered after
         real(path, ignore_errors=ignore_errors)
 
     from cros_venv.tools import pip_run
