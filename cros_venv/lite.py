@@ -17,11 +17,12 @@ from _operator import itemgetter  # builtin: no import cost (operator.py is ~0.2
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import signal as signal
+    from collections.abc import Iterator
     from contextlib import contextmanager as contextmanager
     from contextlib import suppress as suppress
     from typing import NamedTuple as NamedTuple
 else:
-    import _signal as signal  # noqa: F401 (signal.py wraps these in enums: ~4 ms of imports)
+    import _signal as signal  # (signal.py wraps these in enums: ~4 ms of imports)
 
     class suppress:
         """contextlib.suppress: swallow the given exceptions (and their subclasses)."""
@@ -153,3 +154,16 @@ else:
         raise TypeError("cros_venv.lite.NamedTuple only supports the class form")
 
     NamedTuple.__mro_entries__ = lambda bases: (_Record,)
+
+
+@contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait (blocked for this thread) until the block is done: for work
+    that an interrupt must not cut in two (putting the old venv back, making or removing a
+    temporary directory). A signal that came meanwhile is delivered when it ends.
+    """
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)

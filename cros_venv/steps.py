@@ -12,7 +12,7 @@ from cros_venv import __version__, fastpath, fs, lock, marker, replace, resoluti
 from cros_venv.cache import WRITE_ERRNOS
 from cros_venv.context import Context, checkpoint
 from cros_venv.errors import BuildError, CrosVenvError, InputError, Interrupted
-from cros_venv.lite import contextmanager, signal, suppress
+from cros_venv.lite import contextmanager, interrupts_held, signal, suppress
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -172,14 +172,14 @@ def rollback(ctx: Context) -> Iterator[None]:
         stop_skeleton(ctx)
         if ctx.wiped is None:
             raise
-        with _signals_blocked():
+        with interrupts_held():
             put_back = ctx.wiped.restore()
         raise _after_failure(e, ctx.root, put_back, ctx.wiped.aside is not None) from None
 
 
 def wipe(ctx: Context) -> None:
     """Move the old venv aside (into the trash beside DIR), atomically."""
-    with _signals_blocked():  # once the old venv is moved, `ctx.wiped` knows how to put it back
+    with interrupts_held():  # once the old venv is moved, `ctx.wiped` knows how to put it back
         ctx.wiped = replace.wipe(ctx.root)
 
 
@@ -269,17 +269,6 @@ def compile_bytecode(ctx: Context) -> None:
 
 
 # -- helpers -----------------------------------------------------------------------------
-
-@contextmanager
-def _signals_blocked() -> Iterator[None]:
-    """A second Ctrl-C (or SIGTERM) must not interrupt putting the old venv back."""
-    wanted = {signal.SIGINT, signal.SIGTERM}
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
 
 def _after_failure(e: BaseException, root: str, put_back: bool, had_old: bool) -> BaseException:
     """The error to report for a failed build, saying what state DIR was left in."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ from cros_venv import procs, toolchain
 from cros_venv.cache import Cache
 from cros_venv.errors import BuildError
 from cros_venv.interpreter import Target
+from cros_venv.lite import interrupts_held
 from cros_venv.reqlines import Pin
 
 # What pip (its console output or its --log) says when the index cannot be reached.
@@ -67,23 +67,18 @@ def scratch_dir(prefix: str = "vendor_wheels-log-") -> Iterator[str]:
     """A temporary directory (by default for pip's log and its own temporary files),
     removed on any exit.
     Ctrl-C and SIGTERM (which this step unwinds like Ctrl-C) are held while it is made and
-    while it is removed: an interrupt between mkdtemp and the `try`, or in the middle of
-    the removal, would leave it behind.
+    while it is removed: an interrupt between mkdtemp and the name being kept, or in the
+    middle of the removal, would leave it behind.
     """
-    wanted = {signal.SIGINT, signal.SIGTERM}
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
+    tmp = None
     try:
-        tmp = tempfile.mkdtemp(prefix=prefix)
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-    try:
+        with interrupts_held():
+            tmp = tempfile.mkdtemp(prefix=prefix)
         yield tmp
     finally:
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
-        try:
-            shutil.rmtree(tmp, ignore_errors=True)
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        if tmp is not None:
+            with interrupts_held():
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run_pip(cache: Cache, args: list[str]) -> PipRun:
